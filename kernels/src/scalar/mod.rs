@@ -1,0 +1,17 @@
+//! Scalar reference kernels: the definition every SIMD tier is tested against. Never deleted.
+
+pub mod bf16;
+pub mod f16;
+pub mod f32;
+pub mod ops;
+
+use crate::DType;
+
+/// Dequantises one row of `dtype` values (`row`) into `out`.
+pub fn dequantize_row(dtype: DType, row: &[u8], out: &mut [f32]) {
+    match dtype {
+        DType::F32 => f32::dequantize_row(row, out),
+        DType::F16 => f16::dequantize_row(row, out),
+        DType::BF16 => bf16::dequantize_row(row, out),
+    }
+}

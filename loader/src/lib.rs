@@ -1,0 +1,83 @@
+//! cosmoe-loader: model files.
+//!
+//! - [`config`]: `config.json` of a Hugging Face checkpoint into one typed [`ModelConfig`], accepting the
+//!   transformers 4.x (`rope_theta`, `rope_scaling`) and 5.x (`rope_parameters`) forms.
+//! - [`safetensors`]: `*.safetensors` files (single or sharded) over a memory map; tensors are used in
+//!   place as [`Bytes`] that keep their map alive.
+//! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate.
+//!
+//! Every error names the file, and the tensor or key where there is one.
+
+mod bytes;
+pub mod config;
+pub mod safetensors;
+pub mod tokenizer;
+
+use std::path::PathBuf;
+
+pub use bytes::Bytes;
+pub use config::{Architecture, ModelConfig, MoeConfig, RopeConfig, RopeScaling};
+pub use cosmoe_kernels::DType;
+pub use safetensors::{Checkpoint, TensorInfo, Weight};
+
+/// Everything that can go wrong reading a model's files.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: malformed JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: missing required key `{key}`")]
+    MissingKey { path: PathBuf, key: String },
+    #[error("{path}: key `{key}`: {msg}")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
+    #[error("{path}: unsupported architecture `{arch}` (cosmoe runs {supported})")]
+    UnsupportedArchitecture {
+        path: PathBuf,
+        arch: String,
+        supported: String,
+    },
+    #[error("{path}: not a valid safetensors file: {msg}")]
+    Safetensors { path: PathBuf, msg: String },
+    #[error("{path}: no weights found (expected model.safetensors, model.safetensors.index.json or *.safetensors)")]
+    NoWeights { path: PathBuf },
+    #[error(
+        "{path}: tensor `{tensor}` has unsupported dtype {dtype} (cosmoe reads F32, F16 and BF16)"
+    )]
+    UnsupportedDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("{path}: tensor `{tensor}` not found")]
+    MissingTensor { path: PathBuf, tensor: String },
+    #[error("{path}: tensor `{tensor}` appears in both {path} and {other}")]
+    DuplicateTensor {
+        path: PathBuf,
+        other: PathBuf,
+        tensor: String,
+    },
+    #[error("{path}: tensor `{tensor}` has shape {got:?}, expected {expected:?}")]
+    Shape {
+        path: PathBuf,
+        tensor: String,
+        got: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("{path}: tokenizer: {msg}")]
+    Tokenizer { path: PathBuf, msg: String },
+}
+
+pub type Result<T, E = LoaderError> = std::result::Result<T, E>;

@@ -1,0 +1,24 @@
+use std::path::PathBuf;
+
+/// Errors of the runtime: loading, running, sampling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Load(#[from] cosmoe_loader::LoaderError),
+    #[error(transparent)]
+    Cache(#[from] cosmoe_cache::CacheError),
+    #[error("token id {id} is outside the vocabulary (vocab_size = {vocab_size})")]
+    TokenOutOfRange { id: u32, vocab_size: usize },
+    #[error("no input tokens")]
+    EmptyInput,
+    #[error("context full: {needed} positions needed, the model allows {max}")]
+    ContextFull { needed: usize, max: usize },
+    #[error("{path}: {msg}")]
+    Model { path: PathBuf, msg: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

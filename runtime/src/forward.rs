@@ -1,0 +1,296 @@
+//! The forward pass: one function for every architecture, over `n` tokens at once (prefill) or one
+//! (decode). Shapes are written `(tokens, width)`, row-major.
+
+use cosmoe_kernels::{self as k, matmul};
+use rayon::prelude::*;
+
+use crate::arch::{QkNorm, Routing};
+use crate::model::{Attention, Ffn, Linear, Mlp, Model, Moe};
+use crate::{Error, KvCache, Result};
+
+/// Which positions' logits a forward call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's: `(vocab)`.
+    Last,
+    /// Every token's: `(n, vocab)`.
+    All,
+}
+
+impl Linear {
+    /// `y = x W^T + b` for `x: (n, in)`, `y: (n, out)`.
+    fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let mut y = vec![0f32; n * self.w.rows];
+        matmul(self.w.mat(), x, n, &mut y);
+        if let Some(b) = &self.b {
+            for row in y.chunks_exact_mut(self.w.rows) {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+        }
+        y
+    }
+}
+
+impl Mlp {
+    /// `(n, hidden) -> (n, hidden)`.
+    fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let mut g = self.gate.forward(x, n); // (n, ffn)
+        let u = self.up.forward(x, n); // (n, ffn)
+        k::silu_mul(&mut g, &u);
+        self.down.forward(&g, n)
+    }
+}
+
+/// RMSNorm of each `width`-wide row of `x`.
+fn rmsnorm_rows(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for (o, r) in out.chunks_exact_mut(w.len()).zip(x.chunks_exact(w.len())) {
+        k::rmsnorm(r, w, eps, o);
+    }
+    out
+}
+
+fn rmsnorm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let mut tmp = vec![0f32; w.len()];
+    for r in x.chunks_exact_mut(w.len()) {
+        k::rmsnorm(r, w, eps, &mut tmp);
+        r.copy_from_slice(&tmp);
+    }
+}
+
+impl Model {
+    /// Runs `tokens` at positions `kv.len()..`, appending their keys and values to `kv`.
+    ///
+    /// On error the cache is left as it was before the call.
+    pub fn forward(&self, tokens: &[u32], kv: &mut KvCache, want: Logits) -> Result<Vec<f32>> {
+        let start = kv.len();
+        let r = self.forward_inner(tokens, kv, want);
+        if r.is_err() {
+            kv.truncate(start);
+        }
+        r
+    }
+
+    fn forward_inner(&self, tokens: &[u32], kv: &mut KvCache, want: Logits) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (n, h) = (tokens.len(), c.hidden_size);
+        if n == 0 {
+            return Err(Error::EmptyInput);
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                vocab_size: c.vocab_size,
+            });
+        }
+        let pos0 = kv.len();
+        if pos0 + n > c.max_position_embeddings {
+            return Err(Error::ContextFull {
+                needed: pos0 + n,
+                max: c.max_position_embeddings,
+            });
+        }
+
+        // x: (n, hidden), the residual stream.
+        let mut x = vec![0f32; n * h];
+        let emb = self.embed.mat();
+        for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
+            k::dequantize_row(emb.dtype(), emb.row(t as usize), row);
+            row.iter_mut().for_each(|v| *v *= c.multipliers.embedding);
+        }
+
+        let res_mult = c.multipliers.residual;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let xn = rmsnorm_rows(&x, &layer.attn_norm, c.rms_norm_eps); // (n, hidden)
+            let a = self.attention(l, &layer.attn, &xn, n, pos0, kv); // (n, hidden)
+            k::axpy(res_mult, &a, &mut x);
+
+            let xn = rmsnorm_rows(&x, &layer.ffn_norm, c.rms_norm_eps); // (n, hidden)
+            let f = match &layer.ffn {
+                Ffn::Dense(mlp) => mlp.forward(&xn, n),
+                Ffn::Moe(moe) => self.moe(l, moe, &xn, n)?,
+            }; // (n, hidden)
+            k::axpy(res_mult, &f, &mut x);
+        }
+        kv.advance(n);
+
+        // Only the rows whose logits are wanted go through the final norm and the LM head.
+        let rows = match want {
+            Logits::Last => &mut x[(n - 1) * h..],
+            Logits::All => &mut x[..],
+        };
+        let m = rows.len() / h;
+        rmsnorm_rows_inplace(rows, &self.norm, c.rms_norm_eps);
+        let mut logits = vec![0f32; m * c.vocab_size]; // (m, vocab)
+        matmul(self.lm_head.mat(), rows, m, &mut logits);
+        if c.multipliers.logits_scaling != 1.0 {
+            logits
+                .iter_mut()
+                .for_each(|v| *v /= c.multipliers.logits_scaling);
+        }
+        Ok(logits)
+    }
+
+    /// Self-attention of `xn: (n, hidden)` at positions `pos0..pos0 + n`; returns `(n, hidden)`.
+    fn attention(
+        &self,
+        l: usize,
+        at: &Attention,
+        xn: &[f32],
+        n: usize,
+        pos0: usize,
+        kv: &mut KvCache,
+    ) -> Vec<f32> {
+        let c = &self.config;
+        let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
+        let (q_dim, kv_dim) = (nh * hd, nkv * hd);
+
+        let mut q = at.q.forward(xn, n); // (n, n_heads * head_dim)
+        let mut kk = at.k.forward(xn, n); // (n, n_kv_heads * head_dim)
+        let mut v = at.v.forward(xn, n); // (n, n_kv_heads * head_dim)
+
+        // The norm weight's length picks the span: one head (Qwen3-MoE) or the whole projection (OLMoE).
+        if self.spec.qk_norm != QkNorm::None {
+            if let (Some(qn), Some(kn)) = (&at.q_norm, &at.k_norm) {
+                rmsnorm_rows_inplace(&mut q, qn, c.rms_norm_eps);
+                rmsnorm_rows_inplace(&mut kk, kn, c.rms_norm_eps);
+            }
+        }
+        // OLMoE clamps after the q/k norm.
+        if let Some(clip) = c.clip_qkv {
+            for t in q.iter_mut().chain(kk.iter_mut()).chain(v.iter_mut()) {
+                *t = t.clamp(-clip, clip);
+            }
+        }
+
+        let half = hd / 2;
+        let (mut cos, mut sin) = (vec![0f32; half], vec![0f32; half]);
+        for t in 0..n {
+            self.rope.cos_sin(pos0 + t, &mut cos, &mut sin);
+            for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
+                k::rope_neox(head, &cos, &sin);
+            }
+            for head in kk[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
+                k::rope_neox(head, &cos, &sin);
+            }
+        }
+        kv.append(l, &kk, &v);
+        let (keys, values) = kv.layer(l); // (pos0 + n, kv_dim) each
+
+        let scale = c.multipliers.attention.unwrap_or(1.0 / (hd as f32).sqrt());
+        let group = nh / nkv;
+        let mut out = vec![0f32; n * q_dim]; // (n, n_heads * head_dim)
+        out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+            let (t, head) = (i / nh, i % nh);
+            let p = pos0 + t;
+            let kvh = head / group;
+            // transformers' sliding window: key j is visible from query p iff p - j < window.
+            let lo = at.window.map_or(0, |w| (p + 1).saturating_sub(w));
+            let qh = &q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
+            let mut scores: Vec<f32> = (lo..=p)
+                .map(|j| {
+                    k::dot_f32(
+                        qh,
+                        &keys[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd],
+                    ) * scale
+                })
+                .collect();
+            k::softmax(&mut scores);
+            for (j, &s) in (lo..=p).zip(&scores) {
+                k::axpy(
+                    s,
+                    &values[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd],
+                    o,
+                );
+            }
+        });
+        at.o.forward(&out, n)
+    }
+
+    /// The routed (and shared) experts of `xn: (n, hidden)`; returns `(n, hidden)`.
+    fn moe(&self, l: usize, moe: &Moe, xn: &[f32], n: usize) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let h = c.hidden_size;
+        let Some(mc) = &c.moe else {
+            return Ok(vec![0f32; n * h]);
+        };
+        let ne = mc.n_experts;
+        let mut logits = vec![0f32; n * ne]; // (n, n_experts)
+        matmul(moe.router.mat(), xn, n, &mut logits);
+
+        // For each expert, the tokens routed to it and their weights.
+        let mut assigned: Vec<Vec<(usize, f32)>> = vec![Vec::new(); ne];
+        for (t, row) in logits.chunks_exact(ne).enumerate() {
+            for (e, w) in route(row, mc.top_k, self.spec.routing, mc.norm_topk_prob) {
+                assigned[e].push((t, w));
+            }
+        }
+
+        // Experts in index order, as transformers accumulates them.
+        let mut out = vec![0f32; n * h];
+        for (e, toks) in assigned.iter().enumerate() {
+            if toks.is_empty() {
+                continue;
+            }
+            let ex = self.experts.get(l, e)?;
+            let m = toks.len();
+            let mut xs = Vec::with_capacity(m * h); // (m, hidden)
+            for &(t, _) in toks {
+                xs.extend_from_slice(&xn[t * h..(t + 1) * h]);
+            }
+            let mut g = vec![0f32; m * ex.gate.rows]; // (m, ffn)
+            let mut u = vec![0f32; m * ex.up.rows]; // (m, ffn)
+            matmul(ex.gate.mat(), &xs, m, &mut g);
+            matmul(ex.up.mat(), &xs, m, &mut u);
+            k::silu_mul(&mut g, &u);
+            let mut d = vec![0f32; m * h]; // (m, hidden)
+            matmul(ex.down.mat(), &g, m, &mut d);
+            for (i, &(t, w)) in toks.iter().enumerate() {
+                k::axpy(w, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+            }
+        }
+
+        if let Some((mlp, gate)) = &moe.shared {
+            let s = mlp.forward(xn, n); // (n, hidden)
+            let mut g = vec![0f32; n]; // (n, 1)
+            matmul(gate.mat(), xn, n, &mut g);
+            for t in 0..n {
+                let sig = 1.0 / (1.0 + (-g[t]).exp());
+                k::axpy(sig, &s[t * h..(t + 1) * h], &mut out[t * h..(t + 1) * h]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The experts one token uses and their weights, from its router logits.
+pub fn route(
+    logits: &[f32],
+    top_k: usize,
+    routing: Routing,
+    renormalise: bool,
+) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    match routing {
+        Routing::SoftmaxTopK => {
+            let mut p = logits.to_vec();
+            k::softmax(&mut p);
+            // Highest first; equal values keep the lower index first.
+            idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            idx.truncate(top_k);
+            let mut sel: Vec<(usize, f32)> = idx.iter().map(|&e| (e, p[e])).collect();
+            if renormalise {
+                let sum: f32 = sel.iter().map(|s| s.1).sum();
+                sel.iter_mut().for_each(|s| s.1 /= sum);
+            }
+            sel
+        }
+        Routing::TopKSoftmax => {
+            idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+            idx.truncate(top_k);
+            let mut w: Vec<f32> = idx.iter().map(|&e| logits[e]).collect();
+            k::softmax(&mut w);
+            idx.into_iter().zip(w).collect()
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The key/value cache: keys and values of every past position, per layer.
+
+/// Keys and values of every layer, `(len, n_kv_heads * head_dim)` each, row-major.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    kv_dim: usize,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize, kv_dim: usize) -> Self {
+        KvCache {
+            k: vec![Vec::new(); n_layers],
+            v: vec![Vec::new(); n_layers],
+            kv_dim,
+            len: 0,
+        }
+    }
+
+    /// Positions stored (the same in every layer between forward calls).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every position (keeps the allocations).
+    pub fn clear(&mut self) {
+        self.k
+            .iter_mut()
+            .chain(self.v.iter_mut())
+            .for_each(Vec::clear);
+        self.len = 0;
+    }
+
+    /// Bytes held by keys and values.
+    pub fn n_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|x| x.capacity() * 4).sum()
+    }
+
+    /// Appends `(n, kv_dim)` keys and values to `layer`.
+    pub(crate) fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        self.k[layer].extend_from_slice(k);
+        self.v[layer].extend_from_slice(v);
+    }
+
+    /// All keys and values of `layer`, `(positions, kv_dim)`.
+    pub(crate) fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        (&self.k[layer], &self.v[layer])
+    }
+
+    /// Marks `n` more positions as stored, once every layer has appended them.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+        debug_assert!(self.k.iter().all(|k| k.len() == self.len * self.kv_dim));
+    }
+
+    /// Drops positions from `len` on (after a failed forward, so the cache stays consistent).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        let n = len * self.kv_dim;
+        self.k
+            .iter_mut()
+            .chain(self.v.iter_mut())
+            .for_each(|x| x.truncate(n));
+        self.len = len.min(self.len);
+    }
+}

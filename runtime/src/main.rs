@@ -1,0 +1,286 @@
+//! The `cosmoe` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use cosmoe::forward::Logits;
+use cosmoe::generate::{generate, GenerateConfig};
+use cosmoe::inspect::ModelReport;
+use cosmoe::sampler::SamplerConfig;
+use cosmoe::Model;
+use cosmoe_loader::tokenizer::{self, Tokenizer};
+
+#[derive(Parser)]
+#[command(
+    name = "cosmoe",
+    version,
+    about = "On-device inference for sparse Mixture-of-Experts language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate text (or token ids) from a prompt.
+    Run(RunArgs),
+    /// Write the logits of every position of `--ids` as little-endian f32, row-major [n_ids, vocab].
+    Logits(LogitsArgs),
+    /// Show a model's architecture, sizes, parameter counts and expert/resident byte split.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model folder (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Prompt text (needs a tokenizer).
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    prompt: Option<String>,
+    /// Prompt as token ids, comma-separated: 5,17,42.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    ids: Option<Vec<u32>>,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-tokens", default_value_t = 64)]
+    n: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample among the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Random seed (default: from the clock, printed to stderr).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the generated token ids on one line, space-separated, and nothing else on stdout.
+    #[arg(long)]
+    print_ids: bool,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// tokenizer.json to use instead of the model folder's.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LogitsArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Token ids, comma-separated.
+    #[arg(long, value_delimiter = ',', num_args = 1.., required = true)]
+    ids: Vec<u32>,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Model folder.
+    path: PathBuf,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Logits(a) => logits(a),
+        Cmd::Inspect(a) => inspect(a),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Sizes the global rayon pool that the kernels split their work over.
+fn init_threads(threads: Option<usize>) -> Result<()> {
+    let n = threads.unwrap_or_else(num_cpus::get_physical);
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("starting the thread pool")
+}
+
+fn load(path: &Path) -> Result<Model> {
+    Model::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn load_tokenizer(model_dir: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
+    Ok(match explicit {
+        Some(p) => Some(tokenizer::load(p)?),
+        None => tokenizer::load_from_dir(model_dir)?,
+    })
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    init_threads(a.m.threads)?;
+    let model = load(&a.m.model)?;
+    let tok = load_tokenizer(&a.m.model, a.tokenizer.as_deref())?;
+    let prompt: Vec<u32> = match (&a.ids, &a.prompt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(text)) => {
+            let Some(t) = &tok else {
+                bail!(
+                    "{} has no tokenizer.json: pass the prompt as --ids, or a tokenizer with --tokenizer",
+                    a.m.model.display()
+                );
+            };
+            t.encode(text.as_str(), true)
+                .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
+                .get_ids()
+                .to_vec()
+        }
+        (None, None) => bail!("give --prompt or --ids"),
+    };
+    let seed = a.seed.unwrap_or_else(|| {
+        let s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        if a.temperature > 0.0 {
+            eprintln!("seed {s}");
+        }
+        s
+    });
+    let cfg = GenerateConfig {
+        max_new_tokens: a.n,
+        stop_at_eos: !a.ignore_eos,
+        sampler: SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            seed,
+        },
+    };
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let text_mode = !a.print_ids && tok.is_some();
+    if !a.print_ids && tok.is_none() {
+        eprintln!("note: no tokenizer, printing token ids");
+    }
+    let mut streamer = tok.as_ref().filter(|_| text_mode).map(TextStream::new);
+    let mut io_err = None;
+    let g = generate(&model, &prompt, &cfg, |t| {
+        let r = match &mut streamer {
+            Some(s) => s.push(t, &mut out),
+            None if a.print_ids => Ok(()),
+            None => write!(out, "{t} ").and_then(|_| out.flush()),
+        };
+        if let Err(e) = r {
+            io_err.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = io_err {
+        return Err(e).context("writing to stdout");
+    }
+    if a.print_ids {
+        let ids: Vec<String> = g.tokens.iter().map(u32::to_string).collect();
+        writeln!(out, "{}", ids.join(" "))?;
+    } else {
+        writeln!(out)?;
+    }
+    let decoded = g.tokens.len().saturating_sub(1);
+    eprintln!(
+        "prompt {} tokens in {:.1} ms ({:.1} tok/s); generated {} tokens, decode {:.1} tok/s{}",
+        g.prompt_tokens,
+        g.prefill.as_secs_f64() * 1e3,
+        g.prompt_tokens as f64 / g.prefill.as_secs_f64().max(1e-9),
+        g.tokens.len(),
+        decoded as f64 / g.decode.as_secs_f64().max(1e-9),
+        if g.hit_context_limit {
+            " (stopped: context full)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// Streams decoded text: prints what the tokens so far add to the text, holding back an incomplete
+/// UTF-8 sequence until the token that completes it.
+struct TextStream<'t> {
+    tok: &'t Tokenizer,
+    ids: Vec<u32>,
+    printed: usize,
+}
+
+impl<'t> TextStream<'t> {
+    fn new(tok: &'t Tokenizer) -> Self {
+        TextStream {
+            tok,
+            ids: Vec::new(),
+            printed: 0,
+        }
+    }
+
+    fn push(&mut self, id: u32, out: &mut impl Write) -> std::io::Result<()> {
+        self.ids.push(id);
+        let Ok(text) = self.tok.decode(&self.ids, true) else {
+            return Ok(());
+        };
+        if text.ends_with('\u{FFFD}')
+            || text.len() < self.printed
+            || !text.is_char_boundary(self.printed)
+        {
+            return Ok(());
+        }
+        out.write_all(text[self.printed..].as_bytes())?;
+        out.flush()?;
+        self.printed = text.len();
+        Ok(())
+    }
+}
+
+fn logits(a: LogitsArgs) -> Result<()> {
+    init_threads(a.m.threads)?;
+    let model = load(&a.m.model)?;
+    let t0 = Instant::now();
+    let mut kv = model.new_kv_cache();
+    let logits = model.forward(&a.ids, &mut kv, Logits::All)?;
+    let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!(
+        "wrote {} x {} logits to {} ({:.1} ms)",
+        a.ids.len(),
+        model.config.vocab_size,
+        a.out.display(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+fn inspect(a: InspectArgs) -> Result<()> {
+    let model = load(&a.path)?;
+    let report = ModelReport::of(&model, &a.path.display().to_string());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}

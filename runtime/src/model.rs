@@ -1,0 +1,308 @@
+//! A checkpoint loaded into the structures the forward pass reads.
+//!
+//! Weights stay in their file format, in place over the memory map; only norm weights and biases
+//! (vectors) are converted to f32. Every tensor's shape is checked here, once, so the forward pass
+//! never meets a size it did not expect.
+
+use std::path::Path;
+
+use cosmoe_cache::{ExpertStore, ExpertWeights};
+use cosmoe_loader::{Checkpoint, LoaderError, ModelConfig, Weight};
+
+use crate::arch::{ArchSpec, ExpertLayout, QkNorm, TensorNames};
+use crate::rope::Rope;
+use crate::{Error, Result};
+
+/// A linear layer `y = W x (+ b)`.
+pub struct Linear {
+    /// (out, in)
+    pub w: Weight,
+    /// (out)
+    pub b: Option<Vec<f32>>,
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+pub struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    /// (head_dim) per head, or (n_heads * head_dim) over the projection: see [`QkNorm`].
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    /// Keys further back than this many positions are not attended to.
+    pub window: Option<usize>,
+}
+
+/// Routed experts of one layer; the expert weights themselves live in the [`ExpertStore`].
+pub struct Moe {
+    /// (n_experts, hidden)
+    pub router: Weight,
+    /// Qwen2-MoE's always-on expert and its (1, hidden) sigmoid gate.
+    pub shared: Option<(Mlp, Weight)>,
+}
+
+pub enum Ffn {
+    Dense(Mlp),
+    Moe(Moe),
+}
+
+pub struct Layer {
+    /// (hidden)
+    pub attn_norm: Vec<f32>,
+    pub attn: Attention,
+    /// (hidden)
+    pub ffn_norm: Vec<f32>,
+    pub ffn: Ffn,
+}
+
+pub struct Model {
+    pub config: ModelConfig,
+    pub spec: ArchSpec,
+    /// (vocab, hidden)
+    pub embed: Weight,
+    pub layers: Vec<Layer>,
+    /// (hidden)
+    pub norm: Vec<f32>,
+    /// (vocab, hidden); the embedding matrix again when tied.
+    pub lm_head: Weight,
+    pub experts: ExpertStore,
+    pub rope: Rope,
+    pub checkpoint: Checkpoint,
+}
+
+impl Model {
+    /// Loads a Hugging Face checkpoint folder (config.json + safetensors).
+    pub fn load(dir: &Path) -> Result<Model> {
+        let config = ModelConfig::from_file(dir)?;
+        let checkpoint = Checkpoint::open(dir)?;
+        Builder {
+            ck: &checkpoint,
+            c: &config,
+            names: TensorNames::new(config.architecture),
+            spec: ArchSpec::of(config.architecture),
+        }
+        .build()
+        .map(|parts| Model {
+            spec: ArchSpec::of(config.architecture),
+            rope: Rope::new(&config.rope, config.head_dim),
+            embed: parts.embed,
+            layers: parts.layers,
+            norm: parts.norm,
+            lm_head: parts.lm_head,
+            experts: ExpertStore::resident(parts.experts),
+            config,
+            checkpoint,
+        })
+    }
+
+    /// Dimension of keys/values of one position (`n_kv_heads * head_dim`).
+    pub fn kv_dim(&self) -> usize {
+        self.config.n_kv_heads * self.config.head_dim
+    }
+
+    /// A KV cache sized for this model.
+    pub fn new_kv_cache(&self) -> crate::KvCache {
+        crate::KvCache::new(self.config.n_layers, self.kv_dim())
+    }
+}
+
+struct Parts {
+    embed: Weight,
+    layers: Vec<Layer>,
+    norm: Vec<f32>,
+    lm_head: Weight,
+    experts: Vec<Vec<ExpertWeights>>,
+}
+
+struct Builder<'a> {
+    ck: &'a Checkpoint,
+    c: &'a ModelConfig,
+    names: TensorNames,
+    spec: ArchSpec,
+}
+
+impl Builder<'_> {
+    fn build(&self) -> Result<Parts> {
+        let c = self.c;
+        let h = c.hidden_size;
+        let embed = self.ck.matrix(self.names.embed(), c.vocab_size, h)?;
+        let lm_head = if c.tie_word_embeddings {
+            embed.clone()
+        } else {
+            self.ck.matrix(self.names.lm_head(), c.vocab_size, h)?
+        };
+        let norm = self.ck.vector(self.names.final_norm(), h)?;
+        let mut layers = Vec::with_capacity(c.n_layers);
+        let mut experts = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            let (layer, layer_experts) = self.layer(l)?;
+            layers.push(layer);
+            experts.push(layer_experts);
+        }
+        Ok(Parts {
+            embed,
+            layers,
+            norm,
+            lm_head,
+            experts,
+        })
+    }
+
+    fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let w = self.ck.matrix(&format!("{name}.weight"), out, inp)?;
+        let b = if bias {
+            Some(self.ck.vector(&format!("{name}.bias"), out)?)
+        } else {
+            None
+        };
+        Ok(Linear { w, b })
+    }
+
+    fn mlp(&self, prefix: &str, ffn: usize) -> Result<Mlp> {
+        let (h, bias) = (self.c.hidden_size, self.c.mlp_bias);
+        Ok(Mlp {
+            gate: self.linear(&format!("{prefix}.gate_proj"), ffn, h, bias)?,
+            up: self.linear(&format!("{prefix}.up_proj"), ffn, h, bias)?,
+            down: self.linear(&format!("{prefix}.down_proj"), h, ffn, bias)?,
+        })
+    }
+
+    fn layer(&self, l: usize) -> Result<(Layer, Vec<ExpertWeights>)> {
+        let c = self.c;
+        let n = |rest: &str| self.names.layer(l, rest);
+        let (h, hd) = (c.hidden_size, c.head_dim);
+        let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+        let qkv_bias = c.attention_bias;
+        let o_bias = c.attention_bias && self.spec.o_bias_with_attention_bias;
+        let (q_norm, k_norm) = match self.spec.qk_norm {
+            QkNorm::None => (None, None),
+            QkNorm::PerHead => (
+                Some(self.ck.vector(&n("self_attn.q_norm.weight"), hd)?),
+                Some(self.ck.vector(&n("self_attn.k_norm.weight"), hd)?),
+            ),
+            QkNorm::Whole => (
+                Some(self.ck.vector(&n("self_attn.q_norm.weight"), q_dim)?),
+                Some(self.ck.vector(&n("self_attn.k_norm.weight"), kv_dim)?),
+            ),
+        };
+        let attn = Attention {
+            q: self.linear(&n("self_attn.q_proj"), q_dim, h, qkv_bias)?,
+            k: self.linear(&n("self_attn.k_proj"), kv_dim, h, qkv_bias)?,
+            v: self.linear(&n("self_attn.v_proj"), kv_dim, h, qkv_bias)?,
+            o: self.linear(&n("self_attn.o_proj"), h, q_dim, o_bias)?,
+            q_norm,
+            k_norm,
+            window: c.sliding_window.get(l).copied().flatten(),
+        };
+        let (ffn, experts) = match &c.moe {
+            Some(m) if c.is_sparse_layer(l) => {
+                let router_names = self.names.router(l);
+                let router_name = self.first_present(&router_names)?;
+                let router = self.ck.matrix(router_name, m.n_experts, h)?;
+                let shared = match m.shared_expert_ffn {
+                    Some(ffn) => Some((
+                        self.mlp(&n("mlp.shared_expert"), ffn)?,
+                        self.ck.matrix(&n("mlp.shared_expert_gate.weight"), 1, h)?,
+                    )),
+                    None => None,
+                };
+                let experts = self.experts(l, m.n_experts, m.expert_ffn)?;
+                (Ffn::Moe(Moe { router, shared }), experts)
+            }
+            _ => (
+                Ffn::Dense(self.mlp(&n("mlp"), c.intermediate_size)?),
+                Vec::new(),
+            ),
+        };
+        let layer = Layer {
+            attn_norm: self.ck.vector(&n("input_layernorm.weight"), h)?,
+            attn,
+            ffn_norm: self.ck.vector(&n("post_attention_layernorm.weight"), h)?,
+            ffn,
+        };
+        Ok((layer, experts))
+    }
+
+    fn first_present<'n>(&self, names: &'n [String]) -> Result<&'n str> {
+        names
+            .iter()
+            .find(|s| self.ck.contains(s))
+            .or(names.first())
+            .map(String::as_str)
+            .ok_or_else(|| self.missing("(no candidate names)"))
+    }
+
+    fn missing(&self, tensor: &str) -> Error {
+        Error::Load(LoaderError::MissingTensor {
+            path: self.ck.dir().to_owned(),
+            tensor: tensor.to_owned(),
+        })
+    }
+
+    /// Layer `l`'s experts, from whichever layout the checkpoint uses.
+    fn experts(&self, l: usize, n_experts: usize, ffn: usize) -> Result<Vec<ExpertWeights>> {
+        let h = self.c.hidden_size;
+        let layouts = self.names.expert_layouts(l);
+        let found = layouts.iter().find(|lay| match lay {
+            ExpertLayout::PerExpert { prefix, gate, .. } => {
+                self.ck.contains(&format!("{prefix}.0.{gate}.weight"))
+            }
+            ExpertLayout::Fused { gate_up, .. } => self.ck.contains(gate_up),
+        });
+        let Some(layout) = found else {
+            // Name the tensor the architecture's usual layout needs.
+            let want = match &layouts[..] {
+                [ExpertLayout::PerExpert { prefix, gate, .. }, ..] => {
+                    format!("{prefix}.0.{gate}.weight")
+                }
+                [ExpertLayout::Fused { gate_up, .. }, ..] => gate_up.clone(),
+                [] => format!("model.layers.{l} experts"),
+            };
+            return Err(self.missing(&want));
+        };
+        match layout {
+            ExpertLayout::PerExpert {
+                prefix,
+                gate,
+                up,
+                down,
+            } => (0..n_experts)
+                .map(|e| {
+                    Ok(ExpertWeights {
+                        gate: self
+                            .ck
+                            .matrix(&format!("{prefix}.{e}.{gate}.weight"), ffn, h)?,
+                        up: self
+                            .ck
+                            .matrix(&format!("{prefix}.{e}.{up}.weight"), ffn, h)?,
+                        down: self
+                            .ck
+                            .matrix(&format!("{prefix}.{e}.{down}.weight"), h, ffn)?,
+                    })
+                })
+                .collect(),
+            ExpertLayout::Fused { gate_up, down } => {
+                let gu = self.ck.stacked(gate_up, n_experts, 2 * ffn, h)?;
+                let dn = self.ck.stacked(down, n_experts, h, ffn)?;
+                gu.into_iter()
+                    .zip(dn)
+                    .map(|(gu, down)| {
+                        let split = gu.rows_slice(0, ffn).zip(gu.rows_slice(ffn, ffn));
+                        let (gate, up) = split.ok_or_else(|| Error::Model {
+                            path: self.ck.dir().to_owned(),
+                            msg: format!("cannot split `{gate_up}` into gate and up halves"),
+                        })?;
+                        Ok(ExpertWeights { gate, up, down })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
