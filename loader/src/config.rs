@@ -356,7 +356,8 @@ impl ModelConfig {
         let tie_word_embeddings = c.opt_bool("tie_word_embeddings")?.unwrap_or(false);
         // Qwen2 and Qwen2-MoE always have q/k/v biases; the others only where config says so.
         let attention_bias = match architecture {
-            A::Qwen2 | A::Qwen2Moe => true,
+            A::Qwen2 => true,
+        A::Qwen2Moe => c.opt_bool("qkv_bias")?.unwrap_or(true),
             _ => c.opt_bool("attention_bias")?.unwrap_or(false),
         };
         let mlp_bias = match architecture {
@@ -540,7 +541,17 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
         A::Qwen2Moe | A::Qwen3Moe => ("num_experts", "moe_intermediate_size"),
         A::Llama | A::Mistral | A::Qwen2 => return Ok(None),
     };
-    let n_experts = c.dim(n_key)?;
+    // transformers 5 writes `num_local_experts` for Qwen3-MoE where 4.x and the hub write `num_experts`.
+    let n_experts = match c.opt_usize(n_key)? {
+        Some(_) => c.dim(n_key)?,
+        None => {
+            let other = if n_key == "num_experts" { "num_local_experts" } else { "num_experts" };
+            match c.opt_usize(other)? {
+                Some(_) => c.dim(other)?,
+                None => return Err(c.missing(n_key)),
+            }
+        }
+    };
     let top_k = c.dim("num_experts_per_tok")?;
     if top_k > n_experts {
         return Err(c.bad(
@@ -595,10 +606,8 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
 /// Qwen families only with `use_sliding_window` (from `max_window_layers` on, or as `layer_types` says).
 fn sliding_window(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Vec<Option<usize>>> {
     use Architecture as A;
-    let window = c.opt_usize("sliding_window")?;
-    if window == Some(0) {
-        return Err(c.bad("sliding_window", "must be positive"));
-    }
+    // Qwen2-MoE writes `"sliding_window": 0` when the window is off; 0 never means "see nothing".
+    let window = c.opt_usize("sliding_window")?.filter(|&w| w > 0);
     let windows = match arch {
         A::Mistral | A::Mixtral => vec![window; n_layers],
         A::Qwen2 | A::Qwen2Moe | A::Qwen3Moe => {

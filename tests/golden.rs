@@ -1,0 +1,106 @@
+//! The forward pass against Hugging Face transformers on every golden fixture.
+
+mod common;
+
+use common::{expected, fixtures, golden_dir, ids, rel_err};
+use cosmoe::forward::Logits;
+use cosmoe::generate::{generate, GenerateConfig};
+use cosmoe::sampler::SamplerConfig;
+use cosmoe::Model;
+
+fn greedy(n: usize) -> GenerateConfig {
+    GenerateConfig {
+        max_new_tokens: n,
+        stop_at_eos: false,
+        sampler: SamplerConfig {
+            temperature: 0.0,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn logits_match_transformers() {
+    let mut report = Vec::new();
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        let model = Model::load(&dir).unwrap();
+        assert_eq!(model.config.vocab_size, exp.vocab_size);
+        let mut kv = model.new_kv_cache();
+        let got = model.forward(&exp.prompt_ids, &mut kv, Logits::All).unwrap();
+        let err = rel_err(&got, &exp.logits);
+        report.push(format!("{}: {err:.2e}", dir.file_name().unwrap().to_string_lossy()));
+        assert!(err <= 1e-4, "{}: max |diff| / max |logit| = {err:e}", dir.display());
+    }
+    eprintln!("relative logit error vs transformers: {}", report.join(", "));
+}
+
+#[test]
+fn greedy_continuation_matches_transformers() {
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        let model = Model::load(&dir).unwrap();
+        let g = generate(&model, &exp.prompt_ids, &greedy(exp.greedy_ids.len()), |_| {}).unwrap();
+        assert_eq!(g.tokens, exp.greedy_ids, "{}", dir.display());
+    }
+}
+
+/// Decoding one token at a time through the KV cache computes every value the same way as one
+/// forward pass over the whole sequence, so the logits are identical, not just close.
+#[test]
+fn kv_cache_decode_equals_full_forward() {
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        let model = Model::load(&dir).unwrap();
+        let seq: Vec<u32> = exp.prompt_ids.iter().chain(&exp.greedy_ids).copied().collect();
+        let v = model.config.vocab_size;
+        let full = model.forward(&seq, &mut model.new_kv_cache(), Logits::All).unwrap();
+
+        let mut kv = model.new_kv_cache();
+        // A prefill of the prompt, then one token at a time.
+        let p = exp.prompt_ids.len();
+        let pre = model.forward(&seq[..p], &mut kv, Logits::All).unwrap();
+        assert_eq!(pre, full[..p * v], "{}: prefill", dir.display());
+        for (i, &t) in seq.iter().enumerate().skip(p) {
+            let step = model.forward(&[t], &mut kv, Logits::Last).unwrap();
+            assert_eq!(step, full[i * v..(i + 1) * v], "{}: position {i}", dir.display());
+        }
+        assert_eq!(kv.len(), seq.len());
+    }
+}
+
+#[test]
+fn sharded_and_single_file_agree() {
+    let single = Model::load(&golden_dir().join("qwen3_moe")).unwrap();
+    let sharded = Model::load(&golden_dir().join("qwen3_moe_sharded")).unwrap();
+    assert_eq!(single.checkpoint.files().count(), 1);
+    assert!(sharded.checkpoint.files().count() > 1);
+    let ids = expected(&golden_dir().join("qwen3_moe")).prompt_ids;
+    let a = single.forward(&ids, &mut single.new_kv_cache(), Logits::All).unwrap();
+    let b = sharded.forward(&ids, &mut sharded.new_kv_cache(), Logits::All).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn tokenizer_and_text_prompt_match() {
+    let dir = golden_dir().join("llama");
+    let exp = expected(&dir);
+    let tok = cosmoe_loader::tokenizer::load_from_dir(&dir).unwrap().expect("llama fixture has a tokenizer");
+    let cases = exp.json["tokenizer_cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let got = tok.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(got, ids(&case["ids"]), "{text:?}");
+    }
+    let prompt = tok
+        .encode(exp.json["prompt_text"].as_str().unwrap(), false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(prompt, ids(&exp.json["prompt_text_ids"]));
+    let model = Model::load(&dir).unwrap();
+    let want = ids(&exp.json["prompt_text_greedy_ids"]);
+    let g = generate(&model, &prompt, &greedy(want.len()), |_| {}).unwrap();
+    assert_eq!(g.tokens, want);
+}
