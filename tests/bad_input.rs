@@ -56,32 +56,51 @@ fn missing_config() {
 #[test]
 fn malformed_config() {
     let d = copy_fixture("llama");
-    std::fs::write(d.path().join("config.json"), "{\"architectures\": [\"LlamaForCausalLM\"], ").unwrap();
+    std::fs::write(
+        d.path().join("config.json"),
+        "{\"architectures\": [\"LlamaForCausalLM\"], ",
+    )
+    .unwrap();
     let (e, msg) = load_err(d.path());
     assert!(matches!(e, Error::Load(LoaderError::Json { .. })), "{e:?}");
-    assert!(msg.contains("config.json") && msg.contains("malformed JSON"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("malformed JSON"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn config_missing_required_key() {
     let d = copy_fixture("mixtral");
     let p = d.path().join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     v.as_object_mut().unwrap().remove("num_experts_per_tok");
     std::fs::write(&p, v.to_string()).unwrap();
     let (_, msg) = load_err(d.path());
-    assert!(msg.contains("config.json") && msg.contains("num_experts_per_tok"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("num_experts_per_tok"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn unknown_architecture() {
     let d = copy_fixture("llama");
     let p = d.path().join("config.json");
-    let text = std::fs::read_to_string(&p).unwrap().replace("LlamaForCausalLM", "FancyNetForCausalLM");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("LlamaForCausalLM", "FancyNetForCausalLM");
     std::fs::write(&p, text).unwrap();
     let (e, msg) = load_err(d.path());
-    assert!(matches!(e, Error::Load(LoaderError::UnsupportedArchitecture { .. })), "{e:?}");
-    assert!(msg.contains("FancyNetForCausalLM") && msg.contains("MixtralForCausalLM"), "{msg}");
+    assert!(
+        matches!(e, Error::Load(LoaderError::UnsupportedArchitecture { .. })),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("FancyNetForCausalLM") && msg.contains("MixtralForCausalLM"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -89,7 +108,10 @@ fn missing_tensor() {
     let d = copy_fixture("llama");
     rewrite_weights(d.path(), |t| t.retain(|x| x.0 != Q));
     let (e, msg) = load_err(d.path());
-    assert!(matches!(e, Error::Load(LoaderError::MissingTensor { .. })), "{e:?}");
+    assert!(
+        matches!(e, Error::Load(LoaderError::MissingTensor { .. })),
+        "{e:?}"
+    );
     assert!(msg.contains(Q), "{msg}");
 }
 
@@ -112,7 +134,10 @@ fn wrong_shape() {
     });
     let (e, msg) = load_err(d.path());
     assert!(matches!(e, Error::Load(LoaderError::Shape { .. })), "{e:?}");
-    assert!(msg.contains(Q) && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains(Q) && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -123,8 +148,14 @@ fn unsupported_dtype() {
         x.1 = Dtype::I32;
     });
     let (e, msg) = load_err(d.path());
-    assert!(matches!(e, Error::Load(LoaderError::UnsupportedDtype { .. })), "{e:?}");
-    assert!(msg.contains(Q) && msg.contains("I32") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        matches!(e, Error::Load(LoaderError::UnsupportedDtype { .. })),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains(Q) && msg.contains("I32") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -135,7 +166,10 @@ fn truncated_safetensors() {
     for keep in [0, 5, 8, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&p, &bytes[..keep]).unwrap();
         let (e, msg) = load_err(d.path());
-        assert!(matches!(e, Error::Load(LoaderError::Safetensors { .. })), "{keep}: {e:?}");
+        assert!(
+            matches!(e, Error::Load(LoaderError::Safetensors { .. })),
+            "{keep}: {e:?}"
+        );
         assert!(msg.contains("model.safetensors"), "{msg}");
     }
 }
@@ -149,7 +183,10 @@ fn header_larger_than_file() {
         bytes[..8].copy_from_slice(&n.to_le_bytes());
         std::fs::write(&p, &bytes).unwrap();
         let (e, msg) = load_err(d.path());
-        assert!(matches!(e, Error::Load(LoaderError::Safetensors { .. })), "{n}: {e:?}");
+        assert!(
+            matches!(e, Error::Load(LoaderError::Safetensors { .. })),
+            "{n}: {e:?}"
+        );
         assert!(msg.contains("model.safetensors"), "{msg}");
     }
 }
@@ -170,7 +207,10 @@ fn no_weights() {
     let d = copy_fixture("llama");
     std::fs::remove_file(d.path().join("model.safetensors")).unwrap();
     let (e, _) = load_err(d.path());
-    assert!(matches!(e, Error::Load(LoaderError::NoWeights { .. })), "{e:?}");
+    assert!(
+        matches!(e, Error::Load(LoaderError::NoWeights { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -184,7 +224,9 @@ fn index_errors() {
     // An index that points outside the folder.
     let d = copy_fixture("qwen3_moe_sharded");
     let p = d.path().join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&p).unwrap().replace("model-00001", "../model-00001");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("model-00001", "../model-00001");
     std::fs::write(&p, text).unwrap();
     let (_, msg) = load_err(d.path());
     assert!(msg.contains("not a file name"), "{msg}");
@@ -192,13 +234,21 @@ fn index_errors() {
     // An index that claims a tensor lives in a shard that does not hold it.
     let d = copy_fixture("qwen3_moe_sharded");
     let p = d.path().join("model.safetensors.index.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     let map = v["weight_map"].as_object_mut().unwrap();
-    let (name, file) = map.iter().next().map(|(k, f)| (k.clone(), f.as_str().unwrap().to_owned())).unwrap();
-    let other = ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors"]
-        .into_iter()
-        .find(|f| *f != file)
+    let (name, file) = map
+        .iter()
+        .next()
+        .map(|(k, f)| (k.clone(), f.as_str().unwrap().to_owned()))
         .unwrap();
+    let other = [
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+    ]
+    .into_iter()
+    .find(|f| *f != file)
+    .unwrap();
     map.insert(name.clone(), other.into());
     std::fs::write(&p, v.to_string()).unwrap();
     let (_, msg) = load_err(d.path());
@@ -212,7 +262,10 @@ fn ids_outside_vocabulary() {
     let mut kv = model.new_kv_cache();
     let v = model.config.vocab_size as u32;
     let e = model.forward(&[1, v, 2], &mut kv, Logits::All).unwrap_err();
-    assert!(matches!(e, Error::TokenOutOfRange { id, .. } if id == v), "{e:?}");
+    assert!(
+        matches!(e, Error::TokenOutOfRange { id, .. } if id == v),
+        "{e:?}"
+    );
     assert!(kv.is_empty(), "a failed forward leaves the cache as it was");
     let e = model.forward(&[], &mut kv, Logits::All).unwrap_err();
     assert!(matches!(e, Error::EmptyInput), "{e:?}");
@@ -227,6 +280,8 @@ fn context_limit() {
     let model = Model::load(&d).unwrap();
     let max = model.config.max_position_embeddings;
     let ids = vec![1u32; max + 1];
-    let e = model.forward(&ids, &mut model.new_kv_cache(), Logits::Last).unwrap_err();
+    let e = model
+        .forward(&ids, &mut model.new_kv_cache(), Logits::Last)
+        .unwrap_err();
     assert!(matches!(e, Error::ContextFull { .. }), "{e:?}");
 }

@@ -27,12 +27,24 @@ fn logits_match_transformers() {
         let model = Model::load(&dir).unwrap();
         assert_eq!(model.config.vocab_size, exp.vocab_size);
         let mut kv = model.new_kv_cache();
-        let got = model.forward(&exp.prompt_ids, &mut kv, Logits::All).unwrap();
+        let got = model
+            .forward(&exp.prompt_ids, &mut kv, Logits::All)
+            .unwrap();
         let err = rel_err(&got, &exp.logits);
-        report.push(format!("{}: {err:.2e}", dir.file_name().unwrap().to_string_lossy()));
-        assert!(err <= 1e-4, "{}: max |diff| / max |logit| = {err:e}", dir.display());
+        report.push(format!(
+            "{}: {err:.2e}",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        assert!(
+            err <= 1e-4,
+            "{}: max |diff| / max |logit| = {err:e}",
+            dir.display()
+        );
     }
-    eprintln!("relative logit error vs transformers: {}", report.join(", "));
+    eprintln!(
+        "relative logit error vs transformers: {}",
+        report.join(", ")
+    );
 }
 
 #[test]
@@ -40,7 +52,13 @@ fn greedy_continuation_matches_transformers() {
     for dir in fixtures() {
         let exp = expected(&dir);
         let model = Model::load(&dir).unwrap();
-        let g = generate(&model, &exp.prompt_ids, &greedy(exp.greedy_ids.len()), |_| {}).unwrap();
+        let g = generate(
+            &model,
+            &exp.prompt_ids,
+            &greedy(exp.greedy_ids.len()),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(g.tokens, exp.greedy_ids, "{}", dir.display());
     }
 }
@@ -52,9 +70,16 @@ fn kv_cache_decode_equals_full_forward() {
     for dir in fixtures() {
         let exp = expected(&dir);
         let model = Model::load(&dir).unwrap();
-        let seq: Vec<u32> = exp.prompt_ids.iter().chain(&exp.greedy_ids).copied().collect();
+        let seq: Vec<u32> = exp
+            .prompt_ids
+            .iter()
+            .chain(&exp.greedy_ids)
+            .copied()
+            .collect();
         let v = model.config.vocab_size;
-        let full = model.forward(&seq, &mut model.new_kv_cache(), Logits::All).unwrap();
+        let full = model
+            .forward(&seq, &mut model.new_kv_cache(), Logits::All)
+            .unwrap();
 
         let mut kv = model.new_kv_cache();
         // A prefill of the prompt, then one token at a time.
@@ -63,7 +88,12 @@ fn kv_cache_decode_equals_full_forward() {
         assert_eq!(pre, full[..p * v], "{}: prefill", dir.display());
         for (i, &t) in seq.iter().enumerate().skip(p) {
             let step = model.forward(&[t], &mut kv, Logits::Last).unwrap();
-            assert_eq!(step, full[i * v..(i + 1) * v], "{}: position {i}", dir.display());
+            assert_eq!(
+                step,
+                full[i * v..(i + 1) * v],
+                "{}: position {i}",
+                dir.display()
+            );
         }
         assert_eq!(kv.len(), seq.len());
     }
@@ -76,8 +106,12 @@ fn sharded_and_single_file_agree() {
     assert_eq!(single.checkpoint.files().count(), 1);
     assert!(sharded.checkpoint.files().count() > 1);
     let ids = expected(&golden_dir().join("qwen3_moe")).prompt_ids;
-    let a = single.forward(&ids, &mut single.new_kv_cache(), Logits::All).unwrap();
-    let b = sharded.forward(&ids, &mut sharded.new_kv_cache(), Logits::All).unwrap();
+    let a = single
+        .forward(&ids, &mut single.new_kv_cache(), Logits::All)
+        .unwrap();
+    let b = sharded
+        .forward(&ids, &mut sharded.new_kv_cache(), Logits::All)
+        .unwrap();
     assert_eq!(a, b);
 }
 
@@ -85,7 +119,9 @@ fn sharded_and_single_file_agree() {
 fn tokenizer_and_text_prompt_match() {
     let dir = golden_dir().join("llama");
     let exp = expected(&dir);
-    let tok = cosmoe_loader::tokenizer::load_from_dir(&dir).unwrap().expect("llama fixture has a tokenizer");
+    let tok = cosmoe_loader::tokenizer::load_from_dir(&dir)
+        .unwrap()
+        .expect("llama fixture has a tokenizer");
     let cases = exp.json["tokenizer_cases"].as_array().unwrap();
     assert!(!cases.is_empty());
     for case in cases {

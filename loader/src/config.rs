@@ -171,6 +171,11 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
+/// Largest accepted size of any one dimension (2^26: over 50x the largest real models').
+const MAX_DIM: usize = 1 << 26;
+/// Largest accepted number of layers.
+const MAX_LAYERS: usize = 1 << 14;
+
 /// A JSON object read with the file's path at hand for errors.
 struct Obj<'a> {
     path: &'a Path,
@@ -207,11 +212,24 @@ impl<'a> Obj<'a> {
     fn usize(&self, key: &str) -> Result<usize> {
         self.opt_usize(key)?.ok_or_else(|| self.missing(key))
     }
-    /// A required size that must also be positive.
+    /// A required size that must also be positive and plausible: hostile configs must not make
+    /// cosmoe allocate per-layer tables of absurd size or overflow products of dimensions.
     fn dim(&self, key: &str) -> Result<usize> {
+        let limit = if key == "num_hidden_layers" {
+            MAX_LAYERS
+        } else {
+            MAX_DIM
+        };
         match self.usize(key)? {
             0 => Err(self.bad(key, "must be positive")),
+            n if n > limit => Err(self.bad(key, format!("{n} exceeds the limit of {limit}"))),
             n => Ok(n),
+        }
+    }
+    fn opt_dim(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.dim(key).map(Some),
         }
     }
     fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
@@ -278,18 +296,18 @@ impl ModelConfig {
         } else {
             path.to_owned()
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| LoaderError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|err| LoaderError::Io {
             path: path.clone(),
-            source,
+            err,
         })?;
         Self::from_json_str(&text, &path)
     }
 
     /// Parses config.json text; `path` is only used in error messages.
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|source| LoaderError::Json {
+        let value: Value = serde_json::from_str(text).map_err(|err| LoaderError::Json {
             path: path.to_owned(),
-            source,
+            err,
         })?;
         let Value::Object(map) = &value else {
             return Err(LoaderError::BadValue {
@@ -317,14 +335,14 @@ impl ModelConfig {
         let hidden_size = c.dim("hidden_size")?;
         let n_layers = c.dim("num_hidden_layers")?;
         let n_heads = c.dim("num_attention_heads")?;
-        let n_kv_heads = c.opt_usize("num_key_value_heads")?.unwrap_or(n_heads);
+        let n_kv_heads = c.opt_dim("num_key_value_heads")?.unwrap_or(n_heads);
         if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
             return Err(c.bad(
                 "num_key_value_heads",
                 format!("{n_kv_heads} does not divide num_attention_heads = {n_heads}"),
             ));
         }
-        let head_dim = match c.opt_usize("head_dim")? {
+        let head_dim = match c.opt_dim("head_dim")? {
             Some(d) => d,
             None if hidden_size % n_heads == 0 => hidden_size / n_heads,
             None => {
@@ -357,7 +375,7 @@ impl ModelConfig {
         // Qwen2 and Qwen2-MoE always have q/k/v biases; the others only where config says so.
         let attention_bias = match architecture {
             A::Qwen2 => true,
-        A::Qwen2Moe => c.opt_bool("qkv_bias")?.unwrap_or(true),
+            A::Qwen2Moe => c.opt_bool("qkv_bias")?.unwrap_or(true),
             _ => c.opt_bool("attention_bias")?.unwrap_or(false),
         };
         let mlp_bias = match architecture {
@@ -374,7 +392,7 @@ impl ModelConfig {
         // other MoEs `intermediate_size` is the expert width and there are no dense layers.
         let intermediate_size = match (&moe, architecture) {
             (Some(m), _) if m.sparse_layers.iter().all(|&s| s) => {
-                c.opt_usize("intermediate_size")?.unwrap_or(m.expert_ffn)
+                c.opt_dim("intermediate_size")?.unwrap_or(m.expert_ffn)
             }
             _ => c.dim("intermediate_size")?,
         };
@@ -545,7 +563,11 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
     let n_experts = match c.opt_usize(n_key)? {
         Some(_) => c.dim(n_key)?,
         None => {
-            let other = if n_key == "num_experts" { "num_local_experts" } else { "num_experts" };
+            let other = if n_key == "num_experts" {
+                "num_local_experts"
+            } else {
+                "num_experts"
+            };
             match c.opt_usize(other)? {
                 Some(_) => c.dim(other)?,
                 None => return Err(c.missing(n_key)),
@@ -568,7 +590,7 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
     let shared_expert_ffn = match arch {
         A::Qwen2Moe => match c.opt_usize("shared_expert_intermediate_size")? {
             Some(0) | None => None,
-            Some(n) => Some(n),
+            Some(_) => c.opt_dim("shared_expert_intermediate_size")?,
         },
         _ => None,
     };
@@ -711,6 +733,21 @@ mod tests {
         assert_eq!(m.sparse_layers, vec![true, false]);
         assert_eq!(m.shared_expert_ffn, Some(48));
         assert!(c.attention_bias);
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors() {
+        let e = parse(
+            r#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1000000000000,
+               "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("num_hidden_layers"), "{e}");
+        let e = parse(&format!(
+            r#"{{"architectures": ["LlamaForCausalLM"], {BASE}, "head_dim": 99999999999}}"#
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("head_dim"), "{e}");
     }
 
     #[test]

@@ -23,17 +23,14 @@ pub use safetensors::{Checkpoint, TensorInfo, Weight};
 /// Everything that can go wrong reading a model's files.
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: malformed JSON: {source}")]
+    // The underlying error is part of the message (not a `source`), so a report that prints the
+    // chain does not repeat it.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: malformed JSON: {err}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
     #[error("{path}: missing required key `{key}`")]
     MissingKey { path: PathBuf, key: String },

@@ -84,9 +84,9 @@ pub struct Checkpoint {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LoaderError + '_ {
-    move |source| LoaderError::Io {
+    move |err| LoaderError::Io {
         path: path.to_owned(),
-        source,
+        err,
     }
 }
 
@@ -327,9 +327,9 @@ impl Checkpoint {
 /// `weight_map` of `model.safetensors.index.json`.
 fn read_index(path: &Path) -> Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| LoaderError::Json {
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|err| LoaderError::Json {
         path: path.to_owned(),
-        source,
+        err,
     })?;
     let bad = |msg: &str| LoaderError::BadValue {
         path: path.to_owned(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use cosmoe::forward::Logits;
 use cosmoe::generate::{generate, GenerateConfig};
 use cosmoe::inspect::ModelReport;
@@ -45,11 +45,12 @@ struct ModelArgs {
 }
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["prompt", "ids"])))]
 struct RunArgs {
     #[command(flatten)]
     m: ModelArgs,
     /// Prompt text (needs a tokenizer).
-    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    #[arg(long, conflicts_with = "ids")]
     prompt: Option<String>,
     /// Prompt as token ids, comma-separated: 5,17,42.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -58,13 +59,13 @@ struct RunArgs {
     #[arg(short = 'n', long = "n-tokens", default_value_t = 64)]
     n: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     temperature: f32,
     /// Sample among the k most likely tokens (0: all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
     /// Nucleus sampling mass.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_hyphen_values = true)]
     top_p: f32,
     /// Random seed (default: from the clock, printed to stderr).
     #[arg(long)]
@@ -127,7 +128,8 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
 }
 
 fn load(path: &Path) -> Result<Model> {
-    Model::load(path).with_context(|| format!("loading {}", path.display()))
+    // Load errors name the file (and tensor) themselves.
+    Ok(Model::load(path)?)
 }
 
 fn load_tokenizer(model_dir: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {

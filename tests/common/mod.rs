@@ -17,7 +17,11 @@ pub fn fixtures() -> Vec<PathBuf> {
         .filter(|p| p.join("expected.json").is_file())
         .collect();
     v.sort();
-    assert!(v.len() >= 9, "expected at least 9 golden fixtures, found {}", v.len());
+    assert!(
+        v.len() >= 9,
+        "expected at least 9 golden fixtures, found {}",
+        v.len()
+    );
     v
 }
 
@@ -39,7 +43,8 @@ pub fn ids(v: &Value) -> Vec<u32> {
 }
 
 pub fn expected(dir: &Path) -> Expected {
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let logits: Vec<f32> = std::fs::read(dir.join("logits.bin"))
         .unwrap()
         .chunks_exact(4)
