@@ -98,7 +98,7 @@ impl<'a> MatRef<'a> {
         let row_bytes = dtype
             .row_bytes(cols)
             .ok_or(KernelError::RowBlocks { dtype, cols })?;
-        let expected = row_bytes.checked_mul(rows).unwrap_or(usize::MAX);
+        let expected = row_bytes.saturating_mul(rows);
         if expected != data.len() {
             return Err(KernelError::MatrixSize {
                 dtype,
@@ -120,7 +120,7 @@ impl<'a> MatRef<'a> {
     /// A matrix whose size the caller has already checked with [`MatRef::new`] (a stored view
     /// re-borrowed on the hot path). A wrong size makes [`MatRef::row`] panic, never read out of bounds.
     pub fn new_prechecked(dtype: DType, rows: usize, cols: usize, data: &'a [u8]) -> Self {
-        let row_bytes = if rows == 0 { 0 } else { data.len() / rows };
+        let row_bytes = data.len().checked_div(rows).unwrap_or(0);
         debug_assert!(Self::new(dtype, rows, cols, data).is_ok());
         MatRef {
             dtype,

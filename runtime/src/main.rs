@@ -251,7 +251,7 @@ impl<'t> TextStream<'t> {
         {
             return Ok(());
         }
-        out.write_all(text[self.printed..].as_bytes())?;
+        out.write_all(&text.as_bytes()[self.printed..])?;
         out.flush()?;
         self.printed = text.len();
         Ok(())

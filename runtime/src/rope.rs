@@ -45,7 +45,7 @@ impl Rope {
                     } else {
                         *x
                     };
-                    let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                    let medium = (high_wavelen..=low_wavelen).contains(&wavelen);
                     *x = if medium {
                         let smooth = (old_len / wavelen - low) / (high - low);
                         (1.0 - smooth) * scaled / factor + smooth * scaled
