@@ -16,7 +16,9 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let mut kv = model.new_kv_cache();
-                    model.forward(&prompt, &mut kv, Logits::Last).expect("prefill");
+                    model
+                        .forward(&prompt, &mut kv, Logits::Last)
+                        .expect("prefill");
                     kv
                 },
                 |mut kv| model.forward(&[5], &mut kv, Logits::Last).expect("decode"),

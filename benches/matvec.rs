@@ -1,8 +1,8 @@
 //! Matrix-vector products at the shapes of real models, in the plain float formats, reporting weight
 //! bytes per second (decode is bound by how fast weights stream from memory).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use cosmoe_kernels::{matvec, DType, MatRef};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// (name, rows, cols) of matrices decode multiplies every token.
 const SHAPES: [(&str, usize, usize); 3] = [
@@ -25,8 +25,12 @@ fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
     };
     match dtype {
         DType::F32 => (0..n).flat_map(|_| next().to_le_bytes()).collect(),
-        DType::F16 => (0..n).flat_map(|_| half::f16::from_f32(next()).to_le_bytes()).collect(),
-        DType::BF16 => (0..n).flat_map(|_| half::bf16::from_f32(next()).to_le_bytes()).collect(),
+        DType::F16 => (0..n)
+            .flat_map(|_| half::f16::from_f32(next()).to_le_bytes())
+            .collect(),
+        DType::BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(next()).to_le_bytes())
+            .collect(),
     }
 }
 
@@ -39,9 +43,10 @@ fn bench(c: &mut Criterion) {
             let x: Vec<f32> = (0..cols).map(|i| (i % 7) as f32 * 0.1).collect();
             let mut y = vec![0f32; rows];
             g.throughput(Throughput::Bytes(w.len() as u64));
-            g.bench_function(BenchmarkId::new("matvec", dtype.name().to_lowercase()), |b| {
-                b.iter(|| matvec(m, &x, &mut y))
-            });
+            g.bench_function(
+                BenchmarkId::new("matvec", dtype.name().to_lowercase()),
+                |b| b.iter(|| matvec(m, &x, &mut y)),
+            );
         }
         g.finish();
     }
