@@ -1,20 +1,95 @@
-//! The kernel table: filled once per process, then every call goes through a function pointer.
+//! The kernel table: one per instruction-set tier, chosen once per process from the CPU's features
+//! (or lowered with `COSMOE_KERNELS=scalar|avx2|avx512|neon`); every call goes through a function
+//! pointer, so the binary needs no `target-cpu=native` and runs on any CPU of its architecture.
 
 use std::sync::OnceLock;
 
+use crate::blocks::{BlockQ4_0, BlockQ8_0};
 use crate::{scalar, DType};
 
-/// An instruction-set tier. Only the scalar reference exists today; SIMD tiers add variants here and
-/// fill the same table with their own functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An instruction-set tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tier {
+    /// Portable Rust: the reference.
     Scalar,
+    /// x86-64 with AVX2, FMA and F16C.
+    Avx2,
+    /// x86-64 with AVX-512 F/BW/VL (using VNNI and BF16 instructions where the CPU has them).
+    Avx512,
+    /// aarch64 Advanced SIMD (using the dot-product instructions where the CPU has them).
+    Neon,
 }
 
-/// Function pointers of one tier (same names as the functions in `scalar/`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TierError {
+    #[error("unknown kernel tier `{0}` (scalar, avx2, avx512, neon)")]
+    Unknown(String),
+    #[error("this CPU cannot run the {0} kernels")]
+    Unsupported(&'static str),
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            Tier::Avx2 => "avx2",
+            Tier::Avx512 => "avx512",
+            Tier::Neon => "neon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Tier, TierError> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| TierError::Unknown(s.to_owned()))
+    }
+
+    /// Whether this CPU can run the tier.
+    pub fn supported(self) -> bool {
+        match self {
+            Tier::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => crate::x86_64::avx2_supported(),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => crate::x86_64::avx512_supported(),
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The best tier this CPU runs.
+    pub fn best() -> Tier {
+        [Tier::Avx512, Tier::Avx2, Tier::Neon]
+            .into_iter()
+            .find(|t| t.supported())
+            .unwrap_or(Tier::Scalar)
+    }
+
+    /// Tiers this CPU runs, scalar first.
+    pub fn available() -> Vec<Tier> {
+        Tier::ALL.into_iter().filter(|t| t.supported()).collect()
+    }
+}
+
+/// Function pointers of one tier (the same names as the functions in `scalar/`).
+#[derive(Clone, Copy)]
 pub struct Kernels {
     pub tier: Tier,
+    /// Sub-features in use within the tier, for reports (`"vnni"`, `"bf16"`, `"dotprod"`).
+    pub features: &'static [&'static str],
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    /// f16 row (little-endian bytes, any alignment) . f32.
+    pub dot_f16: fn(&[u8], &[f32]) -> f32,
+    /// bf16 row (little-endian bytes, any alignment) . f32.
+    pub dot_bf16: fn(&[u8], &[f32]) -> f32,
+    pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    pub dot_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
     pub dequantize_row: fn(DType, &[u8], &mut [f32]),
     pub rmsnorm: fn(&[f32], &[f32], f32, &mut [f32]),
@@ -23,9 +98,16 @@ pub struct Kernels {
     pub rope_neox: fn(&mut [f32], &[f32], &[f32]),
 }
 
-static SCALAR: Kernels = Kernels {
+/// The scalar table; SIMD tiers start from it and replace what they implement.
+pub const SCALAR: Kernels = Kernels {
     tier: Tier::Scalar,
+    features: &[],
     dot_f32: scalar::f32::dot,
+    dot_f16: scalar::f16::dot,
+    dot_bf16: scalar::bf16::dot,
+    dot_q8_0: scalar::q8_0::dot,
+    dot_q4_0: scalar::q4_0::dot,
+    quantize_row_q8_0: scalar::q8_0::quantize_row,
     axpy: scalar::f32::axpy,
     dequantize_row: scalar::dequantize_row,
     rmsnorm: scalar::ops::rmsnorm,
@@ -34,8 +116,61 @@ static SCALAR: Kernels = Kernels {
     rope_neox: scalar::ops::rope_neox,
 };
 
-/// The table for this CPU, detected on first use.
+impl Kernels {
+    /// The table of `tier`, or `None` if this CPU cannot run it.
+    pub fn for_tier(tier: Tier) -> Option<&'static Kernels> {
+        if !tier.supported() {
+            return None;
+        }
+        static TABLES: [OnceLock<Kernels>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
+        let i = Tier::ALL.iter().position(|&t| t == tier)?;
+        Some(TABLES[i].get_or_init(|| build(tier)))
+    }
+}
+
+fn build(tier: Tier) -> Kernels {
+    match tier {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => crate::x86_64::avx2::table(),
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => crate::x86_64::avx512::table(),
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => crate::aarch64::neon::table(),
+        _ => SCALAR,
+    }
+}
+
+/// The tier `COSMOE_KERNELS` asks for, if set: it may only lower the tier (a tier this CPU cannot run
+/// falls back to the best one, with a warning on stderr).
+fn chosen() -> Tier {
+    let best = Tier::best();
+    let Ok(want) = std::env::var("COSMOE_KERNELS") else {
+        return best;
+    };
+    match Tier::parse(&want) {
+        Ok(t) if t.supported() => t,
+        Ok(t) => {
+            eprintln!(
+                "cosmoe: COSMOE_KERNELS={want}: {}; using {}",
+                TierError::Unsupported(t.name()),
+                best.name()
+            );
+            best
+        }
+        Err(e) => {
+            eprintln!("cosmoe: COSMOE_KERNELS: {e}; using {}", best.name());
+            best
+        }
+    }
+}
+
+/// The table for this process, chosen on first use.
 pub fn kernels() -> &'static Kernels {
-    static TABLE: OnceLock<&'static Kernels> = OnceLock::new();
-    TABLE.get_or_init(|| &SCALAR)
+    static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
+    CHOSEN.get_or_init(|| Kernels::for_tier(chosen()).unwrap_or(&SCALAR))
 }

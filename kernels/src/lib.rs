@@ -7,28 +7,46 @@
 //! format; SIMD tiers add one folder per ISA with the same function names. [`Kernels`] is the table the
 //! runtime calls through, filled once per process from the CPU's features.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+pub mod blocks;
 mod dispatch;
 mod matmul;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
 
-pub use dispatch::{kernels, Kernels, Tier};
+pub use blocks::{BlockQ4_0, BlockQ8_0, QK};
+pub use dispatch::{kernels, Kernels, Tier, TierError};
 pub use matmul::{matmul, matvec};
 
 /// The element formats of weight matrices.
-///
-/// Quantised block formats (Q8_0, Q4_0, ...) join this enum with their block size; every helper below
-/// is written in terms of blocks so they fit without changes to callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F16,
     BF16,
+    /// GGML Q8_0: blocks of 32 `i8` with an f16 scale (34 bytes).
+    Q8_0,
+    /// GGML Q4_0: blocks of 32 4-bit values with an f16 scale (18 bytes).
+    Q4_0,
 }
 
 impl DType {
+    pub const ALL: [DType; 5] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q8_0,
+        DType::Q4_0,
+    ];
+
     /// Values per block (1 for plain float formats).
     pub const fn block_len(self) -> usize {
-        1
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 => QK,
+        }
     }
 
     /// Bytes per block.
@@ -36,7 +54,21 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
+            DType::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
         }
+    }
+
+    /// Whether products with this format quantise the activations to Q8_0 first.
+    pub const fn quantised_activations(self) -> bool {
+        matches!(self, DType::Q8_0 | DType::Q4_0)
+    }
+
+    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `q4_0` (any case).
+    pub fn parse(s: &str) -> Option<DType> {
+        DType::ALL
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(s))
     }
 
     /// Bytes of one row of `cols` values, or `None` if `cols` is not a whole number of blocks or the
@@ -53,6 +85,8 @@ impl DType {
             DType::F32 => "F32",
             DType::F16 => "F16",
             DType::BF16 => "BF16",
+            DType::Q8_0 => "Q8_0",
+            DType::Q4_0 => "Q4_0",
         }
     }
 }
@@ -157,6 +191,36 @@ impl<'a> MatRef<'a> {
             ..*self
         }
     }
+}
+
+/// Quantises `x` (a whole number of rows of `cols` values) to `dtype`, with the scalar reference
+/// quantisers (deterministic, as ggml's `quantize_row_*_ref`). Returns `None` if `cols` is not a whole
+/// number of blocks or `x` not a whole number of rows.
+pub fn quantize(dtype: DType, x: &[f32], cols: usize) -> Option<Vec<u8>> {
+    let row_bytes = dtype.row_bytes(cols)?;
+    if cols == 0 || x.len() % cols != 0 {
+        return None;
+    }
+    let rows = x.len() / cols;
+    let mut out = vec![0u8; rows * row_bytes];
+    for (o, xs) in out.chunks_exact_mut(row_bytes).zip(x.chunks_exact(cols)) {
+        match dtype {
+            DType::F32 => o.copy_from_slice(bytemuck::cast_slice(xs)),
+            DType::F16 => {
+                for (o, v) in o.chunks_exact_mut(2).zip(xs) {
+                    o.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                }
+            }
+            DType::BF16 => {
+                for (o, v) in o.chunks_exact_mut(2).zip(xs) {
+                    o.copy_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+                }
+            }
+            DType::Q8_0 => scalar::q8_0::quantize_row(xs, bytemuck::cast_slice_mut(o)),
+            DType::Q4_0 => scalar::q4_0::quantize_row(xs, bytemuck::cast_slice_mut(o)),
+        }
+    }
+    Some(out)
 }
 
 /// Dequantises one row of `dtype` values into `out` (`out.len()` values).

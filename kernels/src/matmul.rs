@@ -1,8 +1,15 @@
-//! Weight-times-activation products, split across the current rayon pool by rows.
+//! Weight-times-activation products for every weight format, split across the current rayon pool by
+//! rows. For Q8_0/Q4_0 weights the activations are quantised to Q8_0 blocks once per vector, and the
+//! inner loop is integer dot products (as llama.cpp does).
 
 use rayon::prelude::*;
 
-use crate::{dequantize_row, dot_f32, DType, MatRef};
+use crate::blocks::{as_q4_0, as_q8_0, BlockQ8_0, QK};
+use crate::{kernels, DType, Kernels, MatRef};
+
+/// Below this many weight values a product runs on the calling thread: handing it to the pool costs
+/// more than it saves (routers, tiny test models).
+const PARALLEL_MIN: usize = 1 << 15;
 
 /// Rows per rayon task: large enough to amortise scheduling, small enough to balance.
 fn rows_per_task(rows: usize) -> usize {
@@ -10,76 +17,125 @@ fn rows_per_task(rows: usize) -> usize {
     (rows / (threads * 8)).clamp(1, 256)
 }
 
-/// Calls `f(row_values)` with row `r` of `w` as `f32`s: borrowed when the bytes are aligned `f32`s,
-/// otherwise dequantised into `scratch`. Every product goes through here, so a value is computed the
-/// same way whatever the batch size.
-#[inline]
-fn with_row<R>(w: &MatRef<'_>, r: usize, scratch: &mut Vec<f32>, f: impl FnOnce(&[f32]) -> R) -> R {
-    let bytes = w.row(r);
-    if w.dtype() == DType::F32 {
-        if let Ok(vals) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
-            if cfg!(target_endian = "little") {
-                return f(vals);
-            }
+/// Activations in the form a weight format multiplies with.
+enum Acts<'a> {
+    F32(&'a [f32]),
+    /// `(n, cols / 32)` blocks.
+    Q8(Vec<BlockQ8_0>),
+}
+
+impl Kernels {
+    /// `y = W x` for `W: (rows, cols)`, `x: (cols)`, `y: (rows)`.
+    pub fn matvec(&self, w: MatRef<'_>, x: &[f32], y: &mut [f32]) {
+        self.matmul(w, x, 1, y)
+    }
+
+    /// `Y = X W^T` for `W: (rows, cols)`, `X: (n, cols)` row-major, `Y: (n, rows)` row-major: the same
+    /// value as [`Kernels::matvec`] for each of the `n` tokens, reading each weight row once for all.
+    pub fn matmul(&self, w: MatRef<'_>, x: &[f32], n: usize, y: &mut [f32]) {
+        let (rows, cols) = (w.rows(), w.cols());
+        assert_eq!(x.len(), n * cols, "matmul: X is not (n={n}, cols={cols})");
+        assert_eq!(y.len(), n * rows, "matmul: Y is not (n={n}, rows={rows})");
+        if n == 0 || rows == 0 {
+            return;
         }
-    }
-    scratch.resize(w.cols(), 0.0);
-    dequantize_row(w.dtype(), bytes, scratch);
-    f(scratch)
-}
-
-/// `y = W x` for `W: (rows, cols)`, `x: (cols)`, `y: (rows)`.
-pub fn matvec(w: MatRef<'_>, x: &[f32], y: &mut [f32]) {
-    assert_eq!(
-        x.len(),
-        w.cols(),
-        "matvec: x has {} values, W has {} columns",
-        x.len(),
-        w.cols()
-    );
-    assert_eq!(
-        y.len(),
-        w.rows(),
-        "matvec: y has {} values, W has {} rows",
-        y.len(),
-        w.rows()
-    );
-    let chunk = rows_per_task(w.rows());
-    y.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each_init(Vec::new, |scratch, (c, ys)| {
-            for (i, yv) in ys.iter_mut().enumerate() {
-                *yv = with_row(&w, c * chunk + i, scratch, |row| dot_f32(row, x));
+        let acts = if w.dtype().quantised_activations() {
+            let nb = cols / QK;
+            let mut q = vec![BlockQ8_0::default(); n * nb];
+            for (xs, qs) in x.chunks_exact(cols).zip(q.chunks_exact_mut(nb.max(1))) {
+                (self.quantize_row_q8_0)(xs, qs);
             }
-        });
-}
-
-/// `Y = X W^T` for `W: (rows, cols)`, `X: (n, cols)` row-major, `Y: (n, rows)` row-major: the same
-/// product as [`matvec`] for each of `n` tokens, reading each weight row once for all of them.
-pub fn matmul(w: MatRef<'_>, x: &[f32], n: usize, y: &mut [f32]) {
-    let (rows, cols) = (w.rows(), w.cols());
-    assert_eq!(x.len(), n * cols, "matmul: X is not (n={n}, cols={cols})");
-    assert_eq!(y.len(), n * rows, "matmul: Y is not (n={n}, rows={rows})");
-    if n == 1 {
-        return matvec(w, x, y);
-    }
-    let chunk = rows_per_task(rows);
-    // yt: (rows, n), so each task owns a contiguous block; transposed into y below.
-    let mut yt = vec![0f32; rows * n];
-    yt.par_chunks_mut(chunk * n)
-        .enumerate()
-        .for_each_init(Vec::new, |scratch, (c, block)| {
+            Acts::Q8(q)
+        } else {
+            Acts::F32(x)
+        };
+        let serial = rows * cols < PARALLEL_MIN || rayon::current_num_threads() == 1;
+        let chunk = if serial { rows } else { rows_per_task(rows) };
+        if n == 1 {
+            let task = |(c, ys): (usize, &mut [f32])| {
+                let mut scratch = Vec::new();
+                for (i, yv) in ys.iter_mut().enumerate() {
+                    *yv = self.row_dot(&w, c * chunk + i, &acts, 0, &mut scratch);
+                }
+            };
+            if serial {
+                task((0, y));
+            } else {
+                y.par_chunks_mut(chunk).enumerate().for_each(task);
+            }
+            return;
+        }
+        // yt: (rows, n), so each task owns a contiguous block; transposed into y below.
+        let mut yt = vec![0f32; rows * n];
+        let task = |(c, block): (usize, &mut [f32])| {
+            let mut scratch = Vec::new();
             for (i, out) in block.chunks_mut(n).enumerate() {
-                with_row(&w, c * chunk + i, scratch, |row| {
-                    for (t, o) in out.iter_mut().enumerate() {
-                        *o = dot_f32(row, &x[t * cols..(t + 1) * cols]);
-                    }
-                });
+                for (t, o) in out.iter_mut().enumerate() {
+                    *o = self.row_dot(&w, c * chunk + i, &acts, t, &mut scratch);
+                }
             }
-        });
-    for r in 0..rows {
-        for t in 0..n {
-            y[t * rows + r] = yt[r * n + t];
+        };
+        if serial {
+            task((0, &mut yt));
+        } else {
+            yt.par_chunks_mut(chunk * n).enumerate().for_each(task);
+        }
+        for r in 0..rows {
+            for t in 0..n {
+                y[t * rows + r] = yt[r * n + t];
+            }
         }
     }
+
+    /// Row `r` of `w` times token `t` of the activations.
+    #[inline]
+    fn row_dot(
+        &self,
+        w: &MatRef<'_>,
+        r: usize,
+        acts: &Acts<'_>,
+        t: usize,
+        scratch: &mut Vec<f32>,
+    ) -> f32 {
+        let row = w.row(r);
+        let cols = w.cols();
+        match acts {
+            Acts::F32(x) => {
+                let x = &x[t * cols..(t + 1) * cols];
+                match w.dtype() {
+                    DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(row) {
+                        Ok(vals) if cfg!(target_endian = "little") => (self.dot_f32)(vals, x),
+                        _ => {
+                            scratch.resize(cols, 0.0);
+                            crate::scalar::f32::dequantize_row(row, scratch);
+                            (self.dot_f32)(scratch, x)
+                        }
+                    },
+                    DType::F16 => (self.dot_f16)(row, x),
+                    DType::BF16 => (self.dot_bf16)(row, x),
+                    // Quantised formats always come with Q8 activations.
+                    DType::Q8_0 | DType::Q4_0 => f32::NAN,
+                }
+            }
+            Acts::Q8(q) => {
+                let nb = cols / QK;
+                let xq = &q[t * nb..(t + 1) * nb];
+                match w.dtype() {
+                    DType::Q8_0 => (self.dot_q8_0)(as_q8_0(row), xq),
+                    DType::Q4_0 => (self.dot_q4_0)(as_q4_0(row), xq),
+                    DType::F32 | DType::F16 | DType::BF16 => f32::NAN,
+                }
+            }
+        }
+    }
+}
+
+/// `y = W x` with the process's kernel table.
+pub fn matvec(w: MatRef<'_>, x: &[f32], y: &mut [f32]) {
+    kernels().matvec(w, x, y)
+}
+
+/// `Y = X W^T` with the process's kernel table.
+pub fn matmul(w: MatRef<'_>, x: &[f32], n: usize, y: &mut [f32]) {
+    kernels().matmul(w, x, n, y)
 }

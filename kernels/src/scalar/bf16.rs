@@ -1,9 +1,20 @@
-//! bfloat16 weights: the top 16 bits of an `f32`.
+//! bfloat16 weights (the top 16 bits of an `f32`) against f32 activations.
+
+#[inline]
+fn at(row: &[u8], i: usize) -> f32 {
+    f32::from_bits((u16::from_le_bytes([row[2 * i], row[2 * i + 1]]) as u32) << 16)
+}
 
 /// Converts little-endian `bf16` bytes to `f32` (exact: a shift).
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) {
     debug_assert_eq!(row.len(), out.len() * 2);
-    for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
-        *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = at(row, i);
     }
+}
+
+/// Dot product of a bf16 row with f32 values (same summation order as [`super::f32::dot`]).
+pub fn dot(row: &[u8], x: &[f32]) -> f32 {
+    debug_assert_eq!(row.len(), x.len() * 2);
+    super::f32::dot_by(x.len(), |i| at(row, i) * x[i])
 }

@@ -4,7 +4,10 @@ pub mod bf16;
 pub mod f16;
 pub mod f32;
 pub mod ops;
+pub mod q4_0;
+pub mod q8_0;
 
+use crate::blocks::{as_q4_0, as_q8_0};
 use crate::DType;
 
 /// Dequantises one row of `dtype` values (`row`) into `out`.
@@ -13,5 +16,7 @@ pub fn dequantize_row(dtype: DType, row: &[u8], out: &mut [f32]) {
         DType::F32 => f32::dequantize_row(row, out),
         DType::F16 => f16::dequantize_row(row, out),
         DType::BF16 => bf16::dequantize_row(row, out),
+        DType::Q8_0 => q8_0::dequantize_row(as_q8_0(row), out),
+        DType::Q4_0 => q4_0::dequantize_row(as_q4_0(row), out),
     }
 }

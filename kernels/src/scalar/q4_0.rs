@@ -1,0 +1,54 @@
+//! Q4_0 weights against Q8_0-quantised activations.
+
+use crate::blocks::{scale, to_scale, BlockQ4_0, BlockQ8_0, QK};
+
+/// ggml's `quantize_row_q4_0_ref`: the value of largest magnitude `m` (with its sign) maps to -8,
+/// `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`.
+pub fn quantize_row(x: &[f32], out: &mut [BlockQ4_0]) {
+    debug_assert_eq!(x.len(), out.len() * QK);
+    for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in xs {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = to_scale(d);
+        for j in 0..QK / 2 {
+            let x0 = xs[j] * id + 8.5;
+            let x1 = xs[j + QK / 2] * id + 8.5;
+            let q0 = (x0 as i8).min(15) as u8;
+            let q1 = (x1 as i8).min(15) as u8;
+            b.qs[j] = q0 | (q1 << 4);
+        }
+    }
+}
+
+pub fn dequantize_row(row: &[BlockQ4_0], out: &mut [f32]) {
+    for (b, o) in row.iter().zip(out.chunks_exact_mut(QK)) {
+        let d = scale(b.d);
+        for j in 0..QK / 2 {
+            o[j] = ((b.qs[j] & 0x0f) as i32 - 8) as f32 * d;
+            o[j + QK / 2] = ((b.qs[j] >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+/// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]` (ggml's `ggml_vec_dot_q4_0_q8_0`).
+pub fn dot(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    debug_assert_eq!(w.len(), x.len());
+    let mut sum = 0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut s = 0i32;
+        for j in 0..QK / 2 {
+            let lo = (a.qs[j] & 0x0f) as i32 - 8;
+            let hi = (a.qs[j] >> 4) as i32 - 8;
+            s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
+        }
+        sum += s as f32 * (scale(a.d) * scale(b.d));
+    }
+    sum
+}

@@ -1,0 +1,312 @@
+//! Every SIMD tier this CPU runs, against the scalar reference, over odd lengths and unaligned starts.
+//!
+//! Float sums may differ from the reference by reassociation (and FMA); the limit for a dot product is
+//! relative to the sum of the magnitudes of its terms. Integer parts (Q8_0/Q4_0 block sums) and the
+//! activation quantiser must match exactly.
+
+use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, QK};
+use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Tier};
+
+const LENS: [usize; 24] = [
+    0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 127, 128, 129, 255, 257, 1000,
+    4097,
+];
+const BLOCKS: [usize; 17] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 129];
+
+/// Deterministic values in about [-scale, scale], with some exact zeros and large outliers.
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            match i % 97 {
+                13 => 0.0,
+                41 => u * scale * 20.0,
+                _ => u * scale,
+            }
+        })
+        .collect()
+}
+
+fn simd_tiers() -> Vec<&'static Kernels> {
+    let tiers: Vec<&'static Kernels> = Tier::available()
+        .into_iter()
+        .filter(|&t| t != Tier::Scalar)
+        .filter_map(Kernels::for_tier)
+        .collect();
+    eprintln!(
+        "testing tiers: {:?} (CPU lacks: {:?})",
+        tiers
+            .iter()
+            .map(|k| (k.tier, k.features))
+            .collect::<Vec<_>>(),
+        Tier::ALL
+            .iter()
+            .filter(|t| !t.supported())
+            .collect::<Vec<_>>()
+    );
+    tiers
+}
+
+fn close(got: f32, want: f32, magnitude: f32, what: &str) {
+    let tol = 2e-6 * magnitude + 1e-30;
+    assert!(
+        (got - want).abs() <= tol,
+        "{what}: got {got}, reference {want}, |diff| {} > {tol}",
+        (got - want).abs()
+    );
+}
+
+/// A byte buffer holding `data` at offset `off` (to test unaligned starts).
+fn at_offset(data: &[u8], off: usize) -> Vec<u8> {
+    let mut v = vec![0xa5u8; off];
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn dot_f32() {
+    for k in simd_tiers() {
+        for &n in &LENS {
+            for off in 0..4 {
+                let a = values(n + off, 1, 1.0);
+                let b = values(n + off, 2, 1.0);
+                let (a, b) = (&a[off..], &b[..n]);
+                let mag: f32 = a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum();
+                close(
+                    (k.dot_f32)(a, b),
+                    scalar::f32::dot(a, b),
+                    mag,
+                    &format!("{:?} dot_f32 n={n} off={off}", k.tier),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_f16_bf16() {
+    for k in simd_tiers() {
+        for dtype in [DType::F16, DType::BF16] {
+            for &n in &LENS {
+                let w = values(n, 3, 0.5);
+                let x = values(n, 4, 2.0);
+                let bytes = quantize(dtype, &w, n.max(1)).unwrap_or_default();
+                let mut deq = vec![0f32; n];
+                scalar::dequantize_row(dtype, &bytes, &mut deq);
+                let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+                for off in 0..3 {
+                    let buf = at_offset(&bytes, off);
+                    let row = &buf[off..];
+                    let (got, want) = match dtype {
+                        DType::F16 => ((k.dot_f16)(row, &x), scalar::f16::dot(row, &x)),
+                        _ => ((k.dot_bf16)(row, &x), scalar::bf16::dot(row, &x)),
+                    };
+                    close(
+                        got,
+                        want,
+                        mag,
+                        &format!("{:?} dot_{dtype} n={n} off={off}", k.tier),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn q8(x: &[f32]) -> Vec<BlockQ8_0> {
+    let mut q = vec![BlockQ8_0::default(); x.len() / QK];
+    scalar::q8_0::quantize_row(x, &mut q);
+    q
+}
+
+/// Sum over blocks of |d_w d_x sum_i w_i x_i|: the scale of float rounding in a block dot product.
+fn block_magnitude(w: &[f32], xq: &[BlockQ8_0]) -> f32 {
+    let mut x = vec![0f32; xq.len() * QK];
+    scalar::q8_0::dequantize_row(xq, &mut x);
+    w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>() + 1e-20
+}
+
+#[test]
+fn dot_q8_0_and_q4_0() {
+    for k in simd_tiers() {
+        for &nb in &BLOCKS {
+            let n = nb * QK;
+            let x = values(n, 5, 1.0);
+            let xq = q8(&x);
+            for dtype in [DType::Q8_0, DType::Q4_0] {
+                let w = values(n, 6, 0.1);
+                let bytes = quantize(dtype, &w, n.max(QK)).unwrap_or_default();
+                let bytes = &bytes[..nb * dtype.block_bytes()];
+                let mut deq = vec![0f32; n];
+                scalar::dequantize_row(dtype, bytes, &mut deq);
+                let mag = block_magnitude(&deq, &xq);
+                for off in 0..3 {
+                    let buf = at_offset(bytes, off);
+                    let row = &buf[off..];
+                    let (got, want) = match dtype {
+                        DType::Q8_0 => {
+                            let r: &[BlockQ8_0] = bytemuck::cast_slice(row);
+                            ((k.dot_q8_0)(r, &xq), scalar::q8_0::dot(r, &xq))
+                        }
+                        _ => {
+                            let r: &[BlockQ4_0] = bytemuck::cast_slice(row);
+                            ((k.dot_q4_0)(r, &xq), scalar::q4_0::dot(r, &xq))
+                        }
+                    };
+                    close(
+                        got,
+                        want,
+                        mag,
+                        &format!("{:?} dot_{dtype} blocks={nb} off={off}", k.tier),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantize_row_q8_0_is_bit_identical() {
+    for k in simd_tiers() {
+        for &nb in &BLOCKS {
+            let mut x = values(nb * QK, 7, 3.0);
+            if nb > 2 {
+                // An all-zero block and exact .5 ties.
+                x[..QK].fill(0.0);
+                x[QK] = 127.0;
+                x[QK + 1] = 0.5;
+                x[QK + 2] = -2.5;
+            }
+            let mut a = vec![BlockQ8_0::default(); nb];
+            let mut b = vec![BlockQ8_0::default(); nb];
+            (k.quantize_row_q8_0)(&x, &mut a);
+            scalar::q8_0::quantize_row(&x, &mut b);
+            assert_eq!(a, b, "{:?} quantize_row_q8_0 blocks={nb}", k.tier);
+        }
+    }
+}
+
+#[test]
+fn elementwise() {
+    for k in simd_tiers() {
+        for &n in &LENS {
+            let x = values(n, 8, 2.0);
+            let w = values(n, 9, 1.0);
+            let t = format!("{:?} n={n}", k.tier);
+
+            let (mut y1, mut y2) = (values(n, 10, 1.0), values(n, 10, 1.0));
+            (k.axpy)(0.37, &x, &mut y1);
+            scalar::f32::axpy(0.37, &x, &mut y2);
+            for (a, b) in y1.iter().zip(&y2) {
+                close(*a, *b, b.abs() + 1.0, &format!("{t} axpy"));
+            }
+
+            let (mut o1, mut o2) = (vec![0f32; n], vec![0f32; n]);
+            (k.rmsnorm)(&x, &w, 1e-6, &mut o1);
+            scalar::ops::rmsnorm(&x, &w, 1e-6, &mut o2);
+            for (a, b) in o1.iter().zip(&o2) {
+                close(*a, *b, b.abs() + 1e-3, &format!("{t} rmsnorm"));
+            }
+
+            let (mut s1, mut s2) = (x.clone(), x.clone());
+            (k.softmax)(&mut s1);
+            scalar::ops::softmax(&mut s2);
+            for (a, b) in s1.iter().zip(&s2) {
+                close(*a, *b, b.abs() + 1e-6, &format!("{t} softmax"));
+            }
+
+            let (mut g1, mut g2) = (x.clone(), x.clone());
+            (k.silu_mul)(&mut g1, &w);
+            scalar::ops::silu_mul(&mut g2, &w);
+            for (a, b) in g1.iter().zip(&g2) {
+                close(*a, *b, b.abs() + 1e-6, &format!("{t} silu_mul"));
+            }
+
+            if n % 2 == 0 {
+                let cos = values(n / 2, 11, 1.0);
+                let sin = values(n / 2, 12, 1.0);
+                let (mut r1, mut r2) = (x.clone(), x.clone());
+                (k.rope_neox)(&mut r1, &cos, &sin);
+                scalar::ops::rope_neox(&mut r2, &cos, &sin);
+                for (a, b) in r1.iter().zip(&r2) {
+                    close(*a, *b, b.abs() + 2.0, &format!("{t} rope"));
+                }
+            }
+
+            for dtype in DType::ALL {
+                let cols = if dtype.block_len() > 1 {
+                    n / QK * QK
+                } else {
+                    n
+                };
+                if cols == 0 {
+                    continue;
+                }
+                let bytes = quantize(dtype, &x[..cols], cols).unwrap();
+                let (mut d1, mut d2) = (vec![0f32; cols], vec![0f32; cols]);
+                (k.dequantize_row)(dtype, &bytes, &mut d1);
+                scalar::dequantize_row(dtype, &bytes, &mut d2);
+                assert_eq!(d1, d2, "{t} dequantize {dtype}");
+            }
+        }
+    }
+}
+
+/// Whole products: every tier and format against the scalar table, with odd row counts, one token
+/// and several.
+#[test]
+fn matvec_and_matmul() {
+    let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
+    for k in simd_tiers() {
+        for dtype in DType::ALL {
+            for (rows, cols) in [(1, 32), (3, 64), (33, 96), (130, 256), (517, 1024)] {
+                let w = values(rows * cols, 13, 0.1);
+                let bytes = quantize(dtype, &w, cols).unwrap();
+                let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
+                for n in [1, 2, 5] {
+                    let x = values(n * cols, 14, 1.0);
+                    let (mut y1, mut y2) = (vec![0f32; n * rows], vec![0f32; n * rows]);
+                    k.matmul(m, &x, n, &mut y1);
+                    scalar_k.matmul(m, &x, n, &mut y2);
+                    let mut deq = vec![0f32; cols];
+                    for r in 0..rows {
+                        scalar::dequantize_row(dtype, m.row(r), &mut deq);
+                        for t in 0..n {
+                            let mag: f32 = deq
+                                .iter()
+                                .zip(&x[t * cols..])
+                                .map(|(a, b)| (a * b).abs())
+                                .sum();
+                            let tol_mag = if dtype.quantised_activations() {
+                                mag * 4.0
+                            } else {
+                                mag
+                            };
+                            close(
+                                y1[t * rows + r],
+                                y2[t * rows + r],
+                                tol_mag,
+                                &format!("{:?} {dtype} {rows}x{cols} n={n} r={r} t={t}", k.tier),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The scale helpers agree with half's conversions.
+#[test]
+fn block_scale_roundtrip() {
+    for v in [0.0f32, 1.0, -2.5, 6.1e-5, 65504.0] {
+        assert_eq!(
+            scale(cosmoe_kernels::blocks::to_scale(v)),
+            half::f16::from_f32(v).to_f32()
+        );
+    }
+}
