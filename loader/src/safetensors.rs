@@ -63,6 +63,23 @@ impl Weight {
         MatRef::new_prechecked(self.dtype, self.rows, self.cols, &self.bytes)
     }
 
+    /// This matrix converted to `dtype` (through f32, with the reference quantisers), in a new owned
+    /// buffer; `None` if `cols` is not a whole number of `dtype` blocks.
+    pub fn converted(&self, dtype: DType) -> Option<Weight> {
+        if dtype == self.dtype {
+            return Some(self.clone());
+        }
+        let row_bytes = dtype.row_bytes(self.cols)?;
+        let mut out = Vec::with_capacity(row_bytes * self.rows);
+        let mut row = vec![0f32; self.cols];
+        let m = self.mat();
+        for r in 0..self.rows {
+            cosmoe_kernels::dequantize_row(self.dtype, m.row(r), &mut row);
+            out.extend_from_slice(&cosmoe_kernels::quantize(dtype, &row, self.cols)?);
+        }
+        Weight::new(dtype, self.rows, self.cols, Bytes::from_vec(out))
+    }
+
     /// Rows `start..start + n` (for projections fused in one tensor, such as GraniteMoE's gate|up).
     pub fn rows_slice(&self, start: usize, n: usize) -> Option<Weight> {
         let rb = self.dtype.row_bytes(self.cols)?;

@@ -17,4 +17,4 @@ pub mod sampler;
 
 pub use error::{Error, Result};
 pub use kv::KvCache;
-pub use model::Model;
+pub use model::{LoadOptions, Model};

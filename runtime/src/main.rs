@@ -10,7 +10,8 @@ use cosmoe::forward::Logits;
 use cosmoe::generate::{generate, GenerateConfig};
 use cosmoe::inspect::ModelReport;
 use cosmoe::sampler::SamplerConfig;
-use cosmoe::Model;
+use cosmoe::{LoadOptions, Model};
+use cosmoe_kernels::DType;
 use cosmoe_loader::tokenizer::{self, Tokenizer};
 
 #[derive(Parser)]
@@ -42,6 +43,14 @@ struct ModelArgs {
     /// Worker threads (default: physical cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Convert the weight matrices on load: q8_0, q4_0, f16, bf16 or f32.
+    #[arg(long, value_parser = parse_dtype)]
+    quantize: Option<DType>,
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    DType::parse(s)
+        .ok_or_else(|| format!("unknown weight format `{s}` (q8_0, q4_0, f16, bf16, f32)"))
 }
 
 #[derive(Args)]
@@ -127,9 +136,12 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
         .context("starting the thread pool")
 }
 
-fn load(path: &Path) -> Result<Model> {
+fn load(m: &ModelArgs) -> Result<Model> {
+    let opts = LoadOptions {
+        quantize: m.quantize,
+    };
     // Load errors name the file (and tensor) themselves.
-    Ok(Model::load(path)?)
+    Ok(Model::load_with(&m.model, &opts)?)
 }
 
 fn load_tokenizer(model_dir: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
@@ -141,7 +153,7 @@ fn load_tokenizer(model_dir: &Path, explicit: Option<&Path>) -> Result<Option<To
 
 fn run(a: RunArgs) -> Result<()> {
     init_threads(a.m.threads)?;
-    let model = load(&a.m.model)?;
+    let model = load(&a.m)?;
     let tok = load_tokenizer(&a.m.model, a.tokenizer.as_deref())?;
     let prompt: Vec<u32> = match (&a.ids, &a.prompt) {
         (Some(ids), _) => ids.clone(),
@@ -260,7 +272,7 @@ impl<'t> TextStream<'t> {
 
 fn logits(a: LogitsArgs) -> Result<()> {
     init_threads(a.m.threads)?;
-    let model = load(&a.m.model)?;
+    let model = load(&a.m)?;
     let t0 = Instant::now();
     let mut kv = model.new_kv_cache();
     let logits = model.forward(&a.ids, &mut kv, Logits::All)?;
@@ -277,7 +289,7 @@ fn logits(a: LogitsArgs) -> Result<()> {
 }
 
 fn inspect(a: InspectArgs) -> Result<()> {
-    let model = load(&a.path)?;
+    let model = Model::load(&a.path)?;
     let report = ModelReport::of(&model, &a.path.display().to_string());
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use cosmoe_cache::{ExpertStore, ExpertWeights};
-use cosmoe_loader::{Checkpoint, LoaderError, ModelConfig, Weight};
+use cosmoe_loader::{Checkpoint, DType, LoaderError, ModelConfig, Weight};
 
 use crate::arch::{ArchSpec, ExpertLayout, QkNorm, TensorNames};
 use crate::rope::Rope;
@@ -77,9 +77,22 @@ pub struct Model {
     pub checkpoint: Checkpoint,
 }
 
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Convert the weight matrices to this format on load (`Q8_0`, `Q4_0`, ...). Routers and the
+    /// shared-expert gate stay as stored (routing decisions are sensitive and they are tiny, as in
+    /// llama.cpp), and so does any matrix whose rows are not a whole number of blocks.
+    pub quantize: Option<DType>,
+}
+
 impl Model {
-    /// Loads a Hugging Face checkpoint folder (config.json + safetensors).
+    /// Loads a Hugging Face checkpoint folder (config.json + safetensors), weights as stored.
     pub fn load(dir: &Path) -> Result<Model> {
+        Self::load_with(dir, &LoadOptions::default())
+    }
+
+    pub fn load_with(dir: &Path, opts: &LoadOptions) -> Result<Model> {
         let config = ModelConfig::from_file(dir)?;
         let checkpoint = Checkpoint::open(dir)?;
         Builder {
@@ -87,6 +100,7 @@ impl Model {
             c: &config,
             names: TensorNames::new(config.architecture),
             spec: ArchSpec::of(config.architecture),
+            quantize: opts.quantize,
         }
         .build()
         .map(|parts| Model {
@@ -126,17 +140,32 @@ struct Builder<'a> {
     c: &'a ModelConfig,
     names: TensorNames,
     spec: ArchSpec,
+    quantize: Option<DType>,
 }
 
 impl Builder<'_> {
+    /// A weight matrix in the format the options ask for (unchanged where the rows do not split into
+    /// whole blocks of it).
+    fn convert(&self, w: Weight) -> Weight {
+        match self.quantize {
+            Some(dt) => w.converted(dt).unwrap_or(w),
+            None => w,
+        }
+    }
+
+    /// A matrix from the checkpoint, converted as the options ask.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Weight> {
+        Ok(self.convert(self.ck.matrix(name, rows, cols)?))
+    }
+
     fn build(&self) -> Result<Parts> {
         let c = self.c;
         let h = c.hidden_size;
-        let embed = self.ck.matrix(self.names.embed(), c.vocab_size, h)?;
+        let embed = self.matrix(self.names.embed(), c.vocab_size, h)?;
         let lm_head = if c.tie_word_embeddings {
             embed.clone()
         } else {
-            self.ck.matrix(self.names.lm_head(), c.vocab_size, h)?
+            self.matrix(self.names.lm_head(), c.vocab_size, h)?
         };
         let norm = self.ck.vector(self.names.final_norm(), h)?;
         let mut layers = Vec::with_capacity(c.n_layers);
@@ -156,7 +185,7 @@ impl Builder<'_> {
     }
 
     fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let w = self.ck.matrix(&format!("{name}.weight"), out, inp)?;
+        let w = self.matrix(&format!("{name}.weight"), out, inp)?;
         let b = if bias {
             Some(self.ck.vector(&format!("{name}.bias"), out)?)
         } else {
@@ -299,7 +328,11 @@ impl Builder<'_> {
                             path: self.ck.dir().to_owned(),
                             msg: format!("cannot split `{gate_up}` into gate and up halves"),
                         })?;
-                        Ok(ExpertWeights { gate, up, down })
+                        Ok(ExpertWeights {
+                            gate: self.convert(gate),
+                            up: self.convert(up),
+                            down: self.convert(down),
+                        })
                     })
                     .collect()
             }
