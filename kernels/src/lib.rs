@@ -12,6 +12,7 @@ pub mod aarch64;
 pub mod blocks;
 mod dispatch;
 mod matmul;
+pub mod probe;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;

@@ -6,6 +6,7 @@
 //! - [`inspect`]: sizes, parameter counts and the expert/resident byte split.
 
 pub mod arch;
+pub mod bench;
 mod error;
 pub mod forward;
 pub mod generate;

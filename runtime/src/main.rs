@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use cosmoe::bench::KernelBenchConfig;
 use cosmoe::forward::Logits;
 use cosmoe::generate::{generate, GenerateConfig};
 use cosmoe::inspect::ModelReport;
@@ -33,6 +34,27 @@ enum Cmd {
     Logits(LogitsArgs),
     /// Show a model's architecture, sizes, parameter counts and expert/resident byte split.
     Inspect(InspectArgs),
+    /// Kernel speeds against a read-bandwidth probe and an FMA probe measured in the same run.
+    BenchKernels(BenchKernelsArgs),
+}
+
+#[derive(Args)]
+struct BenchKernelsArgs {
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// MiB of weights per matrix and of the probe buffer (keep it far above the last-level cache).
+    #[arg(long, default_value_t = 512)]
+    size_mib: usize,
+    /// Timed repetitions per figure (medians are reported).
+    #[arg(long, default_value_t = 9)]
+    reps: usize,
+    /// Formats to measure, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = parse_dtype)]
+    formats: Option<Vec<DType>>,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -117,6 +139,7 @@ fn main() {
         Cmd::Run(a) => run(a),
         Cmd::Logits(a) => logits(a),
         Cmd::Inspect(a) => inspect(a),
+        Cmd::BenchKernels(a) => bench_kernels(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -291,6 +314,26 @@ fn logits(a: LogitsArgs) -> Result<()> {
 fn inspect(a: InspectArgs) -> Result<()> {
     let model = Model::load(&a.path)?;
     let report = ModelReport::of(&model, &a.path.display().to_string());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
+    init_threads(a.threads)?;
+    if a.size_mib == 0 {
+        bail!("--size-mib must be at least 1");
+    }
+    let cfg = KernelBenchConfig {
+        size_mib: a.size_mib,
+        reps: a.reps,
+        formats: a.formats.unwrap_or_else(|| DType::ALL.to_vec()),
+        ..Default::default()
+    };
+    let report = cosmoe::bench::bench_kernels(&cfg);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
