@@ -96,6 +96,7 @@ pub struct Kernels {
     pub softmax: fn(&mut [f32]),
     pub silu_mul: fn(&mut [f32], &[f32]),
     pub rope_neox: fn(&mut [f32], &[f32], &[f32]),
+    pub rope_interleaved: fn(&mut [f32], &[f32], &[f32]),
 }
 
 /// The scalar table; SIMD tiers start from it and replace what they implement.
@@ -114,6 +115,7 @@ pub const SCALAR: Kernels = Kernels {
     softmax: scalar::ops::softmax,
     silu_mul: scalar::ops::silu_mul,
     rope_neox: scalar::ops::rope_neox,
+    rope_interleaved: scalar::ops::rope_interleaved,
 };
 
 impl Kernels {

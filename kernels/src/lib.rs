@@ -260,3 +260,9 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 pub fn rope_neox(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     (kernels().rope_neox)(x, cos, sin)
 }
+
+/// Rotary embedding in the interleaved layout (pairs `(x_{2i}, x_{2i+1})`), as llama.cpp applies it to
+/// the `llama` family's permuted Q/K.
+pub fn rope_interleaved(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    (kernels().rope_interleaved)(x, cos, sin)
+}

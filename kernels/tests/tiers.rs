@@ -235,6 +235,12 @@ fn elementwise() {
                 for (a, b) in r1.iter().zip(&r2) {
                     close(*a, *b, b.abs() + 2.0, &format!("{t} rope"));
                 }
+                let (mut r1, mut r2) = (x.clone(), x.clone());
+                (k.rope_interleaved)(&mut r1, &cos, &sin);
+                scalar::ops::rope_interleaved(&mut r2, &cos, &sin);
+                for (a, b) in r1.iter().zip(&r2) {
+                    close(*a, *b, b.abs() + 2.0, &format!("{t} rope_interleaved"));
+                }
             }
 
             for dtype in DType::ALL {

@@ -17,6 +17,7 @@ pub enum Architecture {
     Llama,
     Mistral,
     Qwen2,
+    Qwen3,
     Mixtral,
     Qwen2Moe,
     Qwen3Moe,
@@ -25,10 +26,11 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 8] = [
+    pub const ALL: [Architecture; 9] = [
         Architecture::Llama,
         Architecture::Mistral,
         Architecture::Qwen2,
+        Architecture::Qwen3,
         Architecture::Mixtral,
         Architecture::Qwen2Moe,
         Architecture::Qwen3Moe,
@@ -42,6 +44,7 @@ impl Architecture {
             Architecture::Llama => "LlamaForCausalLM",
             Architecture::Mistral => "MistralForCausalLM",
             Architecture::Qwen2 => "Qwen2ForCausalLM",
+            Architecture::Qwen3 => "Qwen3ForCausalLM",
             Architecture::Mixtral => "MixtralForCausalLM",
             Architecture::Qwen2Moe => "Qwen2MoeForCausalLM",
             Architecture::Qwen3Moe => "Qwen3MoeForCausalLM",
@@ -56,6 +59,7 @@ impl Architecture {
             Architecture::Llama => "llama",
             Architecture::Mistral => "mistral",
             Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
             Architecture::Mixtral => "mixtral",
             Architecture::Qwen2Moe => "qwen2_moe",
             Architecture::Qwen3Moe => "qwen3_moe",
@@ -557,7 +561,7 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
         A::Mixtral | A::GraniteMoe => ("num_local_experts", "intermediate_size"),
         A::Olmoe => ("num_experts", "intermediate_size"),
         A::Qwen2Moe | A::Qwen3Moe => ("num_experts", "moe_intermediate_size"),
-        A::Llama | A::Mistral | A::Qwen2 => return Ok(None),
+        A::Llama | A::Mistral | A::Qwen2 | A::Qwen3 => return Ok(None),
     };
     // transformers 5 writes `num_local_experts` for Qwen3-MoE where 4.x and the hub write `num_experts`.
     let n_experts = match c.opt_usize(n_key)? {
@@ -632,7 +636,7 @@ fn sliding_window(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Ve
     let window = c.opt_usize("sliding_window")?.filter(|&w| w > 0);
     let windows = match arch {
         A::Mistral | A::Mixtral => vec![window; n_layers],
-        A::Qwen2 | A::Qwen2Moe | A::Qwen3Moe => {
+        A::Qwen2 | A::Qwen3 | A::Qwen2Moe | A::Qwen3Moe => {
             let use_sw = c.opt_bool("use_sliding_window")?.unwrap_or(false);
             if !use_sw || window.is_none() {
                 vec![None; n_layers]

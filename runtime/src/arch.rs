@@ -38,7 +38,7 @@ impl ArchSpec {
         use Architecture as A;
         ArchSpec {
             qk_norm: match arch {
-                A::Qwen3Moe => QkNorm::PerHead,
+                A::Qwen3 | A::Qwen3Moe => QkNorm::PerHead,
                 A::Olmoe => QkNorm::Whole,
                 _ => QkNorm::None,
             },

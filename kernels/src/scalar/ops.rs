@@ -52,3 +52,38 @@ pub fn rope_neox(x: &mut [f32], cos: &[f32], sin: &[f32]) {
         hi[i] = b * cos[i] + a * sin[i];
     }
 }
+
+/// Rotary embedding, interleaved (GPT-J / llama.cpp "normal") layout: `(x_{2i}, x_{2i+1})` rotated by the
+/// angle of frequency `i`. GGUF files of the `llama` family store Q/K permuted for this layout.
+pub fn rope_interleaved(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    debug_assert!(cos.len() >= x.len() / 2 && sin.len() >= x.len() / 2);
+    for (i, pair) in x.chunks_exact_mut(2).enumerate() {
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * cos[i] - b * sin[i];
+        pair[1] = a * sin[i] + b * cos[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two layouts are the same rotation on permuted coordinates: interleaved on
+    /// `[a0, b0, a1, b1, ...]` equals NeoX on `[a0, a1, ..., b0, b1, ...]`.
+    #[test]
+    fn rope_layouts_are_permutations_of_each_other() {
+        let n = 8;
+        let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.37 - 1.0).collect();
+        let cos: Vec<f32> = (0..n / 2).map(|i| (i as f32 * 0.5).cos()).collect();
+        let sin: Vec<f32> = (0..n / 2).map(|i| (i as f32 * 0.5).sin()).collect();
+        let mut inter = x.clone();
+        rope_interleaved(&mut inter, &cos, &sin);
+        let mut neox: Vec<f32> = (0..n / 2).map(|i| x[2 * i]).chain((0..n / 2).map(|i| x[2 * i + 1])).collect();
+        rope_neox(&mut neox, &cos, &sin);
+        for i in 0..n / 2 {
+            assert_eq!(inter[2 * i], neox[i]);
+            assert_eq!(inter[2 * i + 1], neox[i + n / 2]);
+        }
+        assert_ne!(inter, x);
+    }
+}
