@@ -4,12 +4,15 @@
 //!   transformers 4.x (`rope_theta`, `rope_scaling`) and 5.x (`rope_parameters`) forms.
 //! - [`safetensors`]: `*.safetensors` files (single or sharded) over a memory map; tensors are used in
 //!   place as [`Bytes`] that keep their map alive.
+//! - [`gguf`]: GGUF files (versions 2 and 3) over a memory map, validated against hostile input;
+//!   metadata, tensor infos, weights and per-expert slices used in place.
 //! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate.
 //!
 //! Every error names the file, and the tensor or key where there is one.
 
 mod bytes;
 pub mod config;
+pub mod gguf;
 pub mod safetensors;
 pub mod tokenizer;
 
@@ -18,6 +21,7 @@ use std::path::PathBuf;
 pub use bytes::Bytes;
 pub use config::{Architecture, ModelConfig, MoeConfig, RopeConfig, RopeScaling};
 pub use cosmoe_kernels::DType;
+pub use gguf::{GgmlType, GgufFile, GgufTensorInfo};
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
 
 /// Everything that can go wrong reading a model's files.
@@ -72,6 +76,20 @@ pub enum LoaderError {
         tensor: String,
         got: Vec<usize>,
         expected: Vec<usize>,
+    },
+    #[error("{path}: not a valid GGUF file: {msg}")]
+    Gguf { path: PathBuf, msg: String },
+    #[error("{path}: tensor `{tensor}` {msg}")]
+    GgufTensor {
+        path: PathBuf,
+        tensor: String,
+        msg: String,
+    },
+    #[error("{path}: tensor `{tensor}` has ggml type {ggml_type}, which cosmoe does not compute with (it reads F32, F16, BF16, Q8_0 and Q4_0)")]
+    UnsupportedGgmlType {
+        path: PathBuf,
+        tensor: String,
+        ggml_type: String,
     },
     #[error("{path}: tokenizer: {msg}")]
     Tokenizer { path: PathBuf, msg: String },
