@@ -103,8 +103,8 @@ fn kv_cache_decode_equals_full_forward() {
 fn sharded_and_single_file_agree() {
     let single = Model::load(&golden_dir().join("qwen3_moe")).unwrap();
     let sharded = Model::load(&golden_dir().join("qwen3_moe_sharded")).unwrap();
-    assert_eq!(single.checkpoint.files().count(), 1);
-    assert!(sharded.checkpoint.files().count() > 1);
+    assert_eq!(single.source.n_files(), 1);
+    assert!(sharded.source.n_files() > 1);
     let ids = expected(&golden_dir().join("qwen3_moe")).prompt_ids;
     let a = single
         .forward(&ids, &mut single.new_kv_cache(), Logits::All)

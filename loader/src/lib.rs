@@ -14,6 +14,7 @@ mod bytes;
 pub mod config;
 pub mod gguf;
 pub mod safetensors;
+pub mod source;
 pub mod tokenizer;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ pub use config::{Architecture, ModelConfig, MoeConfig, RopeConfig, RopeScaling};
 pub use cosmoe_kernels::DType;
 pub use gguf::{GgmlType, GgufFile, GgufTensorInfo};
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
+pub use source::{TensorStat, WeightSource};
 
 /// Everything that can go wrong reading a model's files.
 #[derive(Debug, thiserror::Error)]

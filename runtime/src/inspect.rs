@@ -49,10 +49,10 @@ impl ModelReport {
         let c = &model.config;
         let mut dtypes = BTreeMap::new();
         let (mut params_total, mut bytes_total) = (0usize, 0usize);
-        for t in model.checkpoint.tensors() {
-            *dtypes.entry(t.dtype.to_string()).or_insert(0) += 1;
-            params_total += t.n_elements();
-            bytes_total += t.n_bytes();
+        for t in model.source.tensor_stats() {
+            *dtypes.entry(t.dtype).or_insert(0) += 1;
+            params_total += t.n_elements;
+            bytes_total += t.n_bytes;
         }
         let bytes_experts = model.experts.total_bytes();
         let mut inactive = 0usize;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use cosmoe_cache::{ExpertStore, ExpertWeights};
-use cosmoe_loader::{Checkpoint, DType, LoaderError, ModelConfig, Weight};
+use cosmoe_loader::{Checkpoint, DType, LoaderError, ModelConfig, Weight, WeightSource};
 
 use crate::arch::{ArchSpec, ExpertLayout, QkNorm, TensorNames};
 use crate::rope::Rope;
@@ -74,7 +74,8 @@ pub struct Model {
     pub lm_head: Weight,
     pub experts: ExpertStore,
     pub rope: Rope,
-    pub checkpoint: Checkpoint,
+    /// Where the weights come from (kept open: the matrices are windows onto its memory maps).
+    pub source: Box<dyn WeightSource>,
 }
 
 /// How to load a model.
@@ -95,8 +96,17 @@ impl Model {
     pub fn load_with(dir: &Path, opts: &LoadOptions) -> Result<Model> {
         let config = ModelConfig::from_file(dir)?;
         let checkpoint = Checkpoint::open(dir)?;
+        Self::build(config, Box::new(checkpoint), opts)
+    }
+
+    /// Builds a model from its configuration and a source of its weights.
+    pub fn build(
+        config: ModelConfig,
+        source: Box<dyn WeightSource>,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
         Builder {
-            ck: &checkpoint,
+            ck: source.as_ref(),
             c: &config,
             names: TensorNames::new(config.architecture),
             spec: ArchSpec::of(config.architecture),
@@ -112,7 +122,7 @@ impl Model {
             lm_head: parts.lm_head,
             experts: ExpertStore::resident(parts.experts),
             config,
-            checkpoint,
+            source,
         })
     }
 
@@ -136,7 +146,7 @@ struct Parts {
 }
 
 struct Builder<'a> {
-    ck: &'a Checkpoint,
+    ck: &'a dyn WeightSource,
     c: &'a ModelConfig,
     names: TensorNames,
     spec: ArchSpec,
@@ -270,7 +280,7 @@ impl Builder<'_> {
 
     fn missing(&self, tensor: &str) -> Error {
         Error::Load(LoaderError::MissingTensor {
-            path: self.ck.dir().to_owned(),
+            path: self.ck.origin().to_owned(),
             tensor: tensor.to_owned(),
         })
     }
@@ -325,7 +335,7 @@ impl Builder<'_> {
                     .map(|(gu, down)| {
                         let split = gu.rows_slice(0, ffn).zip(gu.rows_slice(ffn, ffn));
                         let (gate, up) = split.ok_or_else(|| Error::Model {
-                            path: self.ck.dir().to_owned(),
+                            path: self.ck.origin().to_owned(),
                             msg: format!("cannot split `{gate_up}` into gate and up halves"),
                         })?;
                         Ok(ExpertWeights {

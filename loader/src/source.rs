@@ -1,0 +1,97 @@
+//! One interface over the files a model's weights come from (a safetensors checkpoint, a GGUF file), so
+//! the model builder does not care which it reads. Shapes are always row-major: `(rows, cols)` for a
+//! matrix, `(n, rows, cols)` for stacked experts, whatever order the file stores its dimensions in.
+
+use std::path::Path;
+
+use crate::{Checkpoint, GgufFile, Result, Weight};
+
+/// What `inspect` shows of one tensor.
+#[derive(Clone, Debug)]
+pub struct TensorStat {
+    pub name: String,
+    /// Storage type as the file names it (`F32`, `BF16`, `Q4_0`, `Q4_K`...).
+    pub dtype: String,
+    pub n_elements: usize,
+    pub n_bytes: usize,
+}
+
+pub trait WeightSource: Send + Sync {
+    /// The file or folder, for messages.
+    fn origin(&self) -> &Path;
+    fn contains(&self, name: &str) -> bool;
+    /// A 2-D `(rows, cols)` matrix, in place.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Weight>;
+    /// A 3-D `(n, rows, cols)` tensor as `n` matrices, in place.
+    fn stacked(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<Weight>>;
+    /// A 1-D tensor of `len` values converted to `f32`.
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>>;
+    /// Every tensor, for reports.
+    fn tensor_stats(&self) -> Vec<TensorStat>;
+    /// Number of weight files.
+    fn n_files(&self) -> usize;
+}
+
+impl WeightSource for Checkpoint {
+    fn origin(&self) -> &Path {
+        self.dir()
+    }
+    fn contains(&self, name: &str) -> bool {
+        Checkpoint::contains(self, name)
+    }
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Weight> {
+        Checkpoint::matrix(self, name, rows, cols)
+    }
+    fn stacked(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<Weight>> {
+        Checkpoint::stacked(self, name, n, rows, cols)
+    }
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        Checkpoint::vector(self, name, len)
+    }
+    fn tensor_stats(&self) -> Vec<TensorStat> {
+        self.tensors()
+            .map(|t| TensorStat {
+                name: t.name.clone(),
+                dtype: t.dtype.to_string(),
+                n_elements: t.n_elements(),
+                n_bytes: t.n_bytes(),
+            })
+            .collect()
+    }
+    fn n_files(&self) -> usize {
+        self.files().count()
+    }
+}
+
+impl WeightSource for GgufFile {
+    fn origin(&self) -> &Path {
+        self.path()
+    }
+    fn contains(&self, name: &str) -> bool {
+        GgufFile::contains(self, name)
+    }
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Weight> {
+        GgufFile::matrix(self, name, rows, cols)
+    }
+    fn stacked(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<Weight>> {
+        GgufFile::stacked(self, name, n, rows, cols)
+    }
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        self.check_shape(name, &[len])?;
+        GgufFile::vector(self, name)
+    }
+    fn tensor_stats(&self) -> Vec<TensorStat> {
+        self.tensors()
+            .iter()
+            .map(|t| TensorStat {
+                name: t.name().to_owned(),
+                dtype: t.ggml_type().to_string(),
+                n_elements: t.n_elements(),
+                n_bytes: t.n_bytes(),
+            })
+            .collect()
+    }
+    fn n_files(&self) -> usize {
+        1
+    }
+}
