@@ -79,7 +79,7 @@ impl Architecture {
         )
     }
 
-    fn supported_list() -> String {
+    pub(crate) fn supported_list() -> String {
         Self::ALL.map(|a| a.hf_class()).join(", ")
     }
 }

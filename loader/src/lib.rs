@@ -13,6 +13,7 @@
 mod bytes;
 pub mod config;
 pub mod gguf;
+mod gguf_config;
 pub mod safetensors;
 pub mod source;
 pub mod tokenizer;
@@ -23,6 +24,7 @@ pub use bytes::Bytes;
 pub use config::{Architecture, ModelConfig, MoeConfig, RopeConfig, RopeScaling};
 pub use cosmoe_kernels::DType;
 pub use gguf::{GgmlType, GgufFile, GgufTensorInfo};
+pub use gguf_config::gguf_rope_interleaved;
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
 pub use source::{TensorStat, WeightSource};
 

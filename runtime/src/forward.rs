@@ -165,13 +165,18 @@ impl Model {
 
         let half = hd / 2;
         let (mut cos, mut sin) = (vec![0f32; half], vec![0f32; half]);
+        let rope = if self.spec.rope_interleaved {
+            k::rope_interleaved
+        } else {
+            k::rope_neox
+        };
         for t in 0..n {
             self.rope.cos_sin(pos0 + t, &mut cos, &mut sin);
             for head in q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
-                k::rope_neox(head, &cos, &sin);
+                rope(head, &cos, &sin);
             }
             for head in kk[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                k::rope_neox(head, &cos, &sin);
+                rope(head, &cos, &sin);
             }
         }
         kv.append(l, &kk, &v);

@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use cosmoe_cache::{ExpertStore, ExpertWeights};
-use cosmoe_loader::{Checkpoint, DType, LoaderError, ModelConfig, Weight, WeightSource};
+use cosmoe_loader::{Checkpoint, DType, GgufFile, LoaderError, ModelConfig, Weight, WeightSource};
 
-use crate::arch::{ArchSpec, ExpertLayout, QkNorm, TensorNames};
+use crate::arch::{ArchSpec, ExpertLayout, Naming, Part, QkNorm, TensorNames};
 use crate::rope::Rope;
 use crate::{Error, Result};
 
@@ -93,29 +93,55 @@ impl Model {
         Self::load_with(dir, &LoadOptions::default())
     }
 
-    pub fn load_with(dir: &Path, opts: &LoadOptions) -> Result<Model> {
-        let config = ModelConfig::from_file(dir)?;
-        let checkpoint = Checkpoint::open(dir)?;
-        Self::build(config, Box::new(checkpoint), opts)
+    /// Loads a Hugging Face checkpoint folder or a `.gguf` file.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model> {
+        if path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            let file = GgufFile::open(path)?;
+            let config = ModelConfig::from_gguf(&file)?;
+            let mut spec = ArchSpec::of(config.architecture);
+            spec.rope_interleaved = cosmoe_loader::gguf_rope_interleaved(file.architecture()?);
+            return Self::build(config, spec, Naming::Gguf, Box::new(file), opts);
+        }
+        let config = ModelConfig::from_file(path)?;
+        let checkpoint = Checkpoint::open(path)?;
+        let spec = ArchSpec::of(config.architecture);
+        Self::build(
+            config,
+            spec,
+            Naming::HuggingFace,
+            Box::new(checkpoint),
+            opts,
+        )
     }
 
-    /// Builds a model from its configuration and a source of its weights.
+    /// Builds a model from its configuration and a source of its weights named as `naming` says.
     pub fn build(
         config: ModelConfig,
+        spec: ArchSpec,
+        naming: Naming,
         source: Box<dyn WeightSource>,
         opts: &LoadOptions,
     ) -> Result<Model> {
-        Builder {
+        let b = Builder {
             ck: source.as_ref(),
             c: &config,
-            names: TensorNames::new(config.architecture),
-            spec: ArchSpec::of(config.architecture),
+            names: TensorNames::new(config.architecture, naming),
+            spec,
             quantize: opts.quantize,
-        }
-        .build()
-        .map(|parts| Model {
-            spec: ArchSpec::of(config.architecture),
-            rope: Rope::new(&config.rope, config.head_dim),
+        };
+        let parts = b.build()?;
+        // llama.cpp's converter stores Llama 3 RoPE scaling as per-frequency divisors.
+        let rope_factors = match source.contains("rope_freqs.weight") {
+            true => Some(source.vector("rope_freqs.weight", config.head_dim / 2)?),
+            false => None,
+        };
+        Ok(Model {
+            spec,
+            rope: Rope::new(&config.rope, config.head_dim, rope_factors.as_deref()),
             embed: parts.embed,
             layers: parts.layers,
             norm: parts.norm,
@@ -204,18 +230,21 @@ impl Builder<'_> {
         Ok(Linear { w, b })
     }
 
-    fn mlp(&self, prefix: &str, ffn: usize) -> Result<Mlp> {
+    /// A SwiGLU MLP of layer `l` from its gate/up/down parts.
+    fn mlp(&self, l: usize, [gate, up, down]: [Part; 3], ffn: usize) -> Result<Mlp> {
         let (h, bias) = (self.c.hidden_size, self.c.mlp_bias);
+        let n = |p| self.names.part(l, p);
         Ok(Mlp {
-            gate: self.linear(&format!("{prefix}.gate_proj"), ffn, h, bias)?,
-            up: self.linear(&format!("{prefix}.up_proj"), ffn, h, bias)?,
-            down: self.linear(&format!("{prefix}.down_proj"), h, ffn, bias)?,
+            gate: self.linear(&n(gate), ffn, h, bias)?,
+            up: self.linear(&n(up), ffn, h, bias)?,
+            down: self.linear(&n(down), h, ffn, bias)?,
         })
     }
 
     fn layer(&self, l: usize) -> Result<(Layer, Vec<ExpertWeights>)> {
         let c = self.c;
-        let n = |rest: &str| self.names.layer(l, rest);
+        let n = |p: Part| self.names.part(l, p);
+        let w = |p: Part| format!("{}.weight", self.names.part(l, p));
         let (h, hd) = (c.hidden_size, c.head_dim);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
         let qkv_bias = c.attention_bias;
@@ -223,19 +252,19 @@ impl Builder<'_> {
         let (q_norm, k_norm) = match self.spec.qk_norm {
             QkNorm::None => (None, None),
             QkNorm::PerHead => (
-                Some(self.ck.vector(&n("self_attn.q_norm.weight"), hd)?),
-                Some(self.ck.vector(&n("self_attn.k_norm.weight"), hd)?),
+                Some(self.ck.vector(&w(Part::QNorm), hd)?),
+                Some(self.ck.vector(&w(Part::KNorm), hd)?),
             ),
             QkNorm::Whole => (
-                Some(self.ck.vector(&n("self_attn.q_norm.weight"), q_dim)?),
-                Some(self.ck.vector(&n("self_attn.k_norm.weight"), kv_dim)?),
+                Some(self.ck.vector(&w(Part::QNorm), q_dim)?),
+                Some(self.ck.vector(&w(Part::KNorm), kv_dim)?),
             ),
         };
         let attn = Attention {
-            q: self.linear(&n("self_attn.q_proj"), q_dim, h, qkv_bias)?,
-            k: self.linear(&n("self_attn.k_proj"), kv_dim, h, qkv_bias)?,
-            v: self.linear(&n("self_attn.v_proj"), kv_dim, h, qkv_bias)?,
-            o: self.linear(&n("self_attn.o_proj"), h, q_dim, o_bias)?,
+            q: self.linear(&n(Part::Q), q_dim, h, qkv_bias)?,
+            k: self.linear(&n(Part::K), kv_dim, h, qkv_bias)?,
+            v: self.linear(&n(Part::V), kv_dim, h, qkv_bias)?,
+            o: self.linear(&n(Part::O), h, q_dim, o_bias)?,
             q_norm,
             k_norm,
             window: c.sliding_window.get(l).copied().flatten(),
@@ -247,8 +276,8 @@ impl Builder<'_> {
                 let router = self.ck.matrix(router_name, m.n_experts, h)?;
                 let shared = match m.shared_expert_ffn {
                     Some(ffn) => Some((
-                        self.mlp(&n("mlp.shared_expert"), ffn)?,
-                        self.ck.matrix(&n("mlp.shared_expert_gate.weight"), 1, h)?,
+                        self.mlp(l, [Part::SharedGate, Part::SharedUp, Part::SharedDown], ffn)?,
+                        self.ck.matrix(&w(Part::SharedRouter), 1, h)?,
                     )),
                     None => None,
                 };
@@ -256,14 +285,14 @@ impl Builder<'_> {
                 (Ffn::Moe(Moe { router, shared }), experts)
             }
             _ => (
-                Ffn::Dense(self.mlp(&n("mlp"), c.intermediate_size)?),
+                Ffn::Dense(self.mlp(l, [Part::Gate, Part::Up, Part::Down], c.intermediate_size)?),
                 Vec::new(),
             ),
         };
         let layer = Layer {
-            attn_norm: self.ck.vector(&n("input_layernorm.weight"), h)?,
+            attn_norm: self.ck.vector(&w(Part::AttnNorm), h)?,
             attn,
-            ffn_norm: self.ck.vector(&n("post_attention_layernorm.weight"), h)?,
+            ffn_norm: self.ck.vector(&w(Part::FfnNorm), h)?,
             ffn,
         };
         Ok((layer, experts))
@@ -294,6 +323,7 @@ impl Builder<'_> {
                 self.ck.contains(&format!("{prefix}.0.{gate}.weight"))
             }
             ExpertLayout::Fused { gate_up, .. } => self.ck.contains(gate_up),
+            ExpertLayout::Stacked { gate, .. } => self.ck.contains(gate),
         });
         let Some(layout) = found else {
             // Name the tensor the architecture's usual layout needs.
@@ -302,6 +332,7 @@ impl Builder<'_> {
                     format!("{prefix}.0.{gate}.weight")
                 }
                 [ExpertLayout::Fused { gate_up, .. }, ..] => gate_up.clone(),
+                [ExpertLayout::Stacked { gate, .. }, ..] => gate.clone(),
                 [] => format!("model.layers.{l} experts"),
             };
             return Err(self.missing(&want));
@@ -327,6 +358,20 @@ impl Builder<'_> {
                     })
                 })
                 .collect(),
+            ExpertLayout::Stacked { gate, up, down } => {
+                let g = self.ck.stacked(gate, n_experts, ffn, h)?;
+                let u = self.ck.stacked(up, n_experts, ffn, h)?;
+                let d = self.ck.stacked(down, n_experts, h, ffn)?;
+                Ok(g.into_iter()
+                    .zip(u)
+                    .zip(d)
+                    .map(|((gate, up), down)| ExpertWeights {
+                        gate: self.convert(gate),
+                        up: self.convert(up),
+                        down: self.convert(down),
+                    })
+                    .collect())
+            }
             ExpertLayout::Fused { gate_up, down } => {
                 let gu = self.ck.stacked(gate_up, n_experts, 2 * ffn, h)?;
                 let dn = self.ck.stacked(down, n_experts, h, ffn)?;

@@ -9,7 +9,8 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(cfg: &RopeConfig, head_dim: usize) -> Rope {
+    /// `factors` (llama.cpp's `rope_freqs`, one per frequency) divide the frequencies.
+    pub fn new(cfg: &RopeConfig, head_dim: usize, factors: Option<&[f32]>) -> Rope {
         let base = cfg.theta as f32;
         let d = head_dim as f32;
         // transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all in f32.
@@ -55,6 +56,9 @@ impl Rope {
                 }
             }
         }
+        if let Some(ff) = factors {
+            inv_freq.iter_mut().zip(ff).for_each(|(x, f)| *x /= f);
+        }
         Rope { inv_freq }
     }
 
@@ -85,6 +89,7 @@ mod tests {
                 scaling: RopeScaling::None,
             },
             8,
+            None,
         );
         let want = [1.0, 0.1, 0.01, 0.001];
         for (a, b) in r.inv_freq().iter().zip(want) {
@@ -110,8 +115,9 @@ mod tests {
                 scaling: RopeScaling::None,
             },
             64,
+            None,
         );
-        let r = Rope::new(&cfg, 64);
+        let r = Rope::new(&cfg, 64, None);
         // highest frequency (short wavelength) unchanged, lowest divided by 8
         assert_eq!(r.inv_freq()[0], plain.inv_freq()[0]);
         let last = plain.inv_freq().len() - 1;
