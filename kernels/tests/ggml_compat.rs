@@ -7,7 +7,9 @@ use std::path::Path;
 use cosmoe_kernels::{dequantize_row, quantize, DType, QK};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ggml_blocks").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/ggml_blocks")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -60,7 +62,10 @@ fn round_trip_bounds() {
                 steps * d + q_max * (d - d16).abs()
             } * 1.0001;
             for (i, (a, b2)) in xs.iter().zip(ys).enumerate() {
-                assert!((a - b2).abs() <= bound, "{dtype} block {b} [{i}]: {a} -> {b2}, bound {bound}");
+                assert!(
+                    (a - b2).abs() <= bound,
+                    "{dtype} block {b} [{i}]: {a} -> {b2}, bound {bound}"
+                );
             }
         }
     }

@@ -78,7 +78,10 @@ mod tests {
         let sin: Vec<f32> = (0..n / 2).map(|i| (i as f32 * 0.5).sin()).collect();
         let mut inter = x.clone();
         rope_interleaved(&mut inter, &cos, &sin);
-        let mut neox: Vec<f32> = (0..n / 2).map(|i| x[2 * i]).chain((0..n / 2).map(|i| x[2 * i + 1])).collect();
+        let mut neox: Vec<f32> = (0..n / 2)
+            .map(|i| x[2 * i])
+            .chain((0..n / 2).map(|i| x[2 * i + 1]))
+            .collect();
         rope_neox(&mut neox, &cos, &sin);
         for i in 0..n / 2 {
             assert_eq!(inter[2 * i], neox[i]);
