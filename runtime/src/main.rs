@@ -59,7 +59,7 @@ struct BenchKernelsArgs {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Model folder (config.json, *.safetensors, tokenizer.json).
+    /// Model folder (config.json, *.safetensors, tokenizer.json) or GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// Worker threads (default: physical cores).
@@ -126,7 +126,7 @@ struct LogitsArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// Model folder.
+    /// Model folder or GGUF file.
     path: PathBuf,
     /// One JSON object instead of a table.
     #[arg(long)]
@@ -167,10 +167,12 @@ fn load(m: &ModelArgs) -> Result<Model> {
     Ok(Model::load_with(&m.model, &opts)?)
 }
 
-fn load_tokenizer(model_dir: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
+/// `--tokenizer`, else `tokenizer.json` in the model folder (or beside a model file).
+fn load_tokenizer(model: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
+    let dir = if model.is_file() { model.parent().unwrap_or(Path::new(".")) } else { model };
     Ok(match explicit {
         Some(p) => Some(tokenizer::load(p)?),
-        None => tokenizer::load_from_dir(model_dir)?,
+        None => tokenizer::load_from_dir(dir)?,
     })
 }
 
