@@ -169,7 +169,11 @@ fn load(m: &ModelArgs) -> Result<Model> {
 
 /// `--tokenizer`, else `tokenizer.json` in the model folder (or beside a model file).
 fn load_tokenizer(model: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
-    let dir = if model.is_file() { model.parent().unwrap_or(Path::new(".")) } else { model };
+    let dir = if model.is_file() {
+        model.parent().unwrap_or(Path::new("."))
+    } else {
+        model
+    };
     Ok(match explicit {
         Some(p) => Some(tokenizer::load(p)?),
         None => tokenizer::load_from_dir(dir)?,
