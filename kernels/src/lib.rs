@@ -75,7 +75,7 @@ impl DType {
     /// Bytes of one row of `cols` values, or `None` if `cols` is not a whole number of blocks or the
     /// size overflows.
     pub fn row_bytes(self, cols: usize) -> Option<usize> {
-        if cols % self.block_len() != 0 {
+        if !cols.is_multiple_of(self.block_len()) {
             return None;
         }
         (cols / self.block_len()).checked_mul(self.block_bytes())
@@ -199,7 +199,7 @@ impl<'a> MatRef<'a> {
 /// number of blocks or `x` not a whole number of rows.
 pub fn quantize(dtype: DType, x: &[f32], cols: usize) -> Option<Vec<u8>> {
     let row_bytes = dtype.row_bytes(cols)?;
-    if cols == 0 || x.len() % cols != 0 {
+    if cols == 0 || !x.len().is_multiple_of(cols) {
         return None;
     }
     let rows = x.len() / cols;
