@@ -634,7 +634,7 @@ impl GgmlType {
 
     /// Bytes of `n` values (`n` a whole number of blocks), or `None` if it is not one or overflows.
     pub fn bytes_of(self, n: usize) -> Option<usize> {
-        if n % self.block_len() != 0 {
+        if !n.is_multiple_of(self.block_len()) {
             return None;
         }
         (n / self.block_len()).checked_mul(self.block_bytes())

@@ -52,7 +52,7 @@ fn gguf(kvs: &[(&str, Kv)]) -> Vec<u8> {
             }
         }
     }
-    while out.len() % 32 != 0 {
+    while !out.len().is_multiple_of(32) {
         out.push(0);
     }
     out

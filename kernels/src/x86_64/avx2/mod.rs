@@ -1,11 +1,136 @@
-//! AVX2 + FMA + F16C kernels.
+//! AVX2 + FMA + F16C kernels, one file per format with the names of `scalar/`.
+//!
+//! Each file's functions are safe wrappers (the scalar signatures, so they fit the kernel table)
+//! around `unsafe fn`s compiled with `#[target_feature(enable = "avx2,fma,f16c")]`. The wrappers
+//! are private to the crate: the only way to them is `table`, which `dispatch` calls only where
+//! [`super::avx2_supported`] holds. The AVX-512 tier reuses some of them and the helpers below (its
+//! CPUs have every AVX2 feature: [`super::avx512_supported`] checks `avx2_supported` first).
+
+mod bf16;
+mod f16;
+mod f32;
+pub(in crate::x86_64) mod ops;
+pub(in crate::x86_64) mod q4_0;
+pub(in crate::x86_64) mod q8_0;
+
+use std::arch::x86_64::*;
 
 use crate::dispatch::{Kernels, Tier, SCALAR};
 
-/// The AVX2 table (call only where [`super::avx2_supported`]).
-pub fn table() -> Kernels {
+/// The AVX2 table. `dispatch` calls this only where [`super::avx2_supported`] holds: the safety of
+/// every function pointer in it rests on that.
+pub(crate) fn table() -> Kernels {
+    debug_assert!(super::avx2_supported());
     Kernels {
         tier: Tier::Avx2,
+        features: &[],
+        dot_f32: f32::dot,
+        dot_f16: f16::dot,
+        dot_bf16: bf16::dot,
+        dot_q8_0: q8_0::dot,
+        dot_q4_0: q4_0::dot,
+        quantize_row_q8_0: q8_0::quantize_row,
+        axpy: f32::axpy,
+        rmsnorm: ops::rmsnorm,
+        rope_neox: ops::rope_neox,
         ..SCALAR
+    }
+}
+
+/// How far ahead of the current block the Q8_0/Q4_0 loops ask for weights. Hardware prefetchers
+/// follow the stream anyway; the hint measured about 10 % faster single-thread decode from DRAM
+/// (Zen 3, 256 MiB of Q4_0 rows).
+const PREFETCH_BYTES: usize = 1024;
+
+/// Prefetches the cache line `PREFETCH_BYTES` past `p`. A hint: it never faults, also past the end
+/// of the weights, and `wrapping_add` keeps the address arithmetic defined there.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn prefetch_ahead<T>(p: *const T) {
+    _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(PREFETCH_BYTES));
+}
+
+/// Sum of the eight lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The 32 bytes of a block's quants.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn load32(qs: &[i8; 32]) -> __m256i {
+    // SAFETY: `qs` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) }
+}
+
+/// The products of two pairs of f16 block scales, `[w0 * x0, w1 * x1, _, _]` in f32: each scale
+/// converted exactly (F16C), then one f32 product, as the reference's `scale(w.d) * scale(x.d)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn scale_products(
+    w0: [u8; 2],
+    w1: [u8; 2],
+    x0: [u8; 2],
+    x1: [u8; 2],
+) -> __m128 {
+    let bits = u16::from_le_bytes(w0) as u64
+        | (u16::from_le_bytes(w1) as u64) << 16
+        | (u16::from_le_bytes(x0) as u64) << 32
+        | (u16::from_le_bytes(x1) as u64) << 48;
+    // [w0, w1, x0, x1] as f32.
+    let f = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
+    // [w0 * x0, w1 * x1, x0 * x0, x1 * x1].
+    _mm_mul_ps(f, _mm_movehl_ps(f, f))
+}
+
+/// Lane 0 of `p` in all eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn splat0(p: __m128) -> __m256 {
+    _mm256_broadcastss_ps(p)
+}
+
+/// Lane 1 of `p` in all eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn splat1(p: __m128) -> __m256 {
+    // movehdup: [p1, p1, p3, p3].
+    _mm256_broadcastss_ps(_mm_movehdup_ps(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_products_lanes() {
+        if !crate::x86_64::avx2_supported() {
+            return;
+        }
+        let h = |v: f32| half::f16::from_f32(v).to_le_bytes();
+        // SAFETY: AVX2/FMA/F16C checked above.
+        let (p, d0, d1, s) = unsafe {
+            let p = scale_products(h(0.5), h(-3.0), h(0.25), h(2.0));
+            let mut out = [0f32; 4];
+            _mm_storeu_ps(out.as_mut_ptr(), p);
+            let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+            _mm256_storeu_ps(a.as_mut_ptr(), splat0(p));
+            _mm256_storeu_ps(b.as_mut_ptr(), splat1(p));
+            (
+                out,
+                a,
+                b,
+                hsum_ps(_mm256_setr_ps(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)),
+            )
+        };
+        assert_eq!(&p[..2], &[0.125, -6.0]);
+        assert_eq!(d0, [0.125; 8]);
+        assert_eq!(d1, [-6.0; 8]);
+        assert_eq!(s, 36.0);
     }
 }

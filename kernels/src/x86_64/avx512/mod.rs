@@ -1,11 +1,84 @@
-//! AVX-512 kernels.
+//! AVX-512 kernels (F/BW/VL; VNNI where the CPU has it), one file per format with the names of
+//! `scalar/`.
+//!
+//! As in `avx2/`, each file's functions are safe wrappers around `unsafe fn`s compiled with
+//! `#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]` (plus `avx512vnni` for the
+//! VNNI kernels), private to the crate and reached only through `table`, which `dispatch` calls only
+//! where [`super::avx512_supported`] holds; the VNNI kernels enter the table only where
+//! [`super::avx512_vnni_supported`] holds too.
+//!
+//! What this tier takes from the AVX2 tier (its CPUs run every AVX2 kernel, and these gain little
+//! from 512-bit vectors): the Q8_0/Q4_0 dot products when the CPU lacks VNNI, the activation
+//! quantiser (once per vector, and it must match the reference bit for bit), RMSNorm and RoPE.
+//!
+//! AVX-512 BF16 (`vdpbf16ps`) is not used: it multiplies bf16 by bf16, so the f32 activations would
+//! first be rounded to bf16 (a relative error near 2^-9 per term), far from the reference's
+//! `bf16 -> f32` then f32 arithmetic. bf16 weights are widened by a shift instead, exactly.
 
+mod bf16;
+mod f16;
+mod f32;
+mod q4_0;
+mod q8_0;
+
+use std::arch::x86_64::*;
+
+use super::avx2;
 use crate::dispatch::{Kernels, Tier, SCALAR};
 
-/// The AVX-512 table (call only where [`super::avx512_supported`]).
-pub fn table() -> Kernels {
-    Kernels {
+/// The AVX-512 table. `dispatch` calls this only where [`super::avx512_supported`] holds: the safety
+/// of every function pointer in it rests on that (and on the VNNI check below for the VNNI kernels).
+pub(crate) fn table() -> Kernels {
+    debug_assert!(super::avx512_supported());
+    let base = Kernels {
         tier: Tier::Avx512,
+        features: &[],
+        dot_f32: f32::dot,
+        dot_f16: f16::dot,
+        dot_bf16: bf16::dot,
+        dot_q8_0: avx2::q8_0::dot,
+        dot_q4_0: avx2::q4_0::dot,
+        quantize_row_q8_0: avx2::q8_0::quantize_row,
+        axpy: f32::axpy,
+        rmsnorm: avx2::ops::rmsnorm,
+        rope_neox: avx2::ops::rope_neox,
         ..SCALAR
+    };
+    if super::avx512_vnni_supported() {
+        Kernels {
+            features: &["vnni"],
+            dot_q8_0: q8_0::dot,
+            dot_q4_0: q4_0::dot,
+            ..base
+        }
+    } else {
+        base
     }
+}
+
+/// `(1 << n) - 1`: the first `n < 16` lanes of a 16-lane vector.
+#[inline]
+fn first_lanes(n: usize) -> __mmask16 {
+    debug_assert!(n < 16);
+    (1u16 << n) - 1
+}
+
+/// Two 256-bit halves as one vector: `lo` in bytes 0..32 (32-bit lanes 0..8), `hi` in bytes 32..64
+/// (lanes 8..16).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// Lane 0 of `p` in lanes 0..8 and lane 1 of `p` in lanes 8..16: the scales of the two blocks that
+/// [`join`] put side by side.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn spread(p: __m128) -> __m512 {
+    // `vpermps`: dst[i] = src[idx[i]]. Only lanes 0 and 1 of the (otherwise undefined) source are read.
+    const IDX: [i32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+    // SAFETY: `IDX` is 64 readable bytes; `loadu` has no alignment requirement.
+    let idx = unsafe { _mm512_loadu_si512(IDX.as_ptr().cast()) };
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p))
 }
