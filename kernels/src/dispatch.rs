@@ -81,6 +81,9 @@ impl Tier {
     }
 }
 
+/// Two Q4_0 rows times one Q8_0 activation vector.
+pub type Dot2Q4_0 = fn(&[BlockQ4_0], &[BlockQ4_0], &[BlockQ8_0]) -> [f32; 2];
+
 /// Function pointers of one tier (the same names as the functions in `scalar/`).
 #[derive(Clone, Copy)]
 pub struct Kernels {
@@ -96,7 +99,7 @@ pub struct Kernels {
     pub dot_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
     /// Two Q4_0 rows times one activation vector, each result bit-identical to `dot_q4_0` (a tier
     /// without it runs `dot_q4_0` twice).
-    pub dot2_q4_0: Option<fn(&[BlockQ4_0], &[BlockQ4_0], &[BlockQ8_0]) -> [f32; 2]>,
+    pub dot2_q4_0: Option<Dot2Q4_0>,
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
     pub dequantize_row: fn(DType, &[u8], &mut [f32]),
