@@ -42,6 +42,9 @@ pub struct ModelReport {
     /// Embeddings, attention, norms, routers, shared experts, LM head.
     pub bytes_resident: usize,
     pub expert_share: f64,
+    /// A GGUF file's metadata, `(key, value)` in file order (long arrays shortened).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, String)>,
 }
 
 impl ModelReport {
@@ -95,7 +98,14 @@ impl ModelReport {
             } else {
                 bytes_experts as f64 / bytes_total as f64
             },
+            metadata: Vec::new(),
         }
+    }
+
+    /// Adds a GGUF file's metadata to the report.
+    pub fn with_gguf_metadata(mut self, f: &cosmoe_loader::GgufFile) -> Self {
+        self.metadata = f.metadata().iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        self
     }
 }
 
@@ -172,6 +182,13 @@ impl std::fmt::Display for ModelReport {
             mib(self.bytes_experts),
             100.0 * self.expert_share,
             mib(self.bytes_resident)
-        )
+        )?;
+        if !self.metadata.is_empty() {
+            writeln!(f, "\nGGUF metadata")?;
+            for (k, v) in &self.metadata {
+                writeln!(f, "  {k:<44} {v}")?;
+            }
+        }
+        Ok(())
     }
 }
