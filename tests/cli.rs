@@ -141,14 +141,25 @@ fn inspect_reports_the_expert_split() {
 fn inspect_shows_gguf_metadata() {
     let f = golden_dir().join("../gguf/qwen3_moe.f32.gguf");
     let out = cosmoe(&["inspect", f.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["architecture"], "Qwen3MoeForCausalLM");
     let md = v["metadata"].as_array().unwrap();
-    assert!(md.iter().any(|kv| kv[0] == "general.architecture" && kv[1] == "\"qwen3moe\""), "{md:?}");
+    assert!(
+        md.iter()
+            .any(|kv| kv[0] == "general.architecture" && kv[1] == "\"qwen3moe\""),
+        "{md:?}"
+    );
     let out = cosmoe(&["inspect", f.to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("GGUF metadata") && text.contains("qwen3moe.expert_count"), "{text}");
+    assert!(
+        text.contains("GGUF metadata") && text.contains("qwen3moe.expert_count"),
+        "{text}"
+    );
 }
 
 /// Wrong flags and bad values: a non-zero exit and a message that says what is wrong.

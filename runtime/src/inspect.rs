@@ -104,7 +104,11 @@ impl ModelReport {
 
     /// Adds a GGUF file's metadata to the report.
     pub fn with_gguf_metadata(mut self, f: &cosmoe_loader::GgufFile) -> Self {
-        self.metadata = f.metadata().iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        self.metadata = f
+            .metadata()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
         self
     }
 }

@@ -320,7 +320,11 @@ fn logits(a: LogitsArgs) -> Result<()> {
 fn inspect(a: InspectArgs) -> Result<()> {
     let model = Model::load(&a.path)?;
     let mut report = ModelReport::of(&model, &a.path.display().to_string());
-    if a.path.is_file() && a.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if a.path.is_file()
+        && a.path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         report = report.with_gguf_metadata(&cosmoe_loader::GgufFile::open(&a.path)?);
     }
     if a.json {
