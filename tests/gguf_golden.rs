@@ -33,19 +33,16 @@ fn tolerance(outtype: &str) -> f32 {
 }
 
 /// max |diff| / max |logit| against llama.cpp's own prompt logits of the same file (CPU, F32 KV
-/// cache). llama.cpp rounds the activations to f16 before an F16 matmul and quantises them to Q8_0
-/// before a Q8_0 one; cosmoe keeps them in f32 for F16 weights and quantises them to Q8_0 for Q8_0
-/// weights. Worst measured: F32 5.8e-7; F16 8.7e-4 (qwen2); Q8_0 8.8e-8 (llama) and 0 (qwen2), but
-/// 1.6e-3 for mixtral.q8_0 (mostly F16 matrices) and 1.55e-2 for qwen3.q8_0: one activation of
-/// layer 0 at position 3 is an exact tie (x / d = 66.5), which cosmoe's Q8_0 activation quantiser
-/// (ggml's `quantize_row_q8_0_ref`: round half away from zero, `id = 1 / d`) rounds to 67 and
-/// llama.cpp's x86 `quantize_row_q8_0` (round half to even, `id = 127 / amax`) to 66. With the
-/// quantiser matched to llama.cpp's, qwen3.q8_0 measures 1.0e-7 and the Q8_0 bound can be 5e-3.
+/// cache). llama.cpp rounds the activations to f16 before an F16 matmul; cosmoe keeps them in f32.
+/// Both quantise activations to Q8_0 the same way before a Q8_0 matmul (llama.cpp's x86 quantiser:
+/// `id = 127 / amax`, round half to even). Worst measured: F32 5.8e-7; F16 8.7e-4 (qwen2); Q8_0
+/// 1.0e-7 (qwen3), 8.8e-8 (llama), 0 (qwen2), and 1.6e-3 for mixtral.q8_0, whose matrices are mostly
+/// F16 (48-wide rows do not split into Q8_0 blocks).
 fn tolerance_llama_cpp(outtype: &str) -> f32 {
     match outtype {
         "f32" => 1e-4,
         "f16" => 2e-3,
-        "q8_0" => 2e-2,
+        "q8_0" => 5e-3,
         other => panic!("no tolerance for {other}"),
     }
 }

@@ -100,6 +100,7 @@ pub struct Kernels {
     /// Two Q4_0 rows times one activation vector, each result bit-identical to `dot_q4_0` (a tier
     /// without it runs `dot_q4_0` twice).
     pub dot2_q4_0: Option<Dot2Q4_0>,
+    /// The activation quantiser (`scalar::q8_0::quantize_row_activations`, bit for bit).
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
     pub dequantize_row: fn(DType, &[u8], &mut [f32]),
@@ -120,7 +121,7 @@ pub const SCALAR: Kernels = Kernels {
     dot_q8_0: scalar::q8_0::dot,
     dot_q4_0: scalar::q4_0::dot,
     dot2_q4_0: None,
-    quantize_row_q8_0: scalar::q8_0::quantize_row,
+    quantize_row_q8_0: scalar::q8_0::quantize_row_activations,
     axpy: scalar::f32::axpy,
     dequantize_row: scalar::dequantize_row,
     rmsnorm: scalar::ops::rmsnorm,

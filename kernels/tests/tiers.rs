@@ -119,7 +119,7 @@ fn dot_f16_bf16() {
 
 fn q8(x: &[f32]) -> Vec<BlockQ8_0> {
     let mut q = vec![BlockQ8_0::default(); x.len() / QK];
-    scalar::q8_0::quantize_row(x, &mut q);
+    scalar::q8_0::quantize_row_activations(x, &mut q);
     q
 }
 
@@ -184,7 +184,7 @@ fn quantize_row_q8_0_is_bit_identical() {
             let mut a = vec![BlockQ8_0::default(); nb];
             let mut b = vec![BlockQ8_0::default(); nb];
             (k.quantize_row_q8_0)(&x, &mut a);
-            scalar::q8_0::quantize_row(&x, &mut b);
+            scalar::q8_0::quantize_row_activations(&x, &mut b);
             assert_eq!(a, b, "{:?} quantize_row_q8_0 blocks={nb}", k.tier);
         }
     }

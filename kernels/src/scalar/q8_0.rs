@@ -17,6 +17,23 @@ pub fn quantize_row(x: &[f32], out: &mut [BlockQ8_0]) {
     }
 }
 
+/// The quantiser of activations (the vector a Q8_0/Q4_0 matrix multiplies), as llama.cpp's x86
+/// `quantize_row_q8_0` computes it for its matmuls: `d = max|x| / 127` as above, but
+/// `q = round_ties_even(x * (127 / max|x|))`. Every tier reproduces it bit for bit, so cosmoe's Q8_0/Q4_0
+/// products equal llama.cpp's on x86. (Weights are quantised with [`quantize_row`], as llama.cpp's
+/// `llama-quantize` and converter do.)
+pub fn quantize_row_activations(x: &[f32], out: &mut [BlockQ8_0]) {
+    debug_assert_eq!(x.len(), out.len() * QK);
+    for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        b.d = to_scale(amax / 127.0);
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round_ties_even() as i8;
+        }
+    }
+}
+
 pub fn dequantize_row(row: &[BlockQ8_0], out: &mut [f32]) {
     for (b, o) in row.iter().zip(out.chunks_exact_mut(QK)) {
         let d = scale(b.d);

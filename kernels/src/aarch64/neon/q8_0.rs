@@ -48,9 +48,9 @@ unsafe fn dot_blocks<D: I8Dot>(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     sum
 }
 
-/// ggml's `quantize_row_q8_0_ref`, bit-identical to `scalar::q8_0::quantize_row`:
-/// `d = max|x| / 127`, `q = round(x * (1 / d))`, rounding half away from zero (`fcvtas`) and
-/// saturating as `as i8` does.
+/// The activation quantiser, bit-identical to `scalar::q8_0::quantize_row_activations`:
+/// `d = max|x| / 127`, `q = round_ties_even(x * (127 / max|x|))` (`fcvtns`), saturating as `as i8`
+/// does.
 /// `x.len()` must be `out.len() * 32`.
 pub fn quantize_row(x: &[f32], out: &mut [BlockQ8_0]) {
     debug_assert_eq!(x.len(), out.len() * QK);
@@ -75,11 +75,11 @@ unsafe fn quantize_block(xs: &[f32], b: &mut BlockQ8_0) {
     }
     let amax = vmaxnmvq_f32(m);
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     b.d = to_scale(d);
-    // `(v * id).round() as i8`: round half away from zero to i32 (saturating; NaN to 0), then
+    // `(v * id).round_ties_even() as i8`: round half to even to i32 (saturating; NaN to 0), then
     // saturating narrows to i16 and i8.
-    let q = v.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, id)));
+    let q = v.map(|v| vcvtnq_s32_f32(vmulq_n_f32(v, id)));
     let h: [int16x8_t; 4] =
         core::array::from_fn(|k| vcombine_s16(vqmovn_s32(q[2 * k]), vqmovn_s32(q[2 * k + 1])));
     let q0 = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
@@ -159,7 +159,7 @@ mod tests {
         for xs in cases {
             let (mut a, mut b) = ([BlockQ8_0::default()], [BlockQ8_0::default()]);
             quantize_row(&xs, &mut a);
-            scalar::q8_0::quantize_row(&xs, &mut b);
+            scalar::q8_0::quantize_row_activations(&xs, &mut b);
             assert_eq!(a, b, "{xs:?}");
         }
     }

@@ -12,7 +12,7 @@ pub(crate) fn dot(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     unsafe { dot_avx2(w, x) }
 }
 
-/// Bit-identical to `scalar::q8_0::quantize_row`.
+/// Bit-identical to `scalar::q8_0::quantize_row_activations` (llama.cpp's x86 activation quantiser).
 pub(crate) fn quantize_row(x: &[f32], out: &mut [BlockQ8_0]) {
     // SAFETY: as for `dot`.
     unsafe { quantize_row_avx2(x, out) }
@@ -93,21 +93,12 @@ unsafe fn dot_exact(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     hsum_ps(acc)
 }
 
-/// `round(r)` half away from zero (Rust's `f32::round`), then Rust's saturating `as i8` (NaN to 0,
-/// beyond the range to -128/127), as i32 lanes.
-///
-/// `t = trunc(r)` and `f = r - t` (exact: the fraction of a float is a float); `|f| >= 0.5` moves
-/// `t` one away from zero (exact: then `|t| < 2^23`). Infinities keep `t = r` (`f` is NaN, the
-/// comparison false) and are clamped like large values.
+/// `r.round_ties_even()` (ggml's `_mm256_round_ps(v, _MM_ROUND_NEAREST)`), then Rust's saturating
+/// `as i8` (NaN to 0, beyond the range to -128/127), as i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn round_to_i8_lanes(r: __m256) -> __m256i {
-    let sign = _mm256_set1_ps(-0.0);
-    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(r);
-    let f = _mm256_andnot_ps(sign, _mm256_sub_ps(r, t));
-    let away = _mm256_cmp_ps::<_CMP_GE_OQ>(f, _mm256_set1_ps(0.5));
-    let one = _mm256_or_ps(_mm256_and_ps(r, sign), _mm256_set1_ps(1.0));
-    let q = _mm256_add_ps(t, _mm256_and_ps(away, one));
+fn round_even_to_i8_lanes(r: __m256) -> __m256i {
+    let q = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(r);
     let q = _mm256_and_ps(q, _mm256_cmp_ps::<_CMP_ORD_Q>(q, q));
     let q = _mm256_min_ps(
         _mm256_max_ps(q, _mm256_set1_ps(-128.0)),
@@ -156,17 +147,18 @@ unsafe fn quantize_row_avx2(x: &[f32], out: &mut [BlockQ8_0]) {
         let m = _mm_max_ss(m, _mm_movehdup_ps(m));
         let amax = _mm_cvtss_f32(m);
 
-        // amax is never NaN (NaN lanes were dropped), so neither is d.
+        // amax is never NaN (NaN lanes were dropped), so neither is d. As llama.cpp's x86
+        // `quantize_row_q8_0`: `id = 127 / amax` (not `1 / d`), round half to even.
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16_bits(d);
 
         let vid = _mm256_set1_ps(id);
         let q = [
-            round_to_i8_lanes(_mm256_mul_ps(v[0], vid)),
-            round_to_i8_lanes(_mm256_mul_ps(v[1], vid)),
-            round_to_i8_lanes(_mm256_mul_ps(v[2], vid)),
-            round_to_i8_lanes(_mm256_mul_ps(v[3], vid)),
+            round_even_to_i8_lanes(_mm256_mul_ps(v[0], vid)),
+            round_even_to_i8_lanes(_mm256_mul_ps(v[1], vid)),
+            round_even_to_i8_lanes(_mm256_mul_ps(v[2], vid)),
+            round_even_to_i8_lanes(_mm256_mul_ps(v[3], vid)),
         ];
         // packs work within 128-bit halves: after both packs the 4-byte groups are in the order
         // 0 2 4 6 1 3 5 7 (group k = values 4k..4k+4); the permute puts them back.
@@ -277,7 +269,7 @@ mod tests {
         let mut a = vec![BlockQ8_0::default(); nb];
         let mut r = vec![BlockQ8_0::default(); nb];
         quantize_row(&x, &mut a);
-        scalar::q8_0::quantize_row(&x, &mut r);
+        scalar::q8_0::quantize_row_activations(&x, &mut r);
         for (i, (a, r)) in a.iter().zip(&r).enumerate() {
             assert_eq!(a, r, "block {i}: {:?}", &x[i * QK..(i + 1) * QK]);
         }
