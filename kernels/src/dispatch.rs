@@ -81,9 +81,6 @@ impl Tier {
     }
 }
 
-/// Two Q4_0 rows times one Q8_0 activation vector.
-pub type Dot2Q4_0 = fn(&[BlockQ4_0], &[BlockQ4_0], &[BlockQ8_0]) -> [f32; 2];
-
 /// Function pointers of one tier (the same names as the functions in `scalar/`).
 #[derive(Clone, Copy)]
 pub struct Kernels {
@@ -97,9 +94,6 @@ pub struct Kernels {
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
     pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     pub dot_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
-    /// Two Q4_0 rows times one activation vector, each result bit-identical to `dot_q4_0` (a tier
-    /// without it runs `dot_q4_0` twice).
-    pub dot2_q4_0: Option<Dot2Q4_0>,
     /// The activation quantiser (`scalar::q8_0::quantize_row_activations`, bit for bit).
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
@@ -120,7 +114,6 @@ pub const SCALAR: Kernels = Kernels {
     dot_bf16: scalar::bf16::dot,
     dot_q8_0: scalar::q8_0::dot,
     dot_q4_0: scalar::q4_0::dot,
-    dot2_q4_0: None,
     quantize_row_q8_0: scalar::q8_0::quantize_row_activations,
     axpy: scalar::f32::axpy,
     dequantize_row: scalar::dequantize_row,

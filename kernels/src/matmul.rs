@@ -54,9 +54,9 @@ impl Kernels {
         if n == 1 {
             let task = |(c, ys): (usize, &mut [f32])| {
                 let mut scratch = Vec::new();
-                self.rows_dot(&w, c * chunk, ys.len(), &acts, 0, &mut scratch, |i, v| {
-                    ys[i] = v
-                });
+                for (i, yv) in ys.iter_mut().enumerate() {
+                    *yv = self.row_dot(&w, c * chunk + i, &acts, 0, &mut scratch);
+                }
             };
             if serial {
                 task((0, y));
@@ -69,15 +69,9 @@ impl Kernels {
         let mut yt = vec![0f32; rows * n];
         let task = |(c, block): (usize, &mut [f32])| {
             let mut scratch = Vec::new();
-            // Two rows at a time (in L1) against every token.
-            let m = block.len() / n;
-            for i in (0..m).step_by(2) {
-                let k = (m - i).min(2);
-                for t in 0..n {
-                    let r0 = c * chunk + i;
-                    self.rows_dot(&w, r0, k, &acts, t, &mut scratch, |j, v| {
-                        block[(i + j) * n + t] = v
-                    });
+            for (i, out) in block.chunks_mut(n).enumerate() {
+                for (t, o) in out.iter_mut().enumerate() {
+                    *o = self.row_dot(&w, c * chunk + i, &acts, t, &mut scratch);
                 }
             }
         };
@@ -90,36 +84,6 @@ impl Kernels {
             for t in 0..n {
                 y[t * rows + r] = yt[r * n + t];
             }
-        }
-    }
-
-    /// Rows `r0..r0 + m` of `w` times token `t`, each result handed to `out(i, value)`. Q4_0 rows go
-    /// two at a time where the tier has a two-row kernel (bit-identical to one row at a time).
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn rows_dot(
-        &self,
-        w: &MatRef<'_>,
-        r0: usize,
-        m: usize,
-        acts: &Acts<'_>,
-        t: usize,
-        scratch: &mut Vec<f32>,
-        mut out: impl FnMut(usize, f32),
-    ) {
-        let mut i = 0;
-        if let (DType::Q4_0, Some(dot2), Acts::Q8(q)) = (w.dtype(), self.dot2_q4_0, acts) {
-            let nb = w.cols() / QK;
-            let xq = &q[t * nb..(t + 1) * nb];
-            while i + 1 < m {
-                let [a, b] = dot2(as_q4_0(w.row(r0 + i)), as_q4_0(w.row(r0 + i + 1)), xq);
-                out(i, a);
-                out(i + 1, b);
-                i += 2;
-            }
-        }
-        for i in i..m {
-            out(i, self.row_dot(w, r0 + i, acts, t, scratch));
         }
     }
 

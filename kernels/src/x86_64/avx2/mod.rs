@@ -29,7 +29,6 @@ pub(crate) fn table() -> Kernels {
         dot_bf16: bf16::dot,
         dot_q8_0: q8_0::dot,
         dot_q4_0: q4_0::dot,
-        dot2_q4_0: Some(q4_0::dot2),
         quantize_row_q8_0: q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: ops::rmsnorm,
