@@ -12,6 +12,8 @@
 
 mod bytes;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gguf;
 mod gguf_config;
 pub mod safetensors;

@@ -169,6 +169,22 @@ impl Checkpoint {
         // rewriting the file while it is mapped is outside what cosmoe can guard against here
         // (the same contract as every mmap-based loader); the offsets used below are validated.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
+        self.add_bytes(path, Bytes::new(Arc::new(map)), expected)
+    }
+
+    /// A checkpoint of one safetensors file held in memory (`path` names it in messages); for tests
+    /// and fuzzing.
+    pub fn from_bytes(bytes: Bytes, path: &Path) -> Result<Checkpoint> {
+        let mut ck = Checkpoint {
+            dir: path.to_owned(),
+            files: Vec::new(),
+            tensors: HashMap::new(),
+        };
+        ck.add_bytes(path, bytes, None)?;
+        Ok(ck)
+    }
+
+    fn add_bytes(&mut self, path: &Path, map: Bytes, expected: Option<&[&str]>) -> Result<()> {
         let st_err = |msg: String| LoaderError::Safetensors {
             path: path.to_owned(),
             msg,
@@ -230,7 +246,7 @@ impl Checkpoint {
         }
         self.files.push(ShardFile {
             path: path.to_owned(),
-            bytes: Bytes::new(Arc::new(map)),
+            bytes: map,
         });
         Ok(())
     }
