@@ -162,6 +162,33 @@ fn inspect_shows_gguf_metadata() {
     );
 }
 
+/// A lone `.gguf` file runs with a text prompt: its tokenizer is rebuilt from the file's metadata.
+#[test]
+fn gguf_runs_with_a_text_prompt() {
+    let f = golden_dir().join("../gguf/qwen3_moe.f32.gguf");
+    let out = cosmoe(&[
+        "run",
+        "--model",
+        f.to_str().unwrap(),
+        "--prompt",
+        "aa a",
+        "-n",
+        "4",
+        "--print-ids",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<u32> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(!ids.is_empty() && ids.len() <= 4, "{ids:?}");
+}
+
 /// Wrong flags and bad values: a non-zero exit and a message that says what is wrong.
 #[test]
 fn bad_arguments_are_clear_errors() {

@@ -768,6 +768,15 @@ impl fmt::Debug for GgufFile {
 }
 
 impl GgufFile {
+    /// Whether `path` names a GGUF file (an existing file with the `.gguf` extension), the test
+    /// every `--model PATH` goes through to choose between a GGUF file and a checkpoint folder.
+    pub fn is_gguf_path(path: &Path) -> bool {
+        path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    }
+
     /// Maps `path` and parses it.
     pub fn open(path: &Path) -> Result<GgufFile> {
         let io = |err| LoaderError::Io {

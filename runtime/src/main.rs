@@ -167,17 +167,26 @@ fn load(m: &ModelArgs) -> Result<Model> {
     Ok(Model::load_with(&m.model, &opts)?)
 }
 
-/// `--tokenizer`, else `tokenizer.json` in the model folder (or beside a model file).
+/// `--tokenizer`, else `tokenizer.json` in the model folder (or beside a model file), else the
+/// vocabulary in a GGUF file's metadata.
 fn load_tokenizer(model: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
+    if let Some(p) = explicit {
+        return Ok(Some(tokenizer::load(p)?));
+    }
     let dir = if model.is_file() {
         model.parent().unwrap_or(Path::new("."))
     } else {
         model
     };
-    Ok(match explicit {
-        Some(p) => Some(tokenizer::load(p)?),
-        None => tokenizer::load_from_dir(dir)?,
-    })
+    if let Some(t) = tokenizer::load_from_dir(dir)? {
+        return Ok(Some(t));
+    }
+    if cosmoe_loader::GgufFile::is_gguf_path(model) {
+        return Ok(tokenizer::from_gguf(&cosmoe_loader::GgufFile::open(
+            model,
+        )?)?);
+    }
+    Ok(None)
 }
 
 fn run(a: RunArgs) -> Result<()> {
@@ -320,11 +329,7 @@ fn logits(a: LogitsArgs) -> Result<()> {
 fn inspect(a: InspectArgs) -> Result<()> {
     let model = Model::load(&a.path)?;
     let mut report = ModelReport::of(&model, &a.path.display().to_string());
-    if a.path.is_file()
-        && a.path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
+    if cosmoe_loader::GgufFile::is_gguf_path(&a.path) {
         report = report.with_gguf_metadata(&cosmoe_loader::GgufFile::open(&a.path)?);
     }
     if a.json {

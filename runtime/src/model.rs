@@ -95,11 +95,7 @@ impl Model {
 
     /// Loads a Hugging Face checkpoint folder or a `.gguf` file.
     pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model> {
-        if path.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
+        if GgufFile::is_gguf_path(path) {
             let file = GgufFile::open(path)?;
             let config = ModelConfig::from_gguf(&file)?;
             let mut spec = ArchSpec::of(config.architecture);
