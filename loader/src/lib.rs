@@ -16,6 +16,8 @@ pub mod config;
 pub mod fuzzing;
 pub mod gguf;
 mod gguf_config;
+pub mod gguf_vocab;
+pub mod gguf_writer;
 pub mod safetensors;
 pub mod source;
 pub mod tokenizer;
@@ -27,6 +29,7 @@ pub use config::{Architecture, ModelConfig, MoeConfig, RopeConfig, RopeScaling};
 pub use cosmoe_kernels::DType;
 pub use gguf::{GgmlType, GgufFile, GgufTensorInfo};
 pub use gguf_config::gguf_rope_interleaved;
+pub use gguf_writer::GgufWriter;
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
 pub use source::{TensorStat, WeightSource};
 

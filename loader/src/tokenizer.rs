@@ -24,7 +24,7 @@ pub fn load(path: &Path) -> Result<Tokenizer> {
 }
 
 /// The pre-tokenizer regex llama.cpp uses for a `tokenizer.ggml.pre` name (llama-vocab.cpp).
-fn pre_regex(pre: &str) -> Option<&'static str> {
+pub(crate) fn pre_regex(pre: &str) -> Option<&'static str> {
     const GPT2: &str =
         r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
     const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

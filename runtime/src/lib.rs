@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod convert;
 mod error;
 pub mod forward;
 pub mod generate;

@@ -36,6 +36,31 @@ enum Cmd {
     Inspect(InspectArgs),
     /// Kernel speeds against a read-bandwidth probe and an FMA probe measured in the same run.
     BenchKernels(BenchKernelsArgs),
+    /// Write a Hugging Face checkpoint folder as a GGUF file that cosmoe and llama.cpp run.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json).
+    src: PathBuf,
+    /// GGUF file to write.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Type of the weight matrices: f32, f16, bf16, q8_0 or q4_0 (norms, biases and routers stay f32).
+    #[arg(long = "type", value_parser = parse_dtype)]
+    dtype: DType,
+    /// tokenizer.json to write into the file instead of the folder's.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Tensor alignment in bytes (power of two, >= 32). 4096 lets one aligned read fetch an expert;
+    /// use 32 for a file that llama.cpp's llama-quantize will rewrite (it pads to 32 whatever the
+    /// file says).
+    #[arg(long, default_value_t = cosmoe::convert::ALIGNMENT)]
+    alignment: u32,
+    /// Worker threads for quantising (default: physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -140,6 +165,7 @@ fn main() {
         Cmd::Logits(a) => logits(a),
         Cmd::Inspect(a) => inspect(a),
         Cmd::BenchKernels(a) => bench_kernels(a),
+        Cmd::Convert(a) => convert(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -357,5 +383,31 @@ fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
     } else {
         print!("{report}");
     }
+    Ok(())
+}
+
+fn convert(a: ConvertArgs) -> Result<()> {
+    init_threads(a.threads)?;
+    let cfg = cosmoe::convert::ConvertConfig {
+        src: a.src,
+        out: a.out,
+        dtype: a.dtype,
+        tokenizer: a.tokenizer,
+        alignment: a.alignment,
+        progress: true,
+    };
+    let t0 = Instant::now();
+    let r = cosmoe::convert::convert(&cfg)?;
+    for n in &r.notices {
+        eprintln!("note: {n}");
+    }
+    eprintln!(
+        "wrote {} ({}, {} tensors, {:.1} MiB) in {:.1} s",
+        cfg.out.display(),
+        r.architecture,
+        r.tensors,
+        r.file_bytes as f64 / (1 << 20) as f64,
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

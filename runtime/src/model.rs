@@ -342,15 +342,9 @@ impl Builder<'_> {
             } => (0..n_experts)
                 .map(|e| {
                     Ok(ExpertWeights {
-                        gate: self
-                            .ck
-                            .matrix(&format!("{prefix}.{e}.{gate}.weight"), ffn, h)?,
-                        up: self
-                            .ck
-                            .matrix(&format!("{prefix}.{e}.{up}.weight"), ffn, h)?,
-                        down: self
-                            .ck
-                            .matrix(&format!("{prefix}.{e}.{down}.weight"), h, ffn)?,
+                        gate: self.matrix(&format!("{prefix}.{e}.{gate}.weight"), ffn, h)?,
+                        up: self.matrix(&format!("{prefix}.{e}.{up}.weight"), ffn, h)?,
+                        down: self.matrix(&format!("{prefix}.{e}.{down}.weight"), h, ffn)?,
                     })
                 })
                 .collect(),
