@@ -40,11 +40,18 @@ pub(crate) fn pre_regex(pre: &str) -> Option<&'static str> {
 /// Rebuilds the tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata as a `tokenizers`
 /// tokenizer, so a lone `.gguf` runs with text prompts. `Ok(None)` if the file has no vocabulary.
 ///
-/// Supported: byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) with the pre-tokenizers of
-/// the GPT-2, Llama 3 and Qwen2 families. SentencePiece vocabularies (`"llama"`) get an error that
-/// suggests `--tokenizer`.
+/// Supported `tokenizer.ggml.model`s:
+///
+/// * `"gpt2"`, byte-level BPE (`tokens` + `merges`), with the pre-tokenizers of the GPT-2, Llama 3 and
+///   Qwen2 families.
+/// * `"llama"`, SentencePiece (Llama 2, Mistral, Mixtral, TinyLlama): `tokens`, f32 `scores`, optional
+///   `token_type`, `bos/eos/unknown_token_id`, `add_bos_token` (default true), `add_eos_token` (default
+///   false), `add_space_prefix` (default true). Encodes as llama.cpp's SPM tokenizer does (llama-vocab.cpp,
+///   `llm_tokenizer_spm`, with special tokens parsed); how is told at `spm` below.
+///
+/// Any other type (`"bert"`, `"t5"`, `"rwkv"`...), and metadata that is missing, mistyped or of the wrong
+/// length, is an error naming the key or type, never a panic.
 pub fn from_gguf(f: &crate::GgufFile) -> Result<Option<Tokenizer>> {
-    use serde_json::{json, Map, Value as J};
     let path = f.path();
     let err = |msg: String| LoaderError::Tokenizer {
         path: path.to_owned(),
@@ -56,11 +63,23 @@ pub fn from_gguf(f: &crate::GgufFile) -> Result<Option<Tokenizer>> {
     let model = model
         .as_str()
         .ok_or_else(|| err("tokenizer.ggml.model is not a string".into()))?;
-    if model != "gpt2" {
-        return Err(err(format!(
-            "vocabulary type `{model}` is not supported yet (only byte-level BPE, `gpt2`); pass a tokenizer.json with --tokenizer"
-        )));
+    match model {
+        "gpt2" => gpt2(f).map(Some),
+        "llama" => spm(f).map(Some),
+        _ => Err(err(format!(
+            "vocabulary type `{model}` is not supported (only byte-level BPE, `gpt2`, and SentencePiece, `llama`); pass a tokenizer.json with --tokenizer"
+        ))),
     }
+}
+
+/// `tokenizer.ggml.model = "gpt2"`: byte-level BPE.
+fn gpt2(f: &crate::GgufFile) -> Result<Tokenizer> {
+    use serde_json::{json, Map, Value as J};
+    let path = f.path();
+    let err = |msg: String| LoaderError::Tokenizer {
+        path: path.to_owned(),
+        msg,
+    };
     let strings = |key: &str| -> Result<&[String]> {
         f.get(key)
             .and_then(|v| v.as_array())
@@ -147,6 +166,240 @@ pub fn from_gguf(f: &crate::GgufFile) -> Result<Option<Tokenizer>> {
     });
     let text = spec.to_string();
     text.parse::<Tokenizer>()
-        .map(Some)
         .map_err(|e| err(format!("building the tokenizer from GGUF metadata: {e}")))
+}
+
+/// `tokenizer.ggml.token_type` values (llama.h `llama_token_type`) that matter here.
+const TYPE_NORMAL: i64 = 1;
+const TYPE_UNKNOWN: i64 = 2;
+const TYPE_CONTROL: i64 = 3;
+const TYPE_USER_DEFINED: i64 = 4;
+
+/// `tokenizer.ggml.model = "llama"`: a SentencePiece vocabulary, rebuilt to encode as llama.cpp does.
+///
+/// llama.cpp (llama-vocab.cpp, `llm_tokenizer_spm_session::tokenize`) prepends a space to the text
+/// (`add_space_prefix`), replaces every ' ' by U+2581 '▁', splits it into UTF-8 characters and then keeps
+/// merging the adjacent pair whose concatenation is a token with the highest score (ties: the leftmost
+/// pair); a character that is no token becomes its `<0xXX>` byte tokens. Control, unknown and
+/// user-defined tokens are cut out of the text first, and the text after each one gets the space prefix
+/// again.
+///
+/// That is a BPE whose merges are all pairs (a, b) of tokens with a + b a token, ranked by the score of
+/// a + b (transformers' `LlamaConverter` builds a tokenizer.json from a tokenizer.model the same way), so
+/// the rebuild is
+///
+/// * model: BPE over those merges, byte fallback, the unknown token; no pre-tokenizer (the text between
+///   added tokens is one word, as in llama.cpp);
+/// * normalizer: Prepend("▁") if add_space_prefix (it runs on each piece between added tokens), then
+///   Replace(" ", "▁");
+/// * added tokens: the control and unknown tokens (special) and the user-defined ones, matched on the raw
+///   text (llama-tokenize's default, special tokens parsed);
+/// * post-processor: BOS and EOS as `add_bos_token` and `add_eos_token` ask;
+/// * decoder: Replace("▁", " "), ByteFallback, Fuse, and Strip of one leading space if add_space_prefix.
+///
+/// One difference remains: of two merges into different tokens of equal score, the one with the lower
+/// id wins here and the leftmost one in llama.cpp. SentencePiece gives every normal piece its own score,
+/// so this does not arise in trained vocabularies.
+fn spm(f: &crate::GgufFile) -> Result<Tokenizer> {
+    use std::collections::HashMap;
+
+    use serde_json::{json, Map, Value as J};
+    use tokenizers::decoders::{
+        byte_fallback::ByteFallback, fuse::Fuse, sequence::Sequence as DecoderSequence,
+        strip::Strip, DecoderWrapper,
+    };
+    use tokenizers::models::bpe::{Vocab, BPE};
+    use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence};
+    use tokenizers::processors::PostProcessorWrapper;
+    use tokenizers::AddedToken;
+
+    let path = f.path();
+    let err = |msg: String| LoaderError::Tokenizer {
+        path: path.to_owned(),
+        msg,
+    };
+    let tokens = f
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .and_then(|a| a.as_strings())
+        .ok_or_else(|| err("tokenizer.ggml.tokens is missing or not a list of strings".into()))?;
+    let n = tokens.len();
+    if u32::try_from(n).is_err() {
+        return Err(err(format!("{n} tokens do not fit u32 ids")));
+    }
+    let scores = f
+        .get("tokenizer.ggml.scores")
+        .ok_or_else(|| {
+            err("tokenizer.ggml.scores is missing (SentencePiece merges by score)".into())
+        })?
+        .as_array()
+        .and_then(|a| match (a.as_f32s(), a.as_i32s()) {
+            (Some(s), _) => Some(s.to_vec()),
+            // llama.cpp also reads i32 scores.
+            (_, Some(s)) => Some(s.iter().map(|&s| s as f32).collect::<Vec<f32>>()),
+            _ => None,
+        })
+        .ok_or_else(|| err("tokenizer.ggml.scores is not a list of f32".into()))?;
+    if scores.len() != n {
+        return Err(err(format!(
+            "tokenizer.ggml.scores has {} entries for {n} tokens",
+            scores.len()
+        )));
+    }
+    let types = match f.get("tokenizer.ggml.token_type") {
+        None => vec![TYPE_NORMAL; n],
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.to_i64s())
+            .filter(|t| t.len() == n)
+            .ok_or_else(|| {
+                err(format!(
+                    "tokenizer.ggml.token_type is not a list of {n} integers"
+                ))
+            })?,
+    };
+
+    // As llama.cpp: an empty token is renamed, a repeated one is an error.
+    let texts: Vec<String> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, t)| match t.is_empty() {
+            true => format!("[EMPTY_{id}]"),
+            false => t.clone(),
+        })
+        .collect();
+    let mut ids: HashMap<&str, u32> = HashMap::with_capacity(n);
+    for (id, t) in (0u32..).zip(&texts) {
+        if ids.insert(t, id).is_some() {
+            return Err(err(format!(
+                "token `{t}` appears twice in tokenizer.ggml.tokens"
+            )));
+        }
+    }
+
+    // Every split of every token into two tokens is a merge, ranked by the whole token's score (highest
+    // first), then by ids, as transformers' SentencePieceExtractor orders them.
+    let mut ranked: Vec<(f32, u32, u32, u32)> = Vec::new();
+    for (id, t) in (0u32..).zip(&texts) {
+        for (i, _) in t.char_indices().skip(1) {
+            if let (Some(&a), Some(&b)) = (ids.get(&t[..i]), ids.get(&t[i..])) {
+                ranked.push((scores[id as usize], id, a, b));
+            }
+        }
+    }
+    ranked.sort_by(|x, y| {
+        y.0.total_cmp(&x.0)
+            .then_with(|| (x.1, x.2, x.3).cmp(&(y.1, y.2, y.3)))
+    });
+    let merges = ranked
+        .iter()
+        .map(|&(_, _, a, b)| (texts[a as usize].clone(), texts[b as usize].clone()))
+        .collect();
+
+    let flag = |key: &str, default: bool| -> Result<bool> {
+        match f.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| err(format!("{key} is not a bool"))),
+        }
+    };
+    // llama.cpp's defaults for "llama" vocabularies: <unk> 0, <s> 1, </s> 2.
+    let special = |key: &str, default: usize| -> Result<Option<usize>> {
+        match f.get(key) {
+            None => Ok(Some(default).filter(|&id| id < n)),
+            Some(v) => match v.as_u64().and_then(|id| usize::try_from(id).ok()) {
+                Some(id) if id < n => Ok(Some(id)),
+                _ => Err(err(format!("{key} = {v} is not a token id below {n}"))),
+            },
+        }
+    };
+    let add_space_prefix = flag("tokenizer.ggml.add_space_prefix", true)?;
+    let add_bos = flag("tokenizer.ggml.add_bos_token", true)?;
+    let add_eos = flag("tokenizer.ggml.add_eos_token", false)?;
+    let unk = special("tokenizer.ggml.unknown_token_id", 0)?;
+    let bos = match add_bos {
+        true => Some(special("tokenizer.ggml.bos_token_id", 1)?.ok_or_else(|| {
+            err("add_bos_token is set but the vocabulary has no BOS token".into())
+        })?),
+        false => None,
+    };
+    let eos = match add_eos {
+        true => Some(special("tokenizer.ggml.eos_token_id", 2)?.ok_or_else(|| {
+            err("add_eos_token is set but the vocabulary has no EOS token".into())
+        })?),
+        false => None,
+    };
+
+    let vocab: Vocab = (0u32..)
+        .zip(&texts)
+        .map(|(id, t)| (t.clone(), id))
+        .collect();
+    let mut model = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true);
+    if let Some(unk) = unk {
+        model = model.unk_token(texts[unk].clone());
+    }
+    let model = model
+        .build()
+        .map_err(|e| err(format!("building the SentencePiece model: {e}")))?;
+    let mut tokenizer = Tokenizer::new(model);
+
+    let tokenizers_err = |e: tokenizers::Error| err(format!("building the tokenizer: {e}"));
+    let spaces = Replace::new(" ", "▁").map_err(tokenizers_err)?;
+    let normalizer: NormalizerWrapper = match add_space_prefix {
+        true => Sequence::new(vec![Prepend::new("▁".into()).into(), spaces.into()]).into(),
+        false => spaces.into(),
+    };
+    tokenizer.with_normalizer(Some(normalizer));
+
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new("▁", " ").map_err(tokenizers_err)?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if add_space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    tokenizer.with_decoder(Some(DecoderSequence::new(decoders)));
+
+    let added = |wanted: &[i64], special: bool| -> Vec<AddedToken> {
+        (0..n)
+            .filter(|&id| wanted.contains(&types[id]))
+            .map(|id| AddedToken::from(texts[id].clone(), special).normalized(false))
+            .collect()
+    };
+    tokenizer.add_special_tokens(&added(&[TYPE_CONTROL, TYPE_UNKNOWN], true));
+    tokenizer.add_tokens(&added(&[TYPE_USER_DEFINED], false));
+
+    if bos.is_some() || eos.is_some() {
+        let part = |seq: &str, type_id: u32| -> Vec<J> {
+            let token = |id: usize| json!({"SpecialToken": {"id": texts[id], "type_id": type_id}});
+            let mut part: Vec<J> = bos.map(token).into_iter().collect();
+            part.push(json!({"Sequence": {"id": seq, "type_id": type_id}}));
+            part.extend(eos.map(token));
+            part
+        };
+        let special_tokens: Map<String, J> = bos
+            .iter()
+            .chain(&eos)
+            .map(|&id| {
+                let t = &texts[id];
+                (t.clone(), json!({"id": t, "ids": [id], "tokens": [t]}))
+            })
+            .collect();
+        let pair = [part("A", 0), part("B", 1)].concat();
+        let spec = json!({
+            "type": "TemplateProcessing",
+            "single": part("A", 0),
+            "pair": pair,
+            "special_tokens": special_tokens,
+        });
+        let post: PostProcessorWrapper = serde_json::from_value(spec)
+            .map_err(|e| err(format!("building the post-processor: {e}")))?;
+        tokenizer.with_post_processor(Some(post));
+    }
+    Ok(tokenizer)
 }
