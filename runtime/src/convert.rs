@@ -189,20 +189,20 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
     })
 }
 
-fn part_path(out: &Path) -> PathBuf {
+pub(crate) fn part_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".part");
     PathBuf::from(s)
 }
 
-fn io_error(path: &Path, err: std::io::Error) -> Error {
+pub(crate) fn io_error(path: &Path, err: std::io::Error) -> Error {
     Error::Load(cosmoe_loader::LoaderError::Io {
         path: path.to_owned(),
         err,
     })
 }
 
-fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
@@ -284,7 +284,7 @@ fn check_convertible(c: &ModelConfig, src: &Path, notices: &mut Vec<String>) -> 
 }
 
 /// The `general.*` and `{arch}.*` keys, as llama.cpp's converter writes them.
-fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, dtype: DType) {
+pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, dtype: DType) {
     let arch = gguf_arch(c.architecture);
     let u32v = |n: usize| Value::U32(n as u32);
     let name = src

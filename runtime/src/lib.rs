@@ -16,6 +16,7 @@ pub mod kv;
 pub mod model;
 pub mod rope;
 pub mod sampler;
+pub mod synth;
 
 pub use error::{Error, Result};
 pub use kv::KvCache;

@@ -38,6 +38,24 @@ enum Cmd {
     BenchKernels(BenchKernelsArgs),
     /// Write a Hugging Face checkpoint folder as a GGUF file that cosmoe and llama.cpp run.
     Convert(ConvertArgs),
+    /// Write a GGUF with random weights at the shapes of a real model (for benchmarks without downloads).
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Model shapes: cosmoe-wearable, cosmoe-phone, olmoe-1b-7b, granite-1b-a400m, qwen3-30b-a3b.
+    #[arg(long)]
+    preset: String,
+    /// Weight format: q4_0 or q8_0.
+    #[arg(long = "type", value_parser = parse_dtype)]
+    dtype: DType,
+    /// GGUF file to write.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Random seed of the weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -166,6 +184,7 @@ fn main() {
         Cmd::Inspect(a) => inspect(a),
         Cmd::BenchKernels(a) => bench_kernels(a),
         Cmd::Convert(a) => convert(a),
+        Cmd::Synth(a) => synth(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -407,6 +426,27 @@ fn convert(a: ConvertArgs) -> Result<()> {
         r.architecture,
         r.tensors,
         r.file_bytes as f64 / (1 << 20) as f64,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn synth(a: SynthArgs) -> Result<()> {
+    let preset = cosmoe::synth::Preset::find(&a.preset)?;
+    let cfg = cosmoe::synth::SynthConfig {
+        preset,
+        dtype: a.dtype,
+        out: a.out,
+        seed: a.seed,
+        progress: true,
+    };
+    let t0 = Instant::now();
+    let n = cosmoe::synth::synth(&cfg)?;
+    eprintln!(
+        "wrote {} ({}, random weights, {:.1} MiB) in {:.1} s",
+        cfg.out.display(),
+        cfg.preset.about,
+        n as f64 / (1 << 20) as f64,
         t0.elapsed().as_secs_f64()
     );
     Ok(())

@@ -1,0 +1,490 @@
+//! `cosmoe synth`: a GGUF file with random weights at the shapes of a real model, for benchmarks
+//! without downloads. The file is what `cosmoe convert` writes for such a model (the same names, keys,
+//! 3-D experts and 4096-byte alignment), so cosmoe and llama.cpp both run it; it is streamed to disk a
+//! chunk of rows at a time.
+//!
+//! Random weights route almost at random (no locality between tokens): benchmarks drive routing from a
+//! trace or a synthetic generator instead (DESIGN.md, "What a run reports").
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use cosmoe_kernels::DType;
+use cosmoe_loader::gguf::{Array, Value};
+use cosmoe_loader::gguf_writer::{GgufWriter, TensorSink};
+use cosmoe_loader::{Architecture, GgmlType, ModelConfig, MoeConfig, RopeConfig, RopeScaling};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::arch::{Naming, Part, QkNorm, TensorNames};
+use crate::convert::{metadata, ALIGNMENT};
+use crate::{Error, Result};
+use cosmoe_loader::config::Multipliers;
+
+/// The shapes of one real (or the paper's) model.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub arch: Architecture,
+    pub vocab: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub expert_ffn: usize,
+    pub experts: usize,
+    pub top_k: usize,
+    pub tied: bool,
+    pub rope_theta: f64,
+    pub rms_eps: f32,
+    pub context: usize,
+    pub norm_topk: bool,
+    pub multipliers: Multipliers,
+}
+
+const fn llama_moe(
+    name: &'static str,
+    about: &'static str,
+    layers: usize,
+    hidden: usize,
+    heads: usize,
+    kv_heads: usize,
+    expert_ffn: usize,
+) -> Preset {
+    Preset {
+        name,
+        about,
+        arch: Architecture::Mixtral,
+        vocab: 128_256,
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        head_dim: hidden / heads,
+        expert_ffn,
+        experts: 8,
+        top_k: 2,
+        tied: false,
+        rope_theta: 500_000.0,
+        rms_eps: 1e-5,
+        context: 4096,
+        norm_topk: true,
+        multipliers: Multipliers {
+            embedding: 1.0,
+            residual: 1.0,
+            attention: None,
+            logits_scaling: 1.0,
+        },
+    }
+}
+
+/// The presets (../shared/PAPER.md for the paper's; the published configs for the others).
+pub fn presets() -> Vec<Preset> {
+    let plain = Multipliers::default();
+    vec![
+        llama_moe(
+            "cosmoe-wearable",
+            "CoSMoEs wearable MoE: 19 layers, hidden 448, 8 experts top-2 (~392M params)",
+            19,
+            448,
+            8,
+            8,
+            1280,
+        ),
+        llama_moe(
+            "cosmoe-phone",
+            "CoSMoEs phone MoE: 24 layers, hidden 1440, 8 experts top-2 (~3.69B params)",
+            24,
+            1440,
+            18,
+            6,
+            3840,
+        ),
+        Preset {
+            name: "olmoe-1b-7b",
+            about: "OLMoE-1B-7B-0924: 16 layers, hidden 2048, 64 experts top-8 (~6.9B params)",
+            arch: Architecture::Olmoe,
+            vocab: 50_304,
+            hidden: 2048,
+            layers: 16,
+            heads: 16,
+            kv_heads: 16,
+            head_dim: 128,
+            expert_ffn: 1024,
+            experts: 64,
+            top_k: 8,
+            tied: false,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-5,
+            context: 4096,
+            norm_topk: false,
+            multipliers: plain.clone(),
+        },
+        Preset {
+            name: "granite-1b-a400m",
+            about: "granite-3.0-1b-a400m: 24 layers, hidden 1024, 32 experts top-8 (~1.3B params)",
+            arch: Architecture::GraniteMoe,
+            vocab: 49_155,
+            hidden: 1024,
+            layers: 24,
+            heads: 16,
+            kv_heads: 8,
+            head_dim: 64,
+            expert_ffn: 512,
+            experts: 32,
+            top_k: 8,
+            tied: true,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-6,
+            context: 4096,
+            norm_topk: true,
+            multipliers: Multipliers {
+                embedding: 12.0,
+                residual: 0.22,
+                attention: Some(0.015625),
+                logits_scaling: 6.0,
+            },
+        },
+        Preset {
+            name: "qwen3-30b-a3b",
+            about: "Qwen3-30B-A3B: 48 layers, hidden 2048, 128 experts top-8 (~30.5B params)",
+            arch: Architecture::Qwen3Moe,
+            vocab: 151_936,
+            hidden: 2048,
+            layers: 48,
+            heads: 32,
+            kv_heads: 4,
+            head_dim: 128,
+            expert_ffn: 768,
+            experts: 128,
+            top_k: 8,
+            tied: false,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            context: 40_960,
+            norm_topk: true,
+            multipliers: plain,
+        },
+    ]
+}
+
+impl Preset {
+    pub fn find(name: &str) -> Result<Preset> {
+        presets()
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = presets().iter().map(|p| p.name).collect();
+                Error::InvalidArgument(format!(
+                    "unknown preset `{name}` (presets: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    pub fn config(&self) -> ModelConfig {
+        ModelConfig {
+            architecture: self.arch,
+            vocab_size: self.vocab,
+            hidden_size: self.hidden,
+            n_layers: self.layers,
+            n_heads: self.heads,
+            n_kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            intermediate_size: self.expert_ffn,
+            rms_norm_eps: self.rms_eps,
+            rope: RopeConfig {
+                theta: self.rope_theta,
+                scaling: RopeScaling::None,
+            },
+            max_position_embeddings: self.context,
+            tie_word_embeddings: self.tied,
+            attention_bias: false,
+            mlp_bias: false,
+            clip_qkv: None,
+            sliding_window: vec![None; self.layers],
+            moe: Some(MoeConfig {
+                n_experts: self.experts,
+                top_k: self.top_k,
+                expert_ffn: self.expert_ffn,
+                norm_topk_prob: self.norm_topk,
+                shared_expert_ffn: None,
+                sparse_layers: vec![true; self.layers],
+            }),
+            multipliers: self.multipliers.clone(),
+            bos_token_id: None,
+            eos_token_ids: Vec::new(),
+        }
+    }
+}
+
+/// What to synthesise.
+#[derive(Clone, Debug)]
+pub struct SynthConfig {
+    pub preset: Preset,
+    /// Q4_0 or Q8_0 for the matrices (norms and routers are F32).
+    pub dtype: DType,
+    pub out: PathBuf,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+/// What kind of values a tensor holds.
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    /// All ones (norm weights).
+    Ones,
+    /// Uniform with standard deviation `std`, F32.
+    Uniform { std: f32 },
+    /// Random blocks of the file type whose values have standard deviation about `std`.
+    Blocks { std: f32 },
+}
+
+struct Planned {
+    name: String,
+    ne: Vec<usize>,
+    dtype: DType,
+    fill: Fill,
+}
+
+/// The tensors of a preset, as `cosmoe convert` would name and lay them out.
+fn plan(c: &ModelConfig, dtype: DType) -> Vec<Planned> {
+    let names = TensorNames::new(c.architecture, Naming::Gguf);
+    let (h, hd) = (c.hidden_size, c.head_dim);
+    let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+    let mut v = Vec::new();
+    let mat = |v: &mut Vec<Planned>, name: String, ne: Vec<usize>| {
+        let std = 1.0 / (ne[0] as f32).sqrt();
+        v.push(Planned {
+            name,
+            ne,
+            dtype,
+            fill: Fill::Blocks { std },
+        })
+    };
+    let vec_ones = |v: &mut Vec<Planned>, name: String, n: usize| {
+        v.push(Planned {
+            name,
+            ne: vec![n],
+            dtype: DType::F32,
+            fill: Fill::Ones,
+        })
+    };
+    mat(&mut v, names.embed().into(), vec![h, c.vocab_size]);
+    let moe = c.moe.as_ref();
+    let (e, f) = moe.map_or((0, 0), |m| (m.n_experts, m.expert_ffn));
+    let qk = crate::arch::ArchSpec::of(c.architecture).qk_norm;
+    for l in 0..c.n_layers {
+        let w = |p: Part| format!("{}.weight", names.part(l, p));
+        vec_ones(&mut v, w(Part::AttnNorm), h);
+        mat(&mut v, w(Part::Q), vec![h, q_dim]);
+        mat(&mut v, w(Part::K), vec![h, kv_dim]);
+        mat(&mut v, w(Part::V), vec![h, kv_dim]);
+        mat(&mut v, w(Part::O), vec![q_dim, h]);
+        match qk {
+            QkNorm::None => {}
+            QkNorm::PerHead => {
+                vec_ones(&mut v, w(Part::QNorm), hd);
+                vec_ones(&mut v, w(Part::KNorm), hd);
+            }
+            QkNorm::Whole => {
+                vec_ones(&mut v, w(Part::QNorm), q_dim);
+                vec_ones(&mut v, w(Part::KNorm), kv_dim);
+            }
+        }
+        vec_ones(&mut v, w(Part::FfnNorm), h);
+        v.push(Planned {
+            name: format!("blk.{l}.ffn_gate_inp.weight"),
+            ne: vec![h, e],
+            dtype: DType::F32,
+            fill: Fill::Uniform {
+                std: 1.0 / (h as f32).sqrt(),
+            },
+        });
+        mat(
+            &mut v,
+            format!("blk.{l}.ffn_gate_exps.weight"),
+            vec![h, f, e],
+        );
+        mat(&mut v, format!("blk.{l}.ffn_up_exps.weight"), vec![h, f, e]);
+        mat(
+            &mut v,
+            format!("blk.{l}.ffn_down_exps.weight"),
+            vec![f, h, e],
+        );
+    }
+    vec_ones(&mut v, names.final_norm().into(), h);
+    let output_required = matches!(c.architecture, Architecture::Qwen2Moe | Architecture::Olmoe);
+    if !c.tie_word_embeddings || output_required {
+        mat(&mut v, names.lm_head().into(), vec![h, c.vocab_size]);
+    }
+    v
+}
+
+/// A byte-level BPE vocabulary of `n` tokens that llama.cpp accepts (the 256 byte symbols, one merge,
+/// then unused padding tokens), so text prompts work in both runtimes.
+fn synthetic_vocab(n: usize) -> Vec<(String, Value)> {
+    let mut tokens: Vec<String> = byte_symbols();
+    tokens.push("\u{120}\u{120}".into());
+    let mut types = vec![1i32; tokens.len()];
+    for i in tokens.len()..n {
+        tokens.push(format!("[PAD{i}]"));
+        types.push(5);
+    }
+    tokens.truncate(n);
+    types.truncate(n);
+    let s = |x: &str| Value::String(x.into());
+    vec![
+        ("tokenizer.ggml.model".into(), s("gpt2")),
+        ("tokenizer.ggml.pre".into(), s("gpt-2")),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(Array::String(tokens)),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(Array::I32(types)),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(Array::String(vec!["\u{120} \u{120}".into()])),
+        ),
+        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
+    ]
+}
+
+/// GPT-2's printable stand-ins for the 256 byte values, in byte order.
+fn byte_symbols() -> Vec<String> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut next = 256u32;
+    (0u32..256)
+        .map(|b| {
+            let c = if printable(b) {
+                b
+            } else {
+                next += 1;
+                next - 1
+            };
+            char::from_u32(c).map(String::from).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Writes the preset's file; returns its size in bytes.
+pub fn synth(cfg: &SynthConfig) -> Result<u64> {
+    if !matches!(cfg.dtype, DType::Q4_0 | DType::Q8_0) {
+        return Err(Error::InvalidArgument(format!(
+            "synth writes q4_0 or q8_0, not {:?}",
+            cfg.dtype
+        )));
+    }
+    let c = cfg.preset.config();
+    let mut w = GgufWriter::new();
+    w.set_alignment(ALIGNMENT)?;
+    metadata(&mut w, &c, Path::new(cfg.preset.name), cfg.dtype);
+    w.set(
+        "general.name",
+        Value::String(format!("{} (random weights)", cfg.preset.name)),
+    );
+    for (k, v) in synthetic_vocab(c.vocab_size) {
+        w.set(&k, v);
+    }
+    let items = plan(&c, cfg.dtype);
+    for it in &items {
+        w.add_tensor(&it.name, &it.ne, GgmlType::from_dtype(it.dtype))?;
+    }
+    let total: u64 = w.tensors().iter().map(|t| t.n_bytes as u64).sum();
+    let bar = crate::convert::progress_bar(cfg.progress, total);
+    let part = crate::convert::part_path(&cfg.out);
+    let file = File::create(&part).map_err(|e| crate::convert::io_error(&part, e))?;
+    let r = w.write(
+        &part,
+        BufWriter::with_capacity(1 << 20, file),
+        |i, t, sink| {
+            bar.set_message(t.name.clone());
+            fill(&items[i], cfg.seed ^ ((i as u64) << 32), t.n_bytes, sink)?;
+            bar.inc(t.n_bytes as u64);
+            Ok(())
+        },
+    );
+    bar.finish_and_clear();
+    let n = match r {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e.into());
+        }
+    };
+    std::fs::rename(&part, &cfg.out).map_err(|e| crate::convert::io_error(&cfg.out, e))?;
+    Ok(n)
+}
+
+/// Bytes generated per parallel chunk.
+const CHUNK: usize = 1 << 20;
+
+fn fill(
+    p: &Planned,
+    seed: u64,
+    n_bytes: usize,
+    sink: &mut TensorSink<'_>,
+) -> cosmoe_loader::Result<()> {
+    match p.fill {
+        Fill::Ones => {
+            for _ in 0..n_bytes / 4 {
+                sink.put(&1f32.to_le_bytes())?;
+            }
+            Ok(())
+        }
+        Fill::Uniform { std } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let a = std * 3f32.sqrt();
+            for _ in 0..n_bytes / 4 {
+                let u = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+                sink.put(&((2.0 * u - 1.0) * a).to_le_bytes())?;
+            }
+            Ok(())
+        }
+        Fill::Blocks { std } => {
+            let block = p.dtype.block_bytes();
+            // Standard deviation of a block's integer values: uniform nibbles minus 8, or uniform i8.
+            let q_std = match p.dtype {
+                DType::Q4_0 => 4.61,
+                _ => 73.9,
+            };
+            let d = half::f16::from_f32(std / q_std).to_le_bytes();
+            let per_chunk = CHUNK / block * block;
+            let n_chunks = n_bytes.div_ceil(per_chunk);
+            for batch in (0..n_chunks).collect::<Vec<_>>().chunks(8) {
+                let bufs: Vec<Vec<u8>> = batch
+                    .par_iter()
+                    .map(|&k| {
+                        let len = per_chunk.min(n_bytes - k * per_chunk);
+                        let mut buf = vec![0u8; len];
+                        ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64)).fill_bytes(&mut buf);
+                        for b in buf.chunks_exact_mut(block) {
+                            b[..2].copy_from_slice(&d);
+                        }
+                        buf
+                    })
+                    .collect();
+                for b in &bufs {
+                    sink.put(b)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parameters of a preset's file (every tensor's values).
+pub fn n_params(p: &Preset) -> usize {
+    plan(&p.config(), DType::Q4_0)
+        .iter()
+        .map(|t| t.ne.iter().product::<usize>())
+        .sum()
+}

@@ -1,0 +1,82 @@
+//! `cosmoe synth`: presets at their published sizes, files that load and run, and clear errors.
+
+use cosmoe::forward::Logits;
+use cosmoe::synth::{n_params, presets, synth, Preset, SynthConfig};
+use cosmoe::{LoadOptions, Model};
+use cosmoe_kernels::DType;
+use cosmoe_loader::GgufFile;
+
+#[test]
+fn presets_have_their_published_sizes() {
+    // (preset, parameters in millions as published or as ../shared/PAPER.md derives them)
+    let want = [
+        ("cosmoe-wearable", 392.0),
+        ("cosmoe-phone", 3690.0),
+        ("olmoe-1b-7b", 6919.0),
+        ("granite-1b-a400m", 1335.0),
+        ("qwen3-30b-a3b", 30532.0),
+    ];
+    assert_eq!(presets().len(), want.len());
+    for (name, m) in want {
+        let got = n_params(&Preset::find(name).unwrap()) as f64 / 1e6;
+        assert!(
+            (got - m).abs() / m < 0.01,
+            "{name}: {got:.0}M parameters, published {m}M"
+        );
+    }
+    let e = Preset::find("gpt-5").unwrap_err().to_string();
+    assert!(e.contains("cosmoe-wearable"), "{e}");
+}
+
+#[test]
+fn wearable_synthesises_loads_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("w.gguf");
+    let cfg = SynthConfig {
+        preset: Preset::find("cosmoe-wearable").unwrap(),
+        dtype: DType::Q4_0,
+        out: out.clone(),
+        seed: 7,
+        progress: false,
+    };
+    let n = synth(&cfg).unwrap();
+    assert_eq!(n, std::fs::metadata(&out).unwrap().len());
+    let f = GgufFile::open(&out).unwrap();
+    assert_eq!(f.alignment(), 4096);
+    let t = f.info("blk.3.ffn_down_exps.weight").unwrap();
+    assert_eq!(t.ne(), &[1280, 448, 8]);
+    assert_eq!(t.ggml_type().name(), "Q4_0");
+    // Deterministic: the same seed writes the same bytes.
+    let again = tmp.path().join("w2.gguf");
+    synth(&SynthConfig {
+        out: again.clone(),
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
+
+    let model = Model::load_with(&out, &LoadOptions::default()).unwrap();
+    assert_eq!(model.config.n_layers, 19);
+    let mut kv = model.new_kv_cache();
+    let logits = model.forward(&[1, 2, 3], &mut kv, Logits::Last).unwrap();
+    assert_eq!(logits.len(), 128_256);
+    assert!(logits.iter().all(|x| x.is_finite()));
+    // Its vocabulary tokenises text (bytes), so text prompts work.
+    let tok = cosmoe_loader::tokenizer::from_gguf(&f).unwrap().unwrap();
+    assert_eq!(tok.encode("hi", false).unwrap().get_ids().len(), 2);
+}
+
+#[test]
+fn synth_refuses_float_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = synth(&SynthConfig {
+        preset: Preset::find("cosmoe-wearable").unwrap(),
+        dtype: DType::F16,
+        out: tmp.path().join("x.gguf"),
+        seed: 0,
+        progress: false,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("q4_0 or q8_0"), "{e}");
+}
