@@ -1,14 +1,83 @@
-//! cosmoe-cache: where each expert's weights live, and what fetching them cost.
+//! cosmoe-cache: where each routed expert's weights live, which of them are in RAM, and what
+//! fetching them cost.
 //!
-//! The runtime asks [`ExpertStore::get`] for `(layer, expert)` and gets the weights as an `Arc`, so an
-//! expert in use can never be freed under a running matvec. Today every expert is resident (used in
-//! place from the checkpoint's memory map); the bounded byte-budget cache, flash reads and prefetch
-//! (DESIGN.md, "The expert cache") replace the inside of this type without changing its callers.
+//! The runtime describes every expert once, as an [`ExpertLayout`]: for each `(layer, expert)` the
+//! gate, up and down projections, each a slice of a GGUF/safetensors file or bytes already in
+//! memory. [`ExpertCache::open`] checks the layout (every part's length matches its shape, every file
+//! part lies inside its file) and then serves [`ExpertCache::get`]`(layer, expert)` as an
+//! `Arc<`[`ExpertWeights`]`>`.
+//!
+//! # How experts are held
+//!
+//! - With a budget ([`CacheConfig::budget`]) and [`IoMode::Direct`] or [`IoMode::Buffered`], a
+//!   fetched expert is read (`pread`, with `O_DIRECT` where the file system allows it) into one
+//!   owned, 4096-aligned buffer holding all three parts; the [`Weight`]s handed out are windows
+//!   onto that buffer. Ready experts sit in a map ordered by an
+//!   [`EvictionPolicy`] (LRU by default) behind one `parking_lot` mutex; loads in flight are tracked
+//!   so that any number of concurrent requests for one expert cause exactly one read.
+//! - Without a budget (resident mode) the same code path runs with nothing ever evicted; experts
+//!   whose parts are all in memory are served in place, without copying.
+//! - With [`IoMode::Mmap`] every part is served in place from a map of its file and the OS page
+//!   cache decides what stays in RAM; the budget does not apply ([`CacheStats::budget`] is `None`).
+//!
+//! # Guarantees
+//!
+//! - **The bound.** The bytes of expert buffers the cache holds, ready experts *plus loads in
+//!   flight*, never exceed the budget ([`CacheStats::cached_bytes`] `<=` budget at every moment):
+//!   room is reserved (by evicting ready experts, or by waiting for loads in flight to finish)
+//!   before a buffer is allocated. Expert memory beyond the budget is only experts that callers
+//!   still hold (`Arc`s from `get` whose experts were evicted meanwhile) — at most what the callers
+//!   use at once, e.g. the `k` experts of one layer per thread. An expert is charged its buffer
+//!   size ([`ExpertCache::expert_bytes`]): its three parts, each aligned (with `O_DIRECT`, widened to
+//!   whole 4096-byte blocks), rounded up to a page. An expert larger than the whole budget is an
+//!   error at open; [`ExpertCache::check_budget`] says whether the budget holds the `k` largest
+//!   experts of every layer.
+//! - **No use after free.** Evicting an expert only drops the cache's `Arc`; a caller's matvec
+//!   keeps its buffer alive.
+//! - **One read per expert at a time.** A `get` that finds the expert loading (by another `get` or
+//!   by the prefetcher) waits for that load; the wait counts as a miss and as stall.
+//! - **Errors, not crashes.** A file truncated or replaced under the runtime makes `get` return
+//!   [`CacheError::ShortRead`] / [`CacheError::Io`] naming the file and offset: Direct and Buffered
+//!   modes read with `pread` and never map a file. Mmap mode checks the file's length (`fstat`)
+//!   before serving each expert ([`CacheError::Truncated`]); a truncation between that check and the
+//!   caller's reads can still raise SIGBUS — the inherent hazard of mapping files, and one reason
+//!   this mode is kept only for comparison. A failed load is not cached; the next `get` retries.
+//! - **Counted.** Every request is exactly one hit or miss; see [`CacheStats`] for the prefetch
+//!   accounting. Counters are atomics or kept under the lock and are exact under concurrency.
+//!
+//! # Prefetch
+//!
+//! With [`CacheConfig::prefetch_threads`] > 0, [`ExpertCache::prefetch`] queues [`PrefetchHint`]s on
+//! a bounded channel (a full queue drops the hint, counted) for background threads that load the
+//! experts through the same path as `get`. The runtime stamps its progress with
+//! [`ExpertCache::set_position`] (e.g. `token * n_layers + layer`); a hint whose `needed_at` is
+//! already behind the position is dropped as stale. Dropping the cache closes the channel and joins
+//! the threads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod buffer;
+mod cache;
+mod config;
+mod error;
+mod io;
+mod layout;
+mod policy;
+mod stats;
+
+pub use buffer::ALIGN;
+pub use cache::ExpertCache;
+pub use config::{CacheConfig, IoMode};
+pub use error::CacheError;
+pub use layout::{ExpertLayout, ExpertLoc, ExpertPart, PartLoc};
+pub use policy::{EvictionPolicy, Lru};
+pub use stats::CacheStats;
 
 use cosmoe_loader::Weight;
+
+/// `(layer, expert)`.
+pub type ExpertKey = (usize, usize);
+
+/// The name the runtime knows the cache by: [`ExpertCache::resident`] builds the all-in-RAM store.
+pub type ExpertStore = ExpertCache;
 
 /// One routed expert: a SwiGLU MLP.
 #[derive(Clone, Debug)]
@@ -35,96 +104,11 @@ impl ExpertWeights {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CacheError {
-    #[error("no expert {expert} in layer {layer} (the layer has {n_experts})")]
-    UnknownExpert {
-        layer: usize,
-        expert: usize,
-        n_experts: usize,
-    },
-}
-
-/// Counters of one run; a snapshot is taken with [`ExpertStore::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Expert fetches requested.
-    pub requests: u64,
-    /// Fetches served without reading the file.
-    pub hits: u64,
-    /// Fetches that had to read the file.
-    pub misses: u64,
-    /// Bytes read from the file for misses.
-    pub bytes_read: u64,
-}
-
-/// All routed experts of a model, by layer.
-pub struct ExpertStore {
-    /// `layers[l][e]`; empty for dense layers.
-    layers: Vec<Vec<Arc<ExpertWeights>>>,
-    requests: AtomicU64,
-    hits: AtomicU64,
-}
-
-impl ExpertStore {
-    /// A store that keeps every expert resident.
-    pub fn resident(layers: Vec<Vec<ExpertWeights>>) -> Self {
-        ExpertStore {
-            layers: layers
-                .into_iter()
-                .map(|l| l.into_iter().map(Arc::new).collect())
-                .collect(),
-            requests: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-        }
-    }
-
-    /// The weights of `expert` in `layer`.
-    pub fn get(&self, layer: usize, expert: usize) -> Result<Arc<ExpertWeights>, CacheError> {
-        let found = self.layers.get(layer).and_then(|l| l.get(expert));
-        let Some(w) = found else {
-            return Err(CacheError::UnknownExpert {
-                layer,
-                expert,
-                n_experts: self.layers.get(layer).map_or(0, Vec::len),
-            });
-        };
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Ok(w.clone())
-    }
-
-    pub fn n_layers(&self) -> usize {
-        self.layers.len()
-    }
-
-    /// Experts in `layer` (0 for a dense layer).
-    pub fn n_experts(&self, layer: usize) -> usize {
-        self.layers.get(layer).map_or(0, Vec::len)
-    }
-
-    /// All experts with their keys.
-    pub fn iter(&self) -> impl Iterator<Item = ((usize, usize), &ExpertWeights)> {
-        self.layers.iter().enumerate().flat_map(|(l, es)| {
-            es.iter()
-                .enumerate()
-                .map(move |(e, w)| ((l, e), w.as_ref()))
-        })
-    }
-
-    /// Total bytes of all experts.
-    pub fn total_bytes(&self) -> usize {
-        self.iter().map(|(_, w)| w.n_bytes()).sum()
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        let requests = self.requests.load(Ordering::Relaxed);
-        let hits = self.hits.load(Ordering::Relaxed);
-        CacheStats {
-            requests,
-            hits,
-            misses: requests - hits,
-            bytes_read: 0,
-        }
-    }
+/// "Expert `expert` of `layer` will be needed at position `needed_at`" (the stamp the runtime will
+/// pass to [`ExpertCache::set_position`] when it gets there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PrefetchHint {
+    pub layer: usize,
+    pub expert: usize,
+    pub needed_at: u64,
 }

@@ -1,0 +1,259 @@
+//! Where each expert's three projections live: slices of files, or bytes already in memory.
+
+use std::path::PathBuf;
+
+use cosmoe_kernels::DType;
+use cosmoe_loader::{Bytes, Weight};
+
+use crate::buffer::{alloc_size, round_up, ALIGN};
+use crate::{CacheError, ExpertWeights};
+
+/// Where one projection's bytes are.
+#[derive(Clone, Debug)]
+pub enum PartLoc {
+    /// `len` bytes at `offset` of `ExpertLayout::files[file]` (a GGUF or safetensors file).
+    File {
+        file: usize,
+        offset: u64,
+        len: usize,
+    },
+    /// Bytes already in memory (e.g. quantised on load, or a window onto a map the caller owns).
+    Memory(Bytes),
+}
+
+/// One projection (gate, up or down) of an expert: a `(rows, cols)` matrix of `dtype`.
+#[derive(Clone, Debug)]
+pub struct ExpertPart {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub loc: PartLoc,
+}
+
+impl ExpertPart {
+    /// A part over a weight already in memory (no copy).
+    pub fn from_weight(w: &Weight) -> ExpertPart {
+        ExpertPart {
+            dtype: w.dtype,
+            rows: w.rows,
+            cols: w.cols,
+            loc: PartLoc::Memory(w.bytes.clone()),
+        }
+    }
+
+    /// Bytes of the part where it lives.
+    pub fn len(&self) -> usize {
+        match &self.loc {
+            PartLoc::File { len, .. } => *len,
+            PartLoc::Memory(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes a `(rows, cols)` matrix of `dtype` has, or `None` if `cols` is not whole blocks.
+    pub fn expected_len(&self) -> Option<usize> {
+        self.dtype.row_bytes(self.cols)?.checked_mul(self.rows)
+    }
+}
+
+/// The three projections of one routed expert (a SwiGLU MLP).
+#[derive(Clone, Debug)]
+pub struct ExpertLoc {
+    /// (ffn, hidden)
+    pub gate: ExpertPart,
+    /// (ffn, hidden)
+    pub up: ExpertPart,
+    /// (hidden, ffn)
+    pub down: ExpertPart,
+}
+
+impl ExpertLoc {
+    /// An expert whose weights are already in memory (no copy).
+    pub fn from_weights(w: &ExpertWeights) -> ExpertLoc {
+        ExpertLoc {
+            gate: ExpertPart::from_weight(&w.gate),
+            up: ExpertPart::from_weight(&w.up),
+            down: ExpertPart::from_weight(&w.down),
+        }
+    }
+
+    /// `(name, part)` for gate, up and down, in that order.
+    pub fn parts(&self) -> [(&'static str, &ExpertPart); 3] {
+        [("gate", &self.gate), ("up", &self.up), ("down", &self.down)]
+    }
+
+    /// Bytes of the three weight matrices (without any buffer padding).
+    pub fn n_bytes(&self) -> usize {
+        self.parts().iter().map(|(_, p)| p.len()).sum()
+    }
+
+    /// Number of parameters.
+    pub fn n_params(&self) -> usize {
+        self.parts().iter().map(|(_, p)| p.rows * p.cols).sum()
+    }
+}
+
+/// Every routed expert of a model: the files they are read from and where each part lies.
+#[derive(Clone, Debug, Default)]
+pub struct ExpertLayout {
+    /// Files that [`PartLoc::File`] indexes.
+    pub files: Vec<PathBuf>,
+    /// `layers[l][e]`; an empty `Vec` for a dense layer.
+    pub layers: Vec<Vec<ExpertLoc>>,
+}
+
+/// Where one part goes in its expert's buffer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Slot {
+    /// Start of the region reserved for the part (for an `O_DIRECT` read: 4096-aligned, and the
+    /// file is read from `offset` rounded down to 4096 into here).
+    pub region: usize,
+    /// Bytes of the region.
+    pub region_len: usize,
+    /// Where the part's own bytes start in the buffer.
+    pub data: usize,
+    /// Whether the region is planned for an aligned (`O_DIRECT`) read.
+    pub direct: bool,
+}
+
+/// One expert's buffer plan: a region per part, and the buffer size (what the cache charges).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Plan {
+    pub slots: [Slot; 3],
+    /// Allocated bytes: a whole number of pages.
+    pub size: usize,
+}
+
+/// Alignment of a part's start inside a buffer when it is not read with `O_DIRECT`: a cache line.
+const PART_ALIGN: usize = 64;
+
+impl Plan {
+    /// Lays out `loc`'s parts in one buffer. `direct(file)` says whether reads of that file are
+    /// planned with `O_DIRECT` (each such part gets its own aligned superset region). `None` on
+    /// arithmetic overflow.
+    pub(crate) fn new(loc: &ExpertLoc, direct: impl Fn(usize) -> bool) -> Option<Plan> {
+        let mut slots = [Slot::default(); 3];
+        let mut end = 0usize;
+        for (slot, (_, part)) in slots.iter_mut().zip(loc.parts()) {
+            *slot = match part.loc {
+                PartLoc::File { file, offset, len } if direct(file) => {
+                    let lead = (offset % ALIGN as u64) as usize;
+                    let region = round_up(end, ALIGN)?;
+                    Slot {
+                        region,
+                        region_len: round_up(lead.checked_add(len)?, ALIGN)?,
+                        data: region + lead,
+                        direct: true,
+                    }
+                }
+                _ => {
+                    let region = round_up(end, PART_ALIGN)?;
+                    Slot {
+                        region,
+                        region_len: part.len(),
+                        data: region,
+                        direct: false,
+                    }
+                }
+            };
+            end = slot.region.checked_add(slot.region_len)?;
+        }
+        Some(Plan {
+            slots,
+            size: alloc_size(end)?,
+        })
+    }
+}
+
+/// Checks one expert: each part's length matches its shape and each file part lies inside its
+/// file (`file_lens[i]` = length of `files[i]`).
+pub(crate) fn validate(
+    layer: usize,
+    expert: usize,
+    loc: &ExpertLoc,
+    files: &[PathBuf],
+    file_lens: &[u64],
+) -> Result<(), CacheError> {
+    for (name, part) in loc.parts() {
+        let err = |msg: String| CacheError::Layout {
+            layer,
+            expert,
+            part: name,
+            msg,
+        };
+        let Some(want) = part.expected_len() else {
+            return Err(err(format!(
+                "{} columns of {} are not whole blocks (or the size overflows)",
+                part.cols,
+                part.dtype.name()
+            )));
+        };
+        if part.len() != want {
+            return Err(err(format!(
+                "{} bytes, but a ({}, {}) {} matrix has {want}",
+                part.len(),
+                part.rows,
+                part.cols,
+                part.dtype.name()
+            )));
+        }
+        if let PartLoc::File { file, offset, len } = part.loc {
+            let (Some(path), Some(&file_len)) = (files.get(file), file_lens.get(file)) else {
+                return Err(err(format!(
+                    "file index {file}, but the layout has {} files",
+                    files.len()
+                )));
+            };
+            let end = offset.checked_add(len as u64);
+            if end.is_none_or(|end| end > file_len) {
+                return Err(err(format!(
+                    "bytes {offset}..{offset}+{len} lie outside {} ({file_len} bytes)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(offset: u64, len: usize) -> ExpertPart {
+        ExpertPart {
+            dtype: DType::F32,
+            rows: 1,
+            cols: len / 4,
+            loc: PartLoc::File {
+                file: 0,
+                offset,
+                len,
+            },
+        }
+    }
+
+    #[test]
+    fn direct_plan_aligns_each_part() {
+        let loc = ExpertLoc {
+            gate: part(4096 + 100, 400),
+            up: part(10_000, 8192),
+            down: part(0, 40),
+        };
+        let p = Plan::new(&loc, |_| true).unwrap();
+        let [g, u, d] = p.slots;
+        assert_eq!((g.region, g.region_len, g.data), (0, 4096, 100));
+        // 10_000 = 2 * 4096 + 1808; 1808 + 8192 rounds up to 12288.
+        assert_eq!((u.region, u.region_len, u.data), (4096, 12288, 4096 + 1808));
+        assert_eq!((d.region, d.region_len, d.data), (16384, 4096, 16384));
+        assert_eq!(p.size, 20480);
+
+        let p = Plan::new(&loc, |_| false).unwrap();
+        let [g, u, d] = p.slots;
+        assert_eq!((g.data, u.data, d.data), (0, 448, 448 + 8192));
+        assert_eq!(p.size, 12288);
+    }
+}
