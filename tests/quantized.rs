@@ -37,6 +37,7 @@ fn quantised_logits_stay_close() {
                 &dir,
                 &LoadOptions {
                     quantize: Some(dtype),
+                    ..Default::default()
                 },
             )
             .unwrap();

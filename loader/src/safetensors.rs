@@ -257,6 +257,11 @@ impl Checkpoint {
     }
 
     /// The paths of the weight files.
+    /// Each weight file with its whole memory map.
+    pub fn file_maps(&self) -> impl Iterator<Item = (&Path, &[u8])> {
+        self.files.iter().map(|f| (f.path.as_path(), &*f.bytes))
+    }
+
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|f| f.path.as_path())
     }

@@ -2,7 +2,7 @@
 //! the model builder does not care which it reads. Shapes are always row-major: `(rows, cols)` for a
 //! matrix, `(n, rows, cols)` for stacked experts, whatever order the file stores its dimensions in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Checkpoint, GgufFile, Result, Weight};
 
@@ -30,6 +30,15 @@ pub trait WeightSource: Send + Sync {
     fn tensor_stats(&self) -> Vec<TensorStat>;
     /// Number of weight files.
     fn n_files(&self) -> usize;
+    /// The file and offset where `bytes` lie, if they are a window onto one of this source's files
+    /// (so a cache can read them with `pread` instead of going through the map).
+    fn locate(&self, bytes: &[u8]) -> Option<(PathBuf, u64)>;
+}
+
+/// Offset of `inner` within `outer`, if it lies wholly inside.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<u64> {
+    let (o, i) = (outer.as_ptr() as usize, inner.as_ptr() as usize);
+    (i >= o && i + inner.len() <= o + outer.len()).then(|| (i - o) as u64)
 }
 
 impl WeightSource for Checkpoint {
@@ -60,6 +69,10 @@ impl WeightSource for Checkpoint {
     }
     fn n_files(&self) -> usize {
         self.files().count()
+    }
+    fn locate(&self, bytes: &[u8]) -> Option<(PathBuf, u64)> {
+        self.file_maps()
+            .find_map(|(path, map)| offset_in(map, bytes).map(|o| (path.to_owned(), o)))
     }
 }
 
@@ -93,5 +106,8 @@ impl WeightSource for GgufFile {
     }
     fn n_files(&self) -> usize {
         1
+    }
+    fn locate(&self, bytes: &[u8]) -> Option<(PathBuf, u64)> {
+        offset_in(self.bytes(), bytes).map(|o| (self.path().to_owned(), o))
     }
 }

@@ -1,6 +1,7 @@
 //! The forward pass: one function for every architecture, over `n` tokens at once (prefill) or one
 //! (decode). Shapes are written `(tokens, width)`, row-major.
 
+use cosmoe_cache::PrefetchHint;
 use cosmoe_kernels::{self as k, matmul};
 use rayon::prelude::*;
 
@@ -108,7 +109,7 @@ impl Model {
             let xn = rmsnorm_rows(&x, &layer.ffn_norm, c.rms_norm_eps); // (n, hidden)
             let f = match &layer.ffn {
                 Ffn::Dense(mlp) => mlp.forward(&xn, n),
-                Ffn::Moe(moe) => self.moe(l, moe, &xn, n)?,
+                Ffn::Moe(moe) => self.moe(l, moe, &xn, n, pos0)?,
             }; // (n, hidden)
             k::axpy(res_mult, &f, &mut x);
         }
@@ -212,13 +213,20 @@ impl Model {
         at.o.forward(&out, n)
     }
 
-    /// The routed (and shared) experts of `xn: (n, hidden)`; returns `(n, hidden)`.
-    fn moe(&self, l: usize, moe: &Moe, xn: &[f32], n: usize) -> Result<Vec<f32>> {
+    /// Position stamp of layer `l` of the token at `pos`, as the expert cache orders prefetch hints.
+    fn stamp(&self, pos: usize, l: usize) -> u64 {
+        (pos * self.config.n_layers + l) as u64
+    }
+
+    /// The routed (and shared) experts of `xn: (n, hidden)` at positions `pos0..pos0 + n`; returns
+    /// `(n, hidden)`.
+    fn moe(&self, l: usize, moe: &Moe, xn: &[f32], n: usize, pos0: usize) -> Result<Vec<f32>> {
         let c = &self.config;
         let h = c.hidden_size;
         let Some(mc) = &c.moe else {
             return Ok(vec![0f32; n * h]);
         };
+        self.experts.set_position(self.stamp(pos0, l));
         let ne = mc.n_experts;
         let mut logits = vec![0f32; n * ne]; // (n, n_experts)
         matmul(moe.router.mat(), xn, n, &mut logits);
@@ -226,9 +234,19 @@ impl Model {
         // For each expert, the tokens routed to it and their weights.
         let mut assigned: Vec<Vec<(usize, f32)>> = vec![Vec::new(); ne];
         for (t, row) in logits.chunks_exact(ne).enumerate() {
-            for (e, w) in route(row, mc.top_k, self.spec.routing, mc.norm_topk_prob) {
+            let pos = pos0 + t;
+            let sel = match self.routing.forced(pos, l) {
+                Some(es) => forced_weights(row, &es, self.spec.routing),
+                None => route(row, mc.top_k, self.spec.routing, mc.norm_topk_prob),
+            };
+            let ids: Vec<u32> = sel.iter().map(|&(e, _)| e as u32).collect();
+            self.routing.record(pos, l, c.n_layers, &ids);
+            for (e, w) in sel {
                 assigned[e].push((t, w));
             }
+        }
+        if n == 1 {
+            self.prefetch_next(l, xn, pos0);
         }
 
         // Experts in index order, as transformers accumulates them.
@@ -265,6 +283,71 @@ impl Model {
             }
         }
         Ok(out)
+    }
+}
+
+/// Weights of experts chosen from outside (a routing trace): their router probabilities, normalised to
+/// sum to one.
+fn forced_weights(logits: &[f32], experts: &[u32], routing: Routing) -> Vec<(usize, f32)> {
+    let mut p = match routing {
+        Routing::SoftmaxTopK => {
+            let mut p = logits.to_vec();
+            k::softmax(&mut p);
+            experts.iter().map(|&e| p[e as usize]).collect::<Vec<f32>>()
+        }
+        Routing::TopKSoftmax => experts.iter().map(|&e| logits[e as usize]).collect(),
+    };
+    match routing {
+        Routing::SoftmaxTopK => {
+            let sum: f32 = p.iter().sum();
+            p.iter_mut().for_each(|x| *x /= sum.max(f32::MIN_POSITIVE));
+        }
+        Routing::TopKSoftmax => k::softmax(&mut p),
+    }
+    experts.iter().map(|&e| e as usize).zip(p).collect()
+}
+
+impl Model {
+    /// Sends the cache hints for the next MoE layer's experts, before this layer's experts run, so their
+    /// reads overlap this layer's compute.
+    fn prefetch_next(&self, l: usize, xn: &[f32], pos: usize) {
+        let p = self.routing.prefetch;
+        let next = l + 1;
+        let Some(Ffn::Moe(next_moe)) = self.layers.get(next).map(|x| &x.ffn) else {
+            return;
+        };
+        let Some(mc) = &self.config.moe else {
+            return;
+        };
+        let mut experts: Vec<u32> = Vec::new();
+        if p.gate() {
+            let mut logits = vec![0f32; mc.n_experts];
+            matmul(next_moe.router.mat(), xn, 1, &mut logits);
+            let sel = route(&logits, mc.top_k, self.spec.routing, mc.norm_topk_prob);
+            experts.extend(sel.iter().map(|&(e, _)| e as u32));
+        }
+        if p.history() && pos > 0 {
+            if let Some(prev) = self.routing.chosen(pos - 1, next) {
+                experts.extend(
+                    prev.iter()
+                        .filter(|e| !experts.contains(e))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        if experts.is_empty() {
+            return;
+        }
+        let needed_at = self.stamp(pos, next);
+        let hints: Vec<PrefetchHint> = experts
+            .iter()
+            .map(|&e| PrefetchHint {
+                layer: next,
+                expert: e as usize,
+                needed_at,
+            })
+            .collect();
+        self.experts.prefetch(&hints);
     }
 }
 

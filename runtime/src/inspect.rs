@@ -60,7 +60,7 @@ impl ModelReport {
         let bytes_experts = model.experts.total_bytes();
         let mut inactive = 0usize;
         let experts = c.moe.as_ref().map(|m| {
-            let first = model.experts.iter().next().map(|(_, w)| w);
+            let first = model.experts.layout().layers.iter().flatten().next();
             let sparse_layers = (0..c.n_layers).filter(|&l| c.is_sparse_layer(l)).count();
             let params_per_expert = first.map_or(0, |w| w.n_params());
             inactive = sparse_layers * (m.n_experts - m.top_k) * params_per_expert;

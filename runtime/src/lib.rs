@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod kv;
 pub mod model;
 pub mod rope;
+pub mod routing;
 pub mod sampler;
 pub mod synth;
 

@@ -111,6 +111,45 @@ struct ModelArgs {
     /// Convert the weight matrices on load: q8_0, q4_0, f16, bf16 or f32.
     #[arg(long, value_parser = parse_dtype)]
     quantize: Option<DType>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    /// Expert cache budget in MiB (default: every expert resident).
+    #[arg(long, conflicts_with = "expert_cache_pct")]
+    expert_cache_mb: Option<u64>,
+    /// Expert cache budget as a percentage of all expert bytes.
+    #[arg(long)]
+    expert_cache_pct: Option<f64>,
+    /// How experts are read: direct (O_DIRECT pread), buffered (pread) or mmap (the OS page cache decides).
+    #[arg(long, default_value = "direct")]
+    io: cosmoe_cache::IoMode,
+    /// Expert prediction for prefetching: none, gate, history or gate+history.
+    #[arg(long, default_value = "none")]
+    prefetch: cosmoe::routing::Prefetch,
+}
+
+impl CacheArgs {
+    fn options(&self, quantize: Option<DType>) -> Result<LoadOptions> {
+        if let Some(p) = self.expert_cache_pct {
+            if !(0.0..=100.0).contains(&p) {
+                bail!("--expert-cache-pct must be in 0..=100, got {p}");
+            }
+        }
+        Ok(LoadOptions {
+            quantize,
+            cache: cosmoe_cache::CacheConfig {
+                budget: self.expert_cache_mb.map(|m| m << 20),
+                io: self.io,
+                prefetch_threads: usize::from(self.prefetch != cosmoe::routing::Prefetch::None),
+                ..Default::default()
+            },
+            cache_share: self.expert_cache_pct.map(|p| p / 100.0),
+            prefetch: self.prefetch,
+        })
+    }
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -205,9 +244,7 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
 }
 
 fn load(m: &ModelArgs) -> Result<Model> {
-    let opts = LoadOptions {
-        quantize: m.quantize,
-    };
+    let opts = m.cache.options(m.quantize)?;
     // Load errors name the file (and tensor) themselves.
     Ok(Model::load_with(&m.model, &opts)?)
 }

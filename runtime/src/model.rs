@@ -6,7 +6,10 @@
 
 use std::path::Path;
 
-use cosmoe_cache::{ExpertStore, ExpertWeights};
+use cosmoe_cache::{
+    CacheConfig, ExpertCache, ExpertLayout as CacheLayout, ExpertLoc, ExpertPart, ExpertWeights,
+    PartLoc,
+};
 use cosmoe_loader::{Checkpoint, DType, GgufFile, LoaderError, ModelConfig, Weight, WeightSource};
 
 use crate::arch::{ArchSpec, ExpertLayout, Naming, Part, QkNorm, TensorNames};
@@ -72,7 +75,10 @@ pub struct Model {
     pub norm: Vec<f32>,
     /// (vocab, hidden); the embedding matrix again when tied.
     pub lm_head: Weight,
-    pub experts: ExpertStore,
+    /// Every routed expert is fetched through this cache (resident when it has no budget).
+    pub experts: ExpertCache,
+    /// Where routing comes from, and what it chose (for ExRep and traces).
+    pub routing: crate::routing::RoutingState,
     pub rope: Rope,
     /// Where the weights come from (kept open: the matrices are windows onto its memory maps).
     pub source: Box<dyn WeightSource>,
@@ -85,6 +91,12 @@ pub struct LoadOptions {
     /// shared-expert gate stay as stored (routing decisions are sensitive and they are tiny, as in
     /// llama.cpp), and so does any matrix whose rows are not a whole number of blocks.
     pub quantize: Option<DType>,
+    /// The expert cache: budget, I/O mode, prefetch threads. The default is resident.
+    pub cache: CacheConfig,
+    /// Budget as this share (0..=1) of all expert bytes, instead of `cache.budget`.
+    pub cache_share: Option<f64>,
+    /// Expert prediction for prefetching (needs `cache.prefetch_threads > 0`).
+    pub prefetch: crate::routing::Prefetch,
 }
 
 impl Model {
@@ -130,6 +142,22 @@ impl Model {
             quantize: opts.quantize,
         };
         let parts = b.build()?;
+        let layout = expert_layout(source.as_ref(), parts.experts);
+        let mut cache_cfg = opts.cache;
+        if let Some(share) = opts.cache_share {
+            // What the cache charges for every expert (page-rounded buffers), from an unbounded cache.
+            let unbounded = CacheConfig {
+                budget: None,
+                prefetch_threads: 0,
+                ..opts.cache
+            };
+            let total = ExpertCache::open(layout.clone(), unbounded)?.total_expert_bytes();
+            cache_cfg.budget = Some((total as f64 * share.clamp(0.0, 1.0)) as u64);
+        }
+        let experts = ExpertCache::open(layout, cache_cfg)?;
+        if let Some(m) = &config.moe {
+            experts.check_budget(m.top_k)?;
+        }
         // llama.cpp's converter stores Llama 3 RoPE scaling as per-frequency divisors.
         let rope_factors = match source.contains("rope_freqs.weight") {
             true => Some(source.vector("rope_freqs.weight", config.head_dim / 2)?),
@@ -142,7 +170,8 @@ impl Model {
             layers: parts.layers,
             norm: parts.norm,
             lm_head: parts.lm_head,
-            experts: ExpertStore::resident(parts.experts),
+            experts,
+            routing: crate::routing::RoutingState::new(opts.prefetch),
             config,
             source,
         })
@@ -157,6 +186,47 @@ impl Model {
     pub fn new_kv_cache(&self) -> crate::KvCache {
         crate::KvCache::new(self.config.n_layers, self.kv_dim())
     }
+}
+
+/// Where each expert's matrices are: a window onto a weight file becomes a file range the cache reads
+/// itself; a matrix converted on load stays in memory.
+fn expert_layout(source: &dyn WeightSource, experts: Vec<Vec<ExpertWeights>>) -> CacheLayout {
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut part = |w: &Weight| -> ExpertPart {
+        let Some((path, offset)) = source.locate(&w.bytes) else {
+            return ExpertPart::from_weight(w);
+        };
+        let file = match files.iter().position(|f| *f == path) {
+            Some(i) => i,
+            None => {
+                files.push(path);
+                files.len() - 1
+            }
+        };
+        ExpertPart {
+            dtype: w.dtype,
+            rows: w.rows,
+            cols: w.cols,
+            loc: PartLoc::File {
+                file,
+                offset,
+                len: w.bytes.len(),
+            },
+        }
+    };
+    let layers = experts
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|x| ExpertLoc {
+                    gate: part(&x.gate),
+                    up: part(&x.up),
+                    down: part(&x.down),
+                })
+                .collect()
+        })
+        .collect();
+    CacheLayout { files, layers }
 }
 
 struct Parts {

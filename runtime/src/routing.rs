@@ -1,0 +1,454 @@
+//! Which experts each token uses: recorded from the router, replayed from a trace, or generated with a
+//! chosen locality; and the paper's ExRep measured on any of them.
+//!
+//! ExRep (../shared/PAPER.md): for each layer, the experts that enter the top-k set from token t to token
+//! t+1, summed over t and divided by k x (T - 1); 0 = the same experts every token, 1 = all new every token.
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The experts chosen for each token at each MoE layer: `tokens[t][l]` = the top-k experts of token t
+/// in layer l (empty for a dense layer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingTrace {
+    pub n_layers: usize,
+    pub n_experts: usize,
+    pub top_k: usize,
+    pub tokens: Vec<Vec<Vec<u32>>>,
+}
+
+impl RoutingTrace {
+    pub fn new(n_layers: usize, n_experts: usize, top_k: usize) -> Self {
+        RoutingTrace {
+            n_layers,
+            n_experts,
+            top_k,
+            tokens: Vec::new(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        let t: RoutingTrace = serde_json::from_str(&text).map_err(|e| {
+            Error::InvalidArgument(format!("{}: not a routing trace: {e}", path.display()))
+        })?;
+        t.validate()
+            .map_err(|m| Error::InvalidArgument(format!("{}: {m}", path.display())))?;
+        Ok(t)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string(self)
+            .map_err(|e| Error::InvalidArgument(format!("routing trace: {e}")))?;
+        std::fs::write(path, text)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        for (t, layers) in self.tokens.iter().enumerate() {
+            if layers.len() != self.n_layers {
+                return Err(format!(
+                    "token {t} has {} layers, expected {}",
+                    layers.len(),
+                    self.n_layers
+                ));
+            }
+            for (l, es) in layers.iter().enumerate() {
+                if !es.is_empty() && es.len() != self.top_k {
+                    return Err(format!(
+                        "token {t} layer {l}: {} experts, expected {}",
+                        es.len(),
+                        self.top_k
+                    ));
+                }
+                if let Some(e) = es.iter().find(|&&e| e as usize >= self.n_experts) {
+                    return Err(format!(
+                        "token {t} layer {l}: expert {e} of {}",
+                        self.n_experts
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the trace fits a model's shape.
+    pub fn check_fits(&self, n_layers: usize, n_experts: usize, top_k: usize) -> Result<()> {
+        if (self.n_layers, self.n_experts, self.top_k) != (n_layers, n_experts, top_k) {
+            return Err(Error::InvalidArgument(format!(
+                "routing trace is for {} layers x {} experts, top-{}; the model has {n_layers} x {n_experts}, top-{top_k}",
+                self.n_layers, self.n_experts, self.top_k
+            )));
+        }
+        if self.tokens.is_empty() {
+            return Err(Error::InvalidArgument("routing trace has no tokens".into()));
+        }
+        Ok(())
+    }
+
+    pub fn exrep(&self) -> ExRep {
+        exrep(&self.tokens, self.n_layers, self.top_k)
+    }
+}
+
+/// ExRep per layer and overall (the mean over MoE layers).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ExRep {
+    pub overall: f64,
+    pub per_layer: Vec<Option<f64>>,
+}
+
+/// ExRep of `tokens[t][l]` (see the module docs); `None` for layers without experts or with fewer than
+/// two tokens.
+pub fn exrep(tokens: &[Vec<Vec<u32>>], n_layers: usize, top_k: usize) -> ExRep {
+    let mut per_layer = vec![None; n_layers];
+    for (l, slot) in per_layer.iter_mut().enumerate() {
+        let (mut new, mut pairs) = (0usize, 0usize);
+        for w in tokens.windows(2) {
+            let (a, b) = (&w[0][l], &w[1][l]);
+            if a.is_empty() || b.is_empty() {
+                continue;
+            }
+            new += b.iter().filter(|e| !a.contains(e)).count();
+            pairs += 1;
+        }
+        if pairs > 0 {
+            *slot = Some(new as f64 / (top_k * pairs) as f64);
+        }
+    }
+    let vals: Vec<f64> = per_layer.iter().flatten().copied().collect();
+    let overall = if vals.is_empty() {
+        0.0
+    } else {
+        vals.iter().sum::<f64>() / vals.len() as f64
+    };
+    ExRep { overall, per_layer }
+}
+
+/// A generator of routing with a chosen ExRep and skewed expert popularity: per layer, each of the k
+/// slots keeps its expert with probability 1 - exrep, or draws a new one (not already chosen) from a
+/// Zipf-like popularity (weight 1 / rank^skew, ranks shuffled per layer).
+#[derive(Clone, Debug)]
+pub struct SyntheticRouting {
+    pub exrep: f64,
+    pub skew: f64,
+    pub seed: u64,
+}
+
+impl SyntheticRouting {
+    /// Parses `synthetic:exrep=0.44[,skew=1.0][,seed=N]`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |m: &str| Error::InvalidArgument(format!("--routing {s}: {m}"));
+        let rest = s
+            .strip_prefix("synthetic")
+            .ok_or_else(|| bad("expected synthetic:exrep=P[,skew=S][,seed=N]"))?;
+        let mut r = SyntheticRouting {
+            exrep: 0.44,
+            skew: 1.0,
+            seed: 0,
+        };
+        for kv in rest
+            .trim_start_matches(':')
+            .split(',')
+            .filter(|x| !x.is_empty())
+        {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad("expected key=value"))?;
+            match k {
+                "exrep" => r.exrep = v.parse().map_err(|_| bad("exrep is not a number"))?,
+                "skew" => r.skew = v.parse().map_err(|_| bad("skew is not a number"))?,
+                "seed" => r.seed = v.parse().map_err(|_| bad("seed is not an integer"))?,
+                _ => return Err(bad(&format!("unknown key `{k}`"))),
+            }
+        }
+        if !(0.0..=1.0).contains(&r.exrep) || !r.skew.is_finite() || r.skew < 0.0 {
+            return Err(bad("exrep must be in [0, 1] and skew >= 0"));
+        }
+        Ok(r)
+    }
+
+    /// A trace of `n_tokens` tokens for a model of this shape; `moe_layers[l]` says which layers route.
+    pub fn generate(
+        &self,
+        moe_layers: &[bool],
+        n_experts: usize,
+        top_k: usize,
+        n_tokens: usize,
+    ) -> RoutingTrace {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let n_layers = moe_layers.len();
+        // Per layer: popularity weights over a shuffled ranking.
+        let weights: Vec<Vec<f64>> = (0..n_layers)
+            .map(|_| {
+                let mut w: Vec<f64> = (0..n_experts)
+                    .map(|r| 1.0 / ((r + 1) as f64).powf(self.skew))
+                    .collect();
+                for i in (1..w.len()).rev() {
+                    let j = rng.random_range(0..=i);
+                    w.swap(i, j);
+                }
+                w
+            })
+            .collect();
+        let draw = |rng: &mut ChaCha8Rng, w: &[f64], taken: &[u32]| -> u32 {
+            let total: f64 = w
+                .iter()
+                .enumerate()
+                .filter(|(e, _)| !taken.contains(&(*e as u32)))
+                .map(|(_, x)| x)
+                .sum();
+            let mut u = rng.random::<f64>() * total;
+            for (e, x) in w.iter().enumerate() {
+                if taken.contains(&(e as u32)) {
+                    continue;
+                }
+                if u < *x {
+                    return e as u32;
+                }
+                u -= x;
+            }
+            (0..n_experts as u32)
+                .rev()
+                .find(|e| !taken.contains(e))
+                .unwrap_or(0)
+        };
+        let mut trace = RoutingTrace::new(n_layers, n_experts, top_k);
+        let mut cur: Vec<Vec<u32>> = vec![Vec::new(); n_layers];
+        for t in 0..n_tokens {
+            for l in 0..n_layers {
+                if !moe_layers[l] {
+                    continue;
+                }
+                if t == 0 {
+                    let mut set = Vec::new();
+                    while set.len() < top_k.min(n_experts) {
+                        let e = draw(&mut rng, &weights[l], &set);
+                        set.push(e);
+                    }
+                    cur[l] = set;
+                    continue;
+                }
+                let old = cur[l].clone();
+                for i in 0..cur[l].len() {
+                    if rng.random::<f64>() < self.exrep {
+                        // A new expert: one not in the previous set nor already in this one.
+                        let mut taken = old.clone();
+                        taken.extend(cur[l].iter().copied());
+                        if taken.len() < n_experts {
+                            cur[l][i] = draw(&mut rng, &weights[l], &taken);
+                        }
+                    }
+                }
+            }
+            trace.tokens.push(cur.clone());
+        }
+        trace
+    }
+}
+
+/// Where a run's routing comes from.
+#[derive(Clone, Debug, Default)]
+pub enum RoutingSource {
+    /// The model's routers.
+    #[default]
+    Model,
+    /// A recorded trace, replayed token by token (wrapping around at its end).
+    Trace(std::sync::Arc<RoutingTrace>),
+}
+
+impl RoutingSource {
+    /// The forced experts of layer `l` for the `t`-th token of a run, if any.
+    pub fn forced(&self, t: usize, l: usize) -> Option<&[u32]> {
+        match self {
+            RoutingSource::Model => None,
+            RoutingSource::Trace(tr) => tr
+                .tokens
+                .get(t % tr.tokens.len().max(1))
+                .and_then(|ls| ls.get(l))
+                .map(Vec::as_slice)
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// How the next layer's experts are predicted for prefetching.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prefetch {
+    #[default]
+    None,
+    /// Speculative gating: the next layer's router applied to this layer's hidden state.
+    Gate,
+    /// The previous token's experts of the next layer.
+    History,
+    /// Both.
+    GateHistory,
+}
+
+impl Prefetch {
+    pub fn gate(self) -> bool {
+        matches!(self, Prefetch::Gate | Prefetch::GateHistory)
+    }
+    pub fn history(self) -> bool {
+        matches!(self, Prefetch::History | Prefetch::GateHistory)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Prefetch::None => "none",
+            Prefetch::Gate => "gate",
+            Prefetch::History => "history",
+            Prefetch::GateHistory => "gate+history",
+        }
+    }
+}
+
+impl std::str::FromStr for Prefetch {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [
+            Prefetch::None,
+            Prefetch::Gate,
+            Prefetch::History,
+            Prefetch::GateHistory,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| format!("unknown predictor `{s}` (none, gate, history, gate+history)"))
+    }
+}
+
+/// A model's routing for the sequence being run: where it comes from, and what each position chose.
+#[derive(Debug, Default)]
+pub struct RoutingState {
+    pub prefetch: Prefetch,
+    inner: std::sync::Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    source: RoutingSource,
+    /// `chosen[pos][layer]`: the experts position `pos` used (empty for dense layers).
+    chosen: Vec<Vec<Vec<u32>>>,
+}
+
+impl RoutingState {
+    pub fn new(prefetch: Prefetch) -> Self {
+        RoutingState {
+            prefetch,
+            inner: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Nothing panics while holding it; a poisoned lock still holds consistent data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_source(&self, source: RoutingSource) {
+        self.lock().source = source;
+    }
+
+    /// Forced experts of position `pos` in layer `l`, if the source forces them.
+    pub fn forced(&self, pos: usize, l: usize) -> Option<Vec<u32>> {
+        self.lock().source.forced(pos, l).map(<[u32]>::to_vec)
+    }
+
+    /// Records what position `pos` chose in layer `l` of `n_layers`.
+    pub fn record(&self, pos: usize, l: usize, n_layers: usize, experts: &[u32]) {
+        let mut g = self.lock();
+        if g.chosen.len() <= pos {
+            g.chosen.resize(pos + 1, vec![Vec::new(); n_layers]);
+        }
+        g.chosen[pos][l] = experts.to_vec();
+    }
+
+    /// What position `pos` chose in layer `l`.
+    pub fn chosen(&self, pos: usize, l: usize) -> Option<Vec<u32>> {
+        self.lock()
+            .chosen
+            .get(pos)
+            .and_then(|ls| ls.get(l))
+            .filter(|e| !e.is_empty())
+            .cloned()
+    }
+
+    /// The choices of positions `0..n` as a trace.
+    pub fn trace(&self, n: usize, n_layers: usize, n_experts: usize, top_k: usize) -> RoutingTrace {
+        let g = self.lock();
+        RoutingTrace {
+            n_layers,
+            n_experts,
+            top_k,
+            tokens: g.chosen.iter().take(n).cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exrep_counts_entering_experts() {
+        // One layer, k = 2: {0,1} -> {0,2} (1 new) -> {3,4} (2 new): 3 / (2 * 2) = 0.75.
+        let tokens = vec![vec![vec![0, 1]], vec![vec![2, 0]], vec![vec![3, 4]]];
+        let x = exrep(&tokens, 1, 2);
+        assert_eq!(x.per_layer, vec![Some(0.75)]);
+        assert_eq!(x.overall, 0.75);
+        // A dense layer has none and does not count.
+        let tokens = vec![vec![vec![0, 1], vec![]], vec![vec![0, 1], vec![]]];
+        let x = exrep(&tokens, 2, 2);
+        assert_eq!(x.per_layer, vec![Some(0.0), None]);
+        assert_eq!(x.overall, 0.0);
+    }
+
+    #[test]
+    fn synthetic_routing_hits_the_requested_exrep() {
+        for want in [0.07, 0.44, 0.9] {
+            let g = SyntheticRouting::parse(&format!("synthetic:exrep={want},seed=3")).unwrap();
+            let tr = g.generate(&[true; 12], 8, 2, 400);
+            tr.validate().unwrap();
+            let got = tr.exrep().overall;
+            assert!((got - want).abs() < 0.04, "asked {want}, got {got}");
+            // Experts of one token are distinct.
+            for layers in &tr.tokens {
+                for es in layers {
+                    assert_ne!(es[0], es[1]);
+                }
+            }
+        }
+        // Skewed popularity: the most used expert of a layer is used far more than the least.
+        let g = SyntheticRouting::parse("synthetic:exrep=0.5,skew=1.5").unwrap();
+        let tr = g.generate(&[true], 16, 2, 2000);
+        let mut counts = vec![0usize; 16];
+        for t in &tr.tokens {
+            for &e in &t[0] {
+                counts[e as usize] += 1;
+            }
+        }
+        let (max, min) = (counts.iter().max().unwrap(), counts.iter().min().unwrap());
+        assert!(*max > 5 * (*min).max(1), "{counts:?}");
+    }
+
+    #[test]
+    fn bad_specs_and_traces_are_errors() {
+        for s in [
+            "synthetic:exrep=2",
+            "synthetic:foo=1",
+            "trace",
+            "synthetic:exrep=x",
+        ] {
+            assert!(SyntheticRouting::parse(s).is_err(), "{s}");
+        }
+        let mut tr = RoutingTrace::new(1, 4, 2);
+        tr.tokens.push(vec![vec![0, 9]]);
+        assert!(tr.validate().unwrap_err().contains("expert 9"));
+        assert!(RoutingTrace::new(2, 4, 2).check_fits(2, 4, 2).is_err());
+    }
+}

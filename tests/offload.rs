@@ -1,0 +1,192 @@
+//! The expert cache under the forward pass: outputs are bit-identical in every mode (resident, each
+//! `--io`, every budget down to one layer's k experts, each prefetch predictor), the budget holds, and a
+//! budget too small for one layer is a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use cosmoe::forward::Logits;
+use cosmoe::routing::Prefetch;
+use cosmoe::{LoadOptions, Model};
+use cosmoe_cache::{CacheConfig, IoMode};
+
+use common::{expected, golden_dir};
+
+fn gguf(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf")
+        .join(name)
+}
+
+/// Logits of every position of the prompt, then of each greedy decode step (token by token, so the
+/// cache sees decode traffic and prefetch hints).
+fn run(path: &Path, opts: &LoadOptions, prompt: &[u32], n_new: usize) -> (Vec<f32>, Model) {
+    let model = Model::load_with(path, opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut kv = model.new_kv_cache();
+    let mut out = model.forward(prompt, &mut kv, Logits::All).unwrap();
+    let v = model.config.vocab_size;
+    let mut next = argmax(&out[out.len() - v..]);
+    for _ in 0..n_new {
+        let l = model.forward(&[next], &mut kv, Logits::Last).unwrap();
+        next = argmax(&l);
+        out.extend_from_slice(&l);
+    }
+    model.experts.wait_prefetches();
+    (out, model)
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    x.iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > x[b] { i } else { b }) as u32
+}
+
+fn opts(budget: Option<u64>, io: IoMode, prefetch: Prefetch) -> LoadOptions {
+    LoadOptions {
+        cache: CacheConfig {
+            budget,
+            io,
+            prefetch_threads: usize::from(prefetch != Prefetch::None),
+            ..Default::default()
+        },
+        prefetch,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn outputs_are_identical_in_every_mode() {
+    // GGUF files (experts read from the file) and Hugging Face folders (per-expert and fused 3-D
+    // experts, read from the safetensors files).
+    let cases: Vec<(PathBuf, String)> = vec![
+        (gguf("mixtral.q8_0.gguf"), "mixtral".into()),
+        (gguf("qwen3_moe.f32.gguf"), "qwen3_moe".into()),
+        (golden_dir().join("olmoe"), "olmoe".into()),
+        (golden_dir().join("qwen2_moe"), "qwen2_moe".into()),
+    ];
+    for (path, fixture) in cases {
+        let prompt = expected(&golden_dir().join(&fixture)).prompt_ids;
+        let (base, model) = run(&path, &LoadOptions::default(), &prompt, 12);
+        let m = model.config.moe.clone().unwrap();
+        let total = model.experts.total_expert_bytes();
+        // The smallest budget that holds one layer's k largest experts.
+        let per_expert = (0..model.experts.n_layers())
+            .flat_map(|l| (0..model.experts.n_experts(l)).map(move |e| (l, e)))
+            .map(|(l, e)| model.experts.expert_bytes(l, e))
+            .max()
+            .unwrap();
+        let min = per_expert * m.top_k as u64;
+        drop(model);
+        let mut modes = Vec::new();
+        for io in IoMode::ALL {
+            modes.push(opts(None, io, Prefetch::None));
+        }
+        for budget in [min, total / 2, total] {
+            for prefetch in [
+                Prefetch::None,
+                Prefetch::Gate,
+                Prefetch::History,
+                Prefetch::GateHistory,
+            ] {
+                modes.push(opts(Some(budget), IoMode::Buffered, prefetch));
+            }
+            modes.push(opts(Some(budget), IoMode::Direct, Prefetch::GateHistory));
+        }
+        for o in &modes {
+            let (got, model) = run(&path, o, &prompt, 12);
+            let what = format!("{fixture}: {:?} {:?}", o.cache, o.prefetch);
+            assert!(got == base, "{what}: logits differ from the resident run");
+            let s = model.experts.stats();
+            assert_eq!(s.hits + s.misses, s.requests, "{what}");
+            if let (Some(b), IoMode::Buffered | IoMode::Direct) = (o.cache.budget, o.cache.io) {
+                assert!(
+                    s.peak_cached_bytes <= b,
+                    "{what}: peak {} > budget {b}",
+                    s.peak_cached_bytes
+                );
+                if b == min {
+                    assert!(s.evictions > 0, "{what}: a one-layer budget must evict");
+                    assert!(s.misses > 0 && s.bytes_read > 0, "{what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn budget_too_small_for_one_layer_is_an_error() {
+    let path = gguf("mixtral.q8_0.gguf");
+    let model = Model::load_with(&path, &LoadOptions::default()).unwrap();
+    let one = model.experts.expert_bytes(0, 0);
+    drop(model);
+    let e = match Model::load_with(&path, &opts(Some(one), IoMode::Buffered, Prefetch::None)) {
+        Ok(_) => panic!("a budget of one expert for top-2 routing was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("budget") && e.contains("k=2"), "{e}");
+}
+
+/// A copy of a GGUF file with the expert tensors last, so cutting the file's tail removes expert bytes
+/// only (the resident weights stay mapped in place, and a map must not lose its pages under a run).
+/// Returns the file offset of the first expert tensor.
+fn experts_last_copy(src: &Path, out: &Path) -> u64 {
+    use cosmoe_loader::gguf_writer::GgufWriter;
+    let f = cosmoe_loader::GgufFile::open(src).unwrap();
+    let mut w = GgufWriter::new();
+    w.set_alignment(4096).unwrap();
+    for (k, v) in f.metadata() {
+        if k != "general.alignment" {
+            w.set(k, v.clone());
+        }
+    }
+    let mut infos: Vec<_> = f.tensors().iter().collect();
+    infos.sort_by_key(|t| t.name().contains("_exps"));
+    for t in &infos {
+        let ne = cosmoe_loader::GgufTensorInfo::ne(t);
+        w.add_tensor(t.name(), ne, t.ggml_type()).unwrap();
+    }
+    let file = std::fs::File::create(out).unwrap();
+    w.write(out, file, |i, _, sink| {
+        sink.put(&f.tensor_bytes(infos[i]).unwrap())
+    })
+    .unwrap();
+    let g = cosmoe_loader::GgufFile::open(out).unwrap();
+    let first = g
+        .tensors()
+        .iter()
+        .find(|t| t.name().contains("_exps"))
+        .unwrap();
+    (g.data_offset() + first.offset()) as u64
+}
+
+#[test]
+fn a_truncated_file_is_an_error_of_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.gguf");
+    let prompt = expected(&golden_dir().join("mixtral")).prompt_ids;
+    for io in [IoMode::Buffered, IoMode::Direct] {
+        let first_expert = experts_last_copy(&gguf("mixtral.q8_0.gguf"), &path);
+        let model = Model::load_with(&path, &opts(Some(1 << 30), io, Prefetch::None)).unwrap();
+        // Cut the file under the loaded model, past its resident weights: the experts are gone.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(first_expert + 100).unwrap();
+        let mut kv = model.new_kv_cache();
+        let e = model
+            .forward(&prompt, &mut kv, Logits::Last)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m.gguf"), "{io}: {e}");
+        assert_eq!(
+            kv.len(),
+            0,
+            "a failed forward pass must leave the KV cache as it was"
+        );
+        // A failed read is not cached: with the file whole again, the same model runs.
+        drop(file);
+        experts_last_copy(&gguf("mixtral.q8_0.gguf"), &path);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+        model.forward(&prompt, &mut kv, Logits::Last).unwrap();
+    }
+}
