@@ -192,6 +192,15 @@ struct RunArgs {
     /// tokenizer.json to use instead of the model folder's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Write the experts every position chose (JSON) to this file.
+    #[arg(long)]
+    record_routing: Option<PathBuf>,
+    /// Route by this recorded trace instead of the model's routers.
+    #[arg(long, conflicts_with = "routing")]
+    routing_trace: Option<PathBuf>,
+    /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N].
+    #[arg(long)]
+    routing: Option<String>,
 }
 
 #[derive(Args)]
@@ -311,6 +320,34 @@ fn run(a: RunArgs) -> Result<()> {
         },
     };
 
+    let moe = model.config.moe.clone();
+    let n_layers = model.config.n_layers;
+    if a.routing_trace.is_some() || a.routing.is_some() {
+        let Some(m) = &moe else {
+            bail!("--routing-trace / --routing need a mixture-of-experts model");
+        };
+        let trace = match (&a.routing_trace, &a.routing) {
+            (Some(p), _) => cosmoe::routing::RoutingTrace::load(p)?,
+            (None, Some(spec)) => {
+                let sparse: Vec<bool> = (0..n_layers)
+                    .map(|l| model.config.is_sparse_layer(l))
+                    .collect();
+                cosmoe::routing::SyntheticRouting::parse(spec)?.generate(
+                    &sparse,
+                    m.n_experts,
+                    m.top_k,
+                    prompt.len() + a.n,
+                )
+            }
+            (None, None) => unreachable!(),
+        };
+        trace.check_fits(n_layers, m.n_experts, m.top_k)?;
+        model
+            .routing
+            .set_source(cosmoe::routing::RoutingSource::Trace(std::sync::Arc::new(
+                trace,
+            )));
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let text_mode = !a.print_ids && tok.is_some();
@@ -352,6 +389,26 @@ fn run(a: RunArgs) -> Result<()> {
             ""
         }
     );
+    if let Some(m) = &moe {
+        let n = prompt.len() + g.tokens.len().saturating_sub(1);
+        let trace = model.routing.trace(n, n_layers, m.n_experts, m.top_k);
+        let s = model.experts.stats();
+        eprintln!(
+            "experts: {} requests, hit rate {:.1} %, {:.1} MiB read, stall {:.1} ms, {} evictions; ExRep {:.3}",
+            s.requests,
+            100.0 * s.hit_rate(),
+            s.bytes_read as f64 / (1 << 20) as f64,
+            s.stall_ms(),
+            s.evictions,
+            trace.exrep().overall
+        );
+        for n in model.experts.notices() {
+            eprintln!("note: {n}");
+        }
+        if let Some(p) = &a.record_routing {
+            trace.save(p)?;
+        }
+    }
     Ok(())
 }
 
