@@ -190,3 +190,27 @@ fn a_truncated_file_is_an_error_of_the_run() {
         model.forward(&prompt, &mut kv, Logits::Last).unwrap();
     }
 }
+
+#[test]
+fn prefill_loads_each_expert_once_per_batch() {
+    let path = gguf("qwen3_moe.f32.gguf");
+    let model = Model::load_with(&path, &opts(None, IoMode::Buffered, Prefetch::None)).unwrap();
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 7 % 200) as u32).collect();
+    let mut kv = model.new_kv_cache();
+    model.forward(&prompt, &mut kv, Logits::Last).unwrap();
+    let m = model.config.moe.clone().unwrap();
+    let trace = model
+        .routing
+        .trace(prompt.len(), model.config.n_layers, m.n_experts, m.top_k);
+    // Distinct (layer, expert) pairs the batch used: one fetch each, however many tokens chose them.
+    let mut used = std::collections::HashSet::new();
+    for layers in &trace.tokens {
+        for (l, es) in layers.iter().enumerate() {
+            used.extend(es.iter().map(|&e| (l, e)));
+        }
+    }
+    let s = model.experts.stats();
+    assert_eq!(s.requests as usize, used.len());
+    assert_eq!(s.reads as usize, used.len());
+    assert!(used.len() < prompt.len() * m.top_k * model.config.n_layers);
+}

@@ -4,7 +4,9 @@
 //! initialised, so no byte is ever read before it is written) and then frozen into an [`AlignedBuf`],
 //! which is shared read-only behind an `Arc` as the owner of a [`cosmoe_loader::Bytes`].
 
-use std::alloc::{self, Layout};
+#[cfg(not(unix))]
+use std::alloc;
+use std::alloc::Layout;
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
@@ -36,8 +38,39 @@ unsafe impl Send for AlignedBuf {}
 unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
+    #[cfg_attr(unix, allow(dead_code))]
     fn layout(len: usize) -> Option<Layout> {
         Layout::from_size_align(len, ALIGN).ok()
+    }
+
+    /// `len` bytes of fresh pages. On Unix they come straight from `mmap` and go back with `munmap`,
+    /// so an evicted expert's memory returns to the OS at once (a heap allocator may keep freed
+    /// megabytes mapped, and the process's RSS would then exceed the cache budget).
+    #[cfg(unix)]
+    fn allocate(len: usize) -> Option<NonNull<u8>> {
+        // SAFETY: an anonymous private mapping of `len` (non-zero) bytes at an address of the
+        // kernel's choosing; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        NonNull::new(p.cast::<u8>())
+    }
+
+    #[cfg(not(unix))]
+    fn allocate(len: usize) -> Option<NonNull<u8>> {
+        let layout = Self::layout(len)?;
+        // SAFETY: `layout` has a non-zero size (`alloc_size` returns at least `ALIGN`).
+        NonNull::new(unsafe { alloc::alloc(layout) })
     }
 }
 
@@ -50,6 +83,14 @@ impl AsRef<[u8]> for AlignedBuf {
 }
 
 impl Drop for AlignedBuf {
+    #[cfg(unix)]
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are exactly the mapping `allocate` made; it is unmapped only here,
+        // once, and no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+
+    #[cfg(not(unix))]
     fn drop(&mut self) {
         if let Some(layout) = Self::layout(self.len) {
             // SAFETY: `ptr` was returned by `alloc::alloc` with exactly this layout (same `len`,
@@ -70,9 +111,7 @@ impl Filling {
     /// A buffer of [`alloc_size`]`(len)` bytes, or `None` if that much cannot be allocated.
     pub(crate) fn new(len: usize) -> Option<Filling> {
         let size = alloc_size(len)?;
-        let layout = AlignedBuf::layout(size)?;
-        // SAFETY: `layout` has a non-zero size (`alloc_size` returns at least `ALIGN`).
-        let ptr = NonNull::new(unsafe { alloc::alloc(layout) })?;
+        let ptr = AlignedBuf::allocate(size)?;
         Some(Filling {
             buf: AlignedBuf { ptr, len: size },
             init: 0,

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod inspect;
 pub mod kv;
 pub mod model;
+pub mod report;
 pub mod rope;
 pub mod routing;
 pub mod sampler;

@@ -40,6 +40,57 @@ enum Cmd {
     Convert(ConvertArgs),
     /// Write a GGUF with random weights at the shapes of a real model (for benchmarks without downloads).
     Synth(SynthArgs),
+    /// Prefill and decode on a model, reporting latency, cache hits, flash reads, stall, memory and ExRep.
+    Bench(BenchArgs),
+    /// Synthesise the paper's wearable model (once) and bench it with half its experts in RAM.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Prompt length (random token ids).
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Tokens to generate (greedy).
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    #[command(flatten)]
+    routing: RoutingArgs,
+    /// Seed of the prompt ids.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One JSON object instead of a table (docs/report.md lists the fields).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RoutingArgs {
+    /// Route by this recorded trace (from `run --record-routing`) instead of the model's routers.
+    #[arg(long, conflicts_with = "routing")]
+    routing_trace: Option<PathBuf>,
+    /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N].
+    #[arg(long)]
+    routing: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where the synthesised model is kept (default: $COSMOE_CACHE_DIR, else ~/.cache/cosmoe).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -195,12 +246,8 @@ struct RunArgs {
     /// Write the experts every position chose (JSON) to this file.
     #[arg(long)]
     record_routing: Option<PathBuf>,
-    /// Route by this recorded trace instead of the model's routers.
-    #[arg(long, conflicts_with = "routing")]
-    routing_trace: Option<PathBuf>,
-    /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N].
-    #[arg(long)]
-    routing: Option<String>,
+    #[command(flatten)]
+    routing: RoutingArgs,
 }
 
 #[derive(Args)]
@@ -233,6 +280,8 @@ fn main() {
         Cmd::BenchKernels(a) => bench_kernels(a),
         Cmd::Convert(a) => convert(a),
         Cmd::Synth(a) => synth(a),
+        Cmd::Bench(a) => bench(a),
+        Cmd::Demo(a) => demo(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -322,32 +371,7 @@ fn run(a: RunArgs) -> Result<()> {
 
     let moe = model.config.moe.clone();
     let n_layers = model.config.n_layers;
-    if a.routing_trace.is_some() || a.routing.is_some() {
-        let Some(m) = &moe else {
-            bail!("--routing-trace / --routing need a mixture-of-experts model");
-        };
-        let trace = match (&a.routing_trace, &a.routing) {
-            (Some(p), _) => cosmoe::routing::RoutingTrace::load(p)?,
-            (None, Some(spec)) => {
-                let sparse: Vec<bool> = (0..n_layers)
-                    .map(|l| model.config.is_sparse_layer(l))
-                    .collect();
-                cosmoe::routing::SyntheticRouting::parse(spec)?.generate(
-                    &sparse,
-                    m.n_experts,
-                    m.top_k,
-                    prompt.len() + a.n,
-                )
-            }
-            (None, None) => unreachable!(),
-        };
-        trace.check_fits(n_layers, m.n_experts, m.top_k)?;
-        model
-            .routing
-            .set_source(cosmoe::routing::RoutingSource::Trace(std::sync::Arc::new(
-                trace,
-            )));
-    }
+    set_routing(&model, &a.routing, prompt.len() + a.n)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let text_mode = !a.print_ids && tok.is_some();
@@ -544,4 +568,126 @@ fn synth(a: SynthArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Points the model's routing at a trace or a generator, as the flags ask; returns what it is.
+fn set_routing(model: &Model, r: &RoutingArgs, n_tokens: usize) -> Result<String> {
+    use cosmoe::routing::{RoutingSource, RoutingTrace, SyntheticRouting};
+    let c = &model.config;
+    let (trace, what) = match (&r.routing_trace, &r.routing) {
+        (None, None) => return Ok("the model's routers".into()),
+        (Some(p), _) => (RoutingTrace::load(p)?, format!("trace {}", p.display())),
+        (None, Some(spec)) => {
+            let Some(m) = &c.moe else {
+                bail!("--routing needs a mixture-of-experts model");
+            };
+            let sparse: Vec<bool> = (0..c.n_layers).map(|l| c.is_sparse_layer(l)).collect();
+            let g = SyntheticRouting::parse(spec)?;
+            (
+                g.generate(&sparse, m.n_experts, m.top_k, n_tokens),
+                spec.clone(),
+            )
+        }
+    };
+    let Some(m) = &c.moe else {
+        bail!("--routing-trace needs a mixture-of-experts model");
+    };
+    trace.check_fits(c.n_layers, m.n_experts, m.top_k)?;
+    model
+        .routing
+        .set_source(RoutingSource::Trace(std::sync::Arc::new(trace)));
+    Ok(what)
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    init_threads(a.m.threads)?;
+    bench_on_pool(a)
+}
+
+/// `bench` on the already started thread pool.
+fn bench_on_pool(a: BenchArgs) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    if a.gen_tokens == 0 {
+        bail!("--gen-tokens must be at least 1");
+    }
+    let t0 = Instant::now();
+    let model = load(&a.m)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let routing = set_routing(&model, &a.routing, a.prompt_tokens.max(1) + a.gen_tokens)?;
+    let cfg = cosmoe::report::BenchConfig {
+        prompt_tokens: a.prompt_tokens,
+        gen_tokens: a.gen_tokens,
+        seed: a.seed,
+        routing,
+        threads,
+    };
+    let r = cosmoe::report::bench(&model, load_ms, &cfg, &a.m.model.display().to_string())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}
+
+/// The demo's cache folder.
+fn demo_dir(explicit: Option<PathBuf>) -> PathBuf {
+    explicit
+        .or_else(|| std::env::var_os("COSMOE_CACHE_DIR").map(PathBuf::from))
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cosmoe")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/cosmoe")))
+        .unwrap_or_else(|| PathBuf::from("target/cosmoe-cache"))
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    let threads = a.threads.unwrap_or_else(num_cpus::get_physical);
+    init_threads(Some(threads))?;
+    let dir = demo_dir(a.dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("cosmoe-wearable.q4_0.gguf");
+    let preset = cosmoe::synth::Preset::find("cosmoe-wearable")?;
+    if !path.is_file() {
+        eprintln!(
+            "synthesising {} once into {} ...",
+            preset.about,
+            path.display()
+        );
+        cosmoe::synth::synth(&cosmoe::synth::SynthConfig {
+            preset: preset.clone(),
+            dtype: DType::Q4_0,
+            out: path.clone(),
+            seed: 0,
+            progress: !a.json,
+        })?;
+    }
+    let routing = RoutingArgs {
+        routing_trace: None,
+        routing: Some("synthetic:exrep=0.44".into()),
+    };
+    let m = ModelArgs {
+        model: path.clone(),
+        threads: Some(threads),
+        quantize: None,
+        cache: CacheArgs {
+            expert_cache_mb: None,
+            expert_cache_pct: Some(50.0),
+            io: cosmoe_cache::IoMode::Direct,
+            prefetch: cosmoe::routing::Prefetch::History,
+        },
+    };
+    if !a.json {
+        eprintln!(
+            "{}: random weights, routed like a trained model (ExRep 0.44, the paper's baseline), \
+             half of the expert bytes in RAM, the rest read from flash with O_DIRECT",
+            preset.name
+        );
+    }
+    bench_on_pool(BenchArgs {
+        m,
+        prompt_tokens: a.prompt_tokens,
+        gen_tokens: a.gen_tokens,
+        routing,
+        seed: 0,
+        json: a.json,
+    })
 }
