@@ -245,6 +245,18 @@ impl Model {
                 assigned[e].push((t, w));
             }
         }
+        // Read-ahead: the reader threads fetch this layer's missing experts while the loop below
+        // computes the ones already here (and several reads are in flight at once).
+        let now = self.stamp(pos0, l);
+        let needed: Vec<PrefetchHint> = (0..ne)
+            .filter(|&e| !assigned[e].is_empty())
+            .map(|expert| PrefetchHint {
+                layer: l,
+                expert,
+                needed_at: now,
+            })
+            .collect();
+        self.experts.prefetch(&needed);
         if n == 1 {
             self.prefetch_next(l, xn, pos0);
         }

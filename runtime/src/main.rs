@@ -180,6 +180,10 @@ struct CacheArgs {
     /// Expert prediction for prefetching: none, gate, history or gate+history.
     #[arg(long, default_value = "none")]
     prefetch: cosmoe::routing::Prefetch,
+    /// Background reader threads: they read a layer's missing experts while it computes the others,
+    /// and fetch predicted experts (0: every read happens in the forward pass).
+    #[arg(long, default_value_t = 2)]
+    io_threads: usize,
 }
 
 impl CacheArgs {
@@ -194,7 +198,7 @@ impl CacheArgs {
             cache: cosmoe_cache::CacheConfig {
                 budget: self.expert_cache_mb.map(|m| m << 20),
                 io: self.io,
-                prefetch_threads: usize::from(self.prefetch != cosmoe::routing::Prefetch::None),
+                prefetch_threads: self.io_threads,
                 ..Default::default()
             },
             cache_share: self.expert_cache_pct.map(|p| p / 100.0),
@@ -673,6 +677,7 @@ fn demo(a: DemoArgs) -> Result<()> {
             expert_cache_pct: Some(50.0),
             io: cosmoe_cache::IoMode::Direct,
             prefetch: cosmoe::routing::Prefetch::History,
+            io_threads: 2,
         },
     };
     if !a.json {
