@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use crate::acts::Q8Acts;
 use crate::blocks::{BlockQ4_0, BlockQ8_0};
 use crate::{scalar, DType};
 
@@ -93,7 +94,8 @@ pub struct Kernels {
     /// bf16 row (little-endian bytes, any alignment) . f32.
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
     pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
-    pub dot_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    /// Q4_0 row . prepared Q8_0 activations (the same number of blocks).
+    pub dot_q4_0: fn(&[BlockQ4_0], &Q8Acts<'_>) -> f32,
     /// The activation quantiser (`scalar::q8_0::quantize_row_activations`, bit for bit).
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),

@@ -9,6 +9,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod acts;
 pub mod blocks;
 mod dispatch;
 mod matmul;
@@ -17,6 +18,7 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
+pub use acts::{Q8Acts, Q8Prepared};
 pub use blocks::{BlockQ4_0, BlockQ8_0, QK};
 pub use dispatch::{kernels, Kernels, Tier, TierError};
 pub use matmul::{matmul, matvec};

@@ -1,9 +1,10 @@
 //! Weight-times-activation products for every weight format, split across the current rayon pool by
-//! rows. For Q8_0/Q4_0 weights the activations are quantised to Q8_0 blocks once per vector, and the
-//! inner loop is integer dot products (as llama.cpp does).
+//! rows. For Q8_0/Q4_0 weights the activations are quantised to Q8_0 blocks once per vector (with the
+//! per-block terms of [`Q8Prepared`]), and the inner loop is integer dot products (as llama.cpp does).
 
 use rayon::prelude::*;
 
+use crate::acts::Q8Prepared;
 use crate::blocks::{as_q4_0, as_q8_0, BlockQ8_0, QK};
 use crate::{kernels, DType, Kernels, MatRef};
 
@@ -20,8 +21,8 @@ fn rows_per_task(rows: usize) -> usize {
 /// Activations in the form a weight format multiplies with.
 enum Acts<'a> {
     F32(&'a [f32]),
-    /// `(n, cols / 32)` blocks.
-    Q8(Vec<BlockQ8_0>),
+    /// `n` vectors of `cols / 32` blocks.
+    Q8(Q8Prepared),
 }
 
 impl Kernels {
@@ -45,7 +46,7 @@ impl Kernels {
             for (xs, qs) in x.chunks_exact(cols).zip(q.chunks_exact_mut(nb.max(1))) {
                 (self.quantize_row_q8_0)(xs, qs);
             }
-            Acts::Q8(q)
+            Acts::Q8(Q8Prepared::from_blocks(q, n))
         } else {
             Acts::F32(x)
         };
@@ -118,11 +119,10 @@ impl Kernels {
                 }
             }
             Acts::Q8(q) => {
-                let nb = cols / QK;
-                let xq = &q[t * nb..(t + 1) * nb];
+                let xq = q.get(t);
                 match w.dtype() {
-                    DType::Q8_0 => (self.dot_q8_0)(as_q8_0(row), xq),
-                    DType::Q4_0 => (self.dot_q4_0)(as_q4_0(row), xq),
+                    DType::Q8_0 => (self.dot_q8_0)(as_q8_0(row), xq.blocks()),
+                    DType::Q4_0 => (self.dot_q4_0)(as_q4_0(row), &xq),
                     DType::F32 | DType::F16 | DType::BF16 => f32::NAN,
                 }
             }

@@ -5,7 +5,7 @@
 //! activation quantiser must match exactly.
 
 use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, QK};
-use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Tier};
+use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Q8Prepared, Tier};
 
 const LENS: [usize; 24] = [
     0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 127, 128, 129, 255, 257, 1000,
@@ -137,6 +137,8 @@ fn dot_q8_0_and_q4_0() {
             let n = nb * QK;
             let x = values(n, 5, 1.0);
             let xq = q8(&x);
+            let prepared = Q8Prepared::from_blocks(xq.clone(), 1);
+            let xa = prepared.get(0);
             for dtype in [DType::Q8_0, DType::Q4_0] {
                 let w = values(n, 6, 0.1);
                 let bytes = quantize(dtype, &w, n.max(QK)).unwrap_or_default();
@@ -154,7 +156,7 @@ fn dot_q8_0_and_q4_0() {
                         }
                         _ => {
                             let r: &[BlockQ4_0] = bytemuck::cast_slice(row);
-                            ((k.dot_q4_0)(r, &xq), scalar::q4_0::dot(r, &xq))
+                            ((k.dot_q4_0)(r, &xa), scalar::q4_0::dot(r, &xa))
                         }
                     };
                     close(
@@ -299,6 +301,39 @@ fn matvec_and_matmul() {
                                 &format!("{:?} {dtype} {rows}x{cols} n={n} r={r} t={t}", k.tier),
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `matmul` computes every output exactly as `matvec` does (prefill and decode must agree bit for bit),
+/// on every tier, scalar included, with row counts over the parallel threshold and column counts with
+/// and without a partial group of eight Q8_0/Q4_0 blocks.
+#[test]
+fn matmul_equals_matvec_bit_for_bit() {
+    let tiers = Tier::available().into_iter().filter_map(Kernels::for_tier);
+    for k in tiers {
+        for dtype in DType::ALL {
+            for (rows, cols) in [(3, 64), (517, 1024), (129, 608)] {
+                let w = values(rows * cols, 15, 0.1);
+                let bytes = quantize(dtype, &w, cols).unwrap();
+                let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
+                let n = 3;
+                let x = values(n * cols, 16, 1.0);
+                let mut y = vec![0f32; n * rows];
+                k.matmul(m, &x, n, &mut y);
+                for t in 0..n {
+                    let mut yv = vec![0f32; rows];
+                    k.matvec(m, &x[t * cols..(t + 1) * cols], &mut yv);
+                    for r in 0..rows {
+                        assert_eq!(
+                            y[t * rows + r].to_bits(),
+                            yv[r].to_bits(),
+                            "{:?} {dtype} {rows}x{cols} t={t} r={r}",
+                            k.tier
+                        );
                     }
                 }
             }

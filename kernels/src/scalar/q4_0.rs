@@ -1,6 +1,7 @@
 //! Q4_0 weights against Q8_0-quantised activations.
 
-use crate::blocks::{scale, to_scale, BlockQ4_0, BlockQ8_0, QK};
+use crate::acts::Q8Acts;
+use crate::blocks::{scale, to_scale, BlockQ4_0, QK};
 
 /// ggml's `quantize_row_q4_0_ref`: the value of largest magnitude `m` (with its sign) maps to -8,
 /// `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`.
@@ -37,8 +38,11 @@ pub fn dequantize_row(row: &[BlockQ4_0], out: &mut [f32]) {
     }
 }
 
-/// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]` (ggml's `ggml_vec_dot_q4_0_q8_0`).
-pub fn dot(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+/// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]` (ggml's `ggml_vec_dot_q4_0_q8_0`),
+/// in block order, from the quantised blocks alone (`x.blocks()`; the prepared terms are for the SIMD
+/// tiers).
+pub fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
+    let x = x.blocks();
     debug_assert_eq!(w.len(), x.len());
     let mut sum = 0f32;
     for (a, b) in w.iter().zip(x) {

@@ -37,9 +37,10 @@ pub(crate) fn table() -> Kernels {
     }
 }
 
-/// How far ahead of the current block the Q8_0/Q4_0 loops ask for weights. Hardware prefetchers
-/// follow the stream anyway; the hint measured about 10 % faster single-thread decode from DRAM
-/// (Zen 3, 256 MiB of Q4_0 rows).
+/// How far ahead of the current block the Q8_0 loop (and the AVX-512 Q8_0/Q4_0 loops) ask for
+/// weights. Hardware prefetchers follow the stream anyway; the hint measured about 10 % faster
+/// single-thread decode from DRAM (Zen 3, 256 MiB of Q4_0 rows). The AVX2 Q4_0 loop has its own
+/// (`q4_0::PREFETCH_BYTES`).
 const PREFETCH_BYTES: usize = 1024;
 
 /// Prefetches the cache line `PREFETCH_BYTES` past `p`. A hint: it never faults, also past the end

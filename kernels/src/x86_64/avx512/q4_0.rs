@@ -4,12 +4,15 @@
 use std::arch::x86_64::*;
 
 use super::{join, spread};
+use crate::acts::Q8Acts;
 use crate::blocks::{BlockQ4_0, BlockQ8_0};
 use crate::x86_64::avx2::q4_0::nibbles;
 use crate::x86_64::avx2::{load32, prefetch_ahead, scale_products};
 
 /// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]`, the integer sum of each block exact.
-pub(crate) fn dot(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+/// Reads only `x.blocks()`.
+pub(crate) fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
+    let x = x.blocks();
     // SAFETY: the AVX-512 table holds this function only where `avx512_vnni_supported()` holds
     // (AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI): `dispatch` builds the table only where
     // `avx512_supported()` holds, and `table()` checks VNNI before choosing this kernel.
@@ -79,6 +82,7 @@ unsafe fn dot_vnni(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acts::Q8Prepared;
     use crate::blocks::to_scale;
     use crate::scalar;
 
@@ -114,6 +118,8 @@ mod tests {
                     blk
                 })
                 .collect();
+            let x = Q8Prepared::from_blocks(x, 1);
+            let x = x.get(0);
             assert_eq!(dot(&w, &x), scalar::q4_0::dot(&w, &x), "blocks={nb}");
         }
     }
