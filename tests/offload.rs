@@ -92,6 +92,9 @@ fn outputs_are_identical_in_every_mode() {
                 modes.push(opts(Some(budget), IoMode::Buffered, prefetch));
             }
             modes.push(opts(Some(budget), IoMode::Direct, Prefetch::GateHistory));
+            let mut layer = opts(Some(budget), IoMode::Buffered, Prefetch::History);
+            layer.cache.policy = cosmoe_cache::PolicyKind::Layer;
+            modes.push(layer);
         }
         for o in &modes {
             let (got, model) = run(&path, o, &prompt, 12);

@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::buffer::Filling;
 use crate::io::DataFile;
 use crate::layout::{validate, ExpertLoc, ExpertPart, PartLoc, Plan};
-use crate::policy::{EvictionPolicy, Lru};
+use crate::policy::{EvictionPolicy, LayerCyclic, Lru, PolicyKind};
 use crate::stats::{add, get, Counters};
 use crate::{
     CacheConfig, CacheError, CacheStats, ExpertKey, ExpertLayout, ExpertWeights, IoMode,
@@ -106,7 +106,11 @@ impl ExpertCache {
     /// Opens the files of `layout` and checks it (see [`CacheError::Layout`]); every expert must
     /// fit the budget alone ([`CacheError::ExpertTooLarge`]). Uses LRU eviction.
     pub fn open(layout: ExpertLayout, config: CacheConfig) -> Result<ExpertCache, CacheError> {
-        Self::open_with_policy(layout, config, Box::new(Lru::new()))
+        let policy: Box<dyn EvictionPolicy> = match config.policy {
+            PolicyKind::Lru => Box::new(Lru::new()),
+            PolicyKind::Layer => Box::new(LayerCyclic::new(layout.layers.len())),
+        };
+        Self::open_with_policy(layout, config, policy)
     }
 
     /// [`open`](Self::open) with another eviction policy.
@@ -258,6 +262,7 @@ impl ExpertCache {
         let key = (layer, expert);
         let t0 = Instant::now();
         let mut st = inner.state.lock();
+        st.policy.requested(key);
         let st_ref = &mut *st;
         if let Some(entry) = st_ref.ready.get_mut(&key) {
             let w = entry.weights.clone();
@@ -296,6 +301,16 @@ impl ExpertCache {
         let inner = &*self.inner;
         for &h in hints {
             if inner.check_key(h.layer, h.expert).is_err() {
+                continue;
+            }
+            // Experts already here or on their way need no thread woken (most hints, once warm).
+            let key = (h.layer, h.expert);
+            let here = inner.in_place[h.layer][h.expert].is_some() || {
+                let st = inner.state.lock();
+                st.ready.contains_key(&key) || st.in_flight.contains_key(&key)
+            };
+            if here {
+                add(&inner.counters.prefetch_redundant, 1);
                 continue;
             }
             *inner.pending.lock() += 1;

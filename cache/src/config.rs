@@ -60,6 +60,8 @@ pub struct CacheConfig {
     pub prefetch_threads: usize,
     /// Hints the prefetch queue holds; a hint sent while it is full is dropped and counted.
     pub prefetch_queue: usize,
+    /// Which expert leaves when room is needed.
+    pub policy: crate::PolicyKind,
 }
 
 impl Default for CacheConfig {
@@ -70,6 +72,7 @@ impl Default for CacheConfig {
             io: IoMode::Direct,
             prefetch_threads: 0,
             prefetch_queue: 256,
+            policy: crate::PolicyKind::Lru,
         }
     }
 }

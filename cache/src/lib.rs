@@ -68,7 +68,7 @@ pub use cache::ExpertCache;
 pub use config::{CacheConfig, IoMode};
 pub use error::CacheError;
 pub use layout::{ExpertLayout, ExpertLoc, ExpertPart, PartLoc};
-pub use policy::{EvictionPolicy, Lru};
+pub use policy::{EvictionPolicy, LayerCyclic, Lru, PolicyKind};
 pub use stats::CacheStats;
 
 use cosmoe_loader::Weight;

@@ -20,6 +20,102 @@ pub trait EvictionPolicy: Send {
     fn victim(&mut self) -> Option<ExpertKey>;
     /// `key` left the cache.
     fn remove(&mut self, key: ExpertKey);
+    /// The forward pass asked for `key` (resident or not), before any load: where the run is.
+    fn requested(&mut self, _key: ExpertKey) {}
+}
+
+/// The policies a run can choose by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    /// [`Lru`].
+    #[default]
+    Lru,
+    /// [`LayerCyclic`].
+    Layer,
+}
+
+impl PolicyKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Lru => "lru",
+            PolicyKind::Layer => "layer",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for PolicyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [PolicyKind::Lru, PolicyKind::Layer]
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown cache policy `{s}` (lru, layer)"))
+    }
+}
+
+/// Belady's choice under the guess that the next token reuses this token's experts: layers run in
+/// a cycle, so the expert needed furthest in the future is one of the layer just finished, then the
+/// one before it, and so on; the layer being run is evicted last. Within a layer, least recently used
+/// first.
+///
+/// LRU evicts in exactly the wrong order for this cyclic pattern: once the budget is below one
+/// token's working set (k experts in every layer), every request misses.
+pub struct LayerCyclic {
+    /// Resident experts of each layer, most recently used first.
+    layers: Vec<lru::LruCache<usize, ()>>,
+    /// The layer of the last request.
+    current: usize,
+}
+
+impl LayerCyclic {
+    pub fn new(n_layers: usize) -> LayerCyclic {
+        LayerCyclic {
+            layers: (0..n_layers.max(1))
+                .map(|_| lru::LruCache::unbounded())
+                .collect(),
+            current: 0,
+        }
+    }
+}
+
+impl EvictionPolicy for LayerCyclic {
+    fn insert(&mut self, (l, e): ExpertKey) {
+        if let Some(q) = self.layers.get_mut(l) {
+            q.put(e, ());
+        }
+    }
+
+    fn touch(&mut self, (l, e): ExpertKey) {
+        if let Some(q) = self.layers.get_mut(l) {
+            q.promote(&e);
+        }
+    }
+
+    fn victim(&mut self) -> Option<ExpertKey> {
+        let n = self.layers.len();
+        // Layers in the order they are next needed, read backwards: current - 1 first, current last.
+        (1..=n)
+            .map(|back| (self.current + n - back) % n)
+            .find_map(|l| self.layers[l].peek_lru().map(|(&e, _)| (l, e)))
+    }
+
+    fn remove(&mut self, (l, e): ExpertKey) {
+        if let Some(q) = self.layers.get_mut(l) {
+            q.pop(&e);
+        }
+    }
+
+    fn requested(&mut self, (l, _): ExpertKey) {
+        if l < self.layers.len() {
+            self.current = l;
+        }
+    }
 }
 
 /// Least recently used first.
@@ -77,5 +173,28 @@ mod tests {
         p.remove((0, 2));
         p.remove((0, 0));
         assert_eq!(p.victim(), None);
+    }
+
+    #[test]
+    fn layer_cyclic_evicts_the_layer_just_finished_first_and_the_current_last() {
+        let mut p = LayerCyclic::new(4);
+        for l in 0..4 {
+            p.insert((l, 0));
+            p.insert((l, 1));
+        }
+        p.requested((2, 0));
+        // Layer 1 ran last before 2; layer 2 is running.
+        assert_eq!(p.victim(), Some((1, 0)));
+        p.touch((1, 0));
+        assert_eq!(p.victim(), Some((1, 1)));
+        p.remove((1, 1));
+        p.remove((1, 0));
+        assert_eq!(p.victim(), Some((0, 0)));
+        p.remove((0, 0));
+        p.remove((0, 1));
+        assert_eq!(p.victim(), Some((3, 0)));
+        p.remove((3, 0));
+        p.remove((3, 1));
+        assert_eq!(p.victim(), Some((2, 0)));
     }
 }

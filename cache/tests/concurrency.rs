@@ -41,6 +41,7 @@ fn stress_gets_and_prefetches_under_a_small_budget() {
                     io,
                     prefetch_threads: 2,
                     prefetch_queue: 8,
+                    ..Default::default()
                 },
             )
             .unwrap(),
@@ -194,6 +195,7 @@ fn drop_with_a_backlog_of_hints_returns_promptly() {
             io: IoMode::Buffered,
             prefetch_threads: 2,
             prefetch_queue: 64,
+            ..Default::default()
         },
     )
     .unwrap();

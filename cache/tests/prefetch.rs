@@ -29,6 +29,7 @@ fn open(model: &common::Model, experts_budget: Option<u64>, queue: usize) -> Exp
             io: IoMode::Direct,
             prefetch_threads: 1,
             prefetch_queue: queue,
+            ..Default::default()
         },
     )
     .unwrap()

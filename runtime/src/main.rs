@@ -184,6 +184,10 @@ struct CacheArgs {
     /// and fetch predicted experts (0: every read happens in the forward pass).
     #[arg(long, default_value_t = 2)]
     io_threads: usize,
+    /// Which expert leaves the cache first: lru, or layer (the layer just finished first, the running
+    /// layer last: Belady's order if the next token reuses this token's experts).
+    #[arg(long, default_value = "lru")]
+    cache_policy: cosmoe_cache::PolicyKind,
 }
 
 impl CacheArgs {
@@ -199,6 +203,7 @@ impl CacheArgs {
                 budget: self.expert_cache_mb.map(|m| m << 20),
                 io: self.io,
                 prefetch_threads: self.io_threads,
+                policy: self.cache_policy,
                 ..Default::default()
             },
             cache_share: self.expert_cache_pct.map(|p| p / 100.0),
@@ -678,6 +683,7 @@ fn demo(a: DemoArgs) -> Result<()> {
             io: cosmoe_cache::IoMode::Direct,
             prefetch: cosmoe::routing::Prefetch::History,
             io_threads: 2,
+            cache_policy: cosmoe_cache::PolicyKind::Lru,
         },
     };
     if !a.json {
