@@ -165,3 +165,31 @@ fn bench_flags_are_checked() {
         );
     }
 }
+
+#[test]
+fn run_json_reports_the_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("tests/fixtures/gguf/qwen3_moe.f32.gguf");
+    let v = json(&cosmoe(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        "1,2,3",
+        "-n",
+        "6",
+        "--ignore-eos",
+        "--expert-cache-pct",
+        "50",
+        "--io",
+        "buffered",
+        "--json",
+    ]));
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 6);
+    let r = &v["report"];
+    check(r);
+    assert_eq!(u(&r["prompt_tokens"]), 3);
+    assert!(r["latency"]["p50_ms"].as_f64().is_some());
+    assert!(u(&r["cache"]["requests"]) > 0);
+    assert_eq!(r["cache"]["io"], "buffered");
+}

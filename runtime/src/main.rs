@@ -252,6 +252,10 @@ struct RunArgs {
     /// tokenizer.json to use instead of the model folder's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Print one JSON object at the end (generated ids, text, and the report of `bench --json`)
+    /// instead of streaming text.
+    #[arg(long, conflicts_with = "print_ids")]
+    json: bool,
     /// Write the experts every position chose (JSON) to this file.
     #[arg(long)]
     record_routing: Option<PathBuf>,
@@ -380,19 +384,27 @@ fn run(a: RunArgs) -> Result<()> {
 
     let moe = model.config.moe.clone();
     let n_layers = model.config.n_layers;
-    set_routing(&model, &a.routing, prompt.len() + a.n)?;
+    let routing_desc = set_routing(&model, &a.routing, prompt.len() + a.n)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let text_mode = !a.print_ids && tok.is_some();
     if !a.print_ids && tok.is_none() {
         eprintln!("note: no tokenizer, printing token ids");
     }
-    let mut streamer = tok.as_ref().filter(|_| text_mode).map(TextStream::new);
+    let mut streamer = tok
+        .as_ref()
+        .filter(|_| text_mode && !a.json)
+        .map(TextStream::new);
     let mut io_err = None;
+    let (mut stamps, mut after_prefill) = (Vec::new(), None);
     let g = generate(&model, &prompt, &cfg, |t| {
+        stamps.push(Instant::now());
+        if after_prefill.is_none() {
+            after_prefill = Some(model.experts.stats());
+        }
         let r = match &mut streamer {
             Some(s) => s.push(t, &mut out),
-            None if a.print_ids => Ok(()),
+            None if a.print_ids || a.json => Ok(()),
             None => write!(out, "{t} ").and_then(|_| out.flush()),
         };
         if let Err(e) = r {
@@ -402,7 +414,35 @@ fn run(a: RunArgs) -> Result<()> {
     if let Some(e) = io_err {
         return Err(e).context("writing to stdout");
     }
-    if a.print_ids {
+    if a.json {
+        let m = cosmoe::report::Measured {
+            prompt_tokens: prompt.len(),
+            gen_tokens: g.tokens.len(),
+            ttft_s: g.prefill.as_secs_f64(),
+            latency_ms: stamps
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+                .collect(),
+            decode_s: g.decode.as_secs_f64(),
+            after_prefill: after_prefill.unwrap_or_default(),
+            kv_bytes: (model.kv_dim()
+                * 2
+                * 4
+                * model.config.n_layers
+                * (prompt.len() + g.tokens.len())) as u64,
+        };
+        let bc = cosmoe::report::BenchConfig {
+            prompt_tokens: prompt.len(),
+            gen_tokens: g.tokens.len(),
+            seed,
+            routing: routing_desc.clone(),
+            threads: rayon::current_num_threads(),
+        };
+        let report = cosmoe::report::report(&model, 0.0, &bc, &a.m.model.display().to_string(), &m);
+        let text = tok.as_ref().and_then(|t| t.decode(&g.tokens, true).ok());
+        let v = serde_json::json!({ "tokens": g.tokens, "text": text, "report": report });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else if a.print_ids {
         let ids: Vec<String> = g.tokens.iter().map(u32::to_string).collect();
         writeln!(out, "{}", ids.join(" "))?;
     } else {

@@ -137,6 +137,22 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// What one run measured, for [`report`].
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub prompt_tokens: usize,
+    /// Tokens generated (the first by the prefill).
+    pub gen_tokens: usize,
+    /// Prefill and first sample, seconds.
+    pub ttft_s: f64,
+    /// Per decoded token after the first, ms.
+    pub latency_ms: Vec<f64>,
+    pub decode_s: f64,
+    /// The cache's counters when the prefill ended.
+    pub after_prefill: cosmoe_cache::CacheStats,
+    pub kv_bytes: u64,
+}
+
 /// Runs the benchmark on `model` (loaded in `load_ms`).
 pub fn bench(model: &Model, load_ms: f64, cfg: &BenchConfig, name: &str) -> Result<BenchReport> {
     let c = &model.config;
@@ -161,10 +177,33 @@ pub fn bench(model: &Model, load_ms: f64, cfg: &BenchConfig, name: &str) -> Resu
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let decode_s = t1.elapsed().as_secs_f64();
+    let m = Measured {
+        prompt_tokens: prompt.len(),
+        gen_tokens: cfg.gen_tokens,
+        ttft_s: ttft,
+        latency_ms: lat,
+        decode_s,
+        after_prefill,
+        kv_bytes: kv.n_bytes() as u64,
+    };
+    Ok(report(model, load_ms, cfg, name, &m))
+}
+
+/// The report of a measured run.
+pub fn report(
+    model: &Model,
+    load_ms: f64,
+    cfg: &BenchConfig,
+    name: &str,
+    m: &Measured,
+) -> BenchReport {
+    let c = &model.config;
+    let (ttft, lat, decode_s, after_prefill) =
+        (m.ttft_s, &m.latency_ms, m.decode_s, m.after_prefill);
     model.experts.wait_prefetches();
     let s = model.experts.stats();
 
-    let n_pos = prompt.len() + cfg.gen_tokens.saturating_sub(1);
+    let n_pos = m.prompt_tokens + m.gen_tokens.saturating_sub(1);
     let exrep: ExRep = match &c.moe {
         Some(m) => model
             .routing
@@ -180,23 +219,23 @@ pub fn bench(model: &Model, load_ms: f64, cfg: &BenchConfig, name: &str) -> Resu
         .sum();
     let expert_bytes = model.experts.total_bytes() as u64;
     let resident = total_bytes.saturating_sub(expert_bytes);
-    let kv_bytes = kv.n_bytes() as u64;
+    let kv_bytes = m.kv_bytes;
     let budget = model.experts.budget();
     let peak = peak_rss();
     let bound = budget.map(|b| b + resident + kv_bytes + RSS_SLACK);
     let d_req = s.requests - after_prefill.requests;
     let d_hits = s.hits - after_prefill.hits;
     let d_stall = (s.stall_ns - after_prefill.stall_ns) as f64 / 1e9;
-    Ok(BenchReport {
+    BenchReport {
         model: name.to_owned(),
         threads: cfg.threads,
-        prompt_tokens: prompt.len(),
-        gen_tokens: cfg.gen_tokens,
+        prompt_tokens: m.prompt_tokens,
+        gen_tokens: m.gen_tokens,
         load_ms,
         ttft_ms: ttft * 1e3,
-        prefill_tok_s: prompt.len() as f64 / ttft.max(1e-9),
+        prefill_tok_s: m.prompt_tokens as f64 / ttft.max(1e-9),
         decode_tok_s: lat.len() as f64 / decode_s.max(1e-9),
-        latency: Latency::of(&lat),
+        latency: Latency::of(lat),
         cache: CacheReport {
             io: model.experts.config().io.to_string(),
             budget_bytes: budget,
@@ -238,7 +277,7 @@ pub fn bench(model: &Model, load_ms: f64, cfg: &BenchConfig, name: &str) -> Resu
             exrep_per_layer: exrep.per_layer,
         },
         notices: model.experts.notices(),
-    })
+    }
 }
 
 fn mib(b: u64) -> f64 {
