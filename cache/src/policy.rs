@@ -59,45 +59,73 @@ impl std::str::FromStr for PolicyKind {
     }
 }
 
-/// Belady's choice under the guess that the next token reuses this token's experts: layers run in
-/// a cycle, so the expert needed furthest in the future is one of the layer just finished, then the
-/// one before it, and so on; the layer being run is evicted last. Within a layer, least recently used
-/// first.
+/// Belady's choice under the guess that the next token reuses this token's experts. An expert its
+/// layer did not use on its latest visit is not expected back soon: those go first, least recently
+/// used first. Then, since layers run in a cycle, the experts of the layer just finished (needed again
+/// furthest in the future), then of the layer before it, and so on; the running layer's last.
 ///
 /// LRU evicts in exactly the wrong order for this cyclic pattern: once the budget is below one
-/// token's working set (k experts in every layer), every request misses.
+/// token's working set (k experts in every layer), nearly every request misses.
 pub struct LayerCyclic {
     /// Resident experts of each layer, most recently used first.
     layers: Vec<lru::LruCache<usize, ()>>,
     /// The layer of the last request.
     current: usize,
+    /// Tokens seen (a request for a lower layer than the last starts a new token).
+    token: u64,
+    /// The token of each layer's latest visit.
+    visited: Vec<u64>,
+    /// Each resident expert's last use: (token, tick).
+    used: std::collections::HashMap<ExpertKey, (u64, u64)>,
+    tick: u64,
 }
 
 impl LayerCyclic {
     pub fn new(n_layers: usize) -> LayerCyclic {
+        let n = n_layers.max(1);
         LayerCyclic {
-            layers: (0..n_layers.max(1))
-                .map(|_| lru::LruCache::unbounded())
-                .collect(),
+            layers: (0..n).map(|_| lru::LruCache::unbounded()).collect(),
             current: 0,
+            token: 0,
+            visited: vec![0; n],
+            used: Default::default(),
+            tick: 0,
         }
+    }
+
+    fn mark(&mut self, key: ExpertKey) {
+        self.tick += 1;
+        self.used.insert(key, (self.token, self.tick));
     }
 }
 
 impl EvictionPolicy for LayerCyclic {
-    fn insert(&mut self, (l, e): ExpertKey) {
-        if let Some(q) = self.layers.get_mut(l) {
-            q.put(e, ());
+    fn insert(&mut self, key: ExpertKey) {
+        if let Some(q) = self.layers.get_mut(key.0) {
+            q.put(key.1, ());
+            self.mark(key);
         }
     }
 
-    fn touch(&mut self, (l, e): ExpertKey) {
-        if let Some(q) = self.layers.get_mut(l) {
-            q.promote(&e);
+    fn touch(&mut self, key: ExpertKey) {
+        if let Some(q) = self.layers.get_mut(key.0) {
+            q.promote(&key.1);
+            self.mark(key);
         }
     }
 
     fn victim(&mut self) -> Option<ExpertKey> {
+        // Experts their layer's latest visit did not use (the running layer's included: its visit
+        // has requested what it needs before anything is loaded for it), least recently used first.
+        let stale = self
+            .used
+            .iter()
+            .filter(|(&(l, _), &(t, _))| t < self.visited[l])
+            .min_by_key(|(_, &(_, tick))| tick)
+            .map(|(&k, _)| k);
+        if stale.is_some() {
+            return stale;
+        }
         let n = self.layers.len();
         // Layers in the order they are next needed, read backwards: current - 1 first, current last.
         (1..=n)
@@ -105,15 +133,25 @@ impl EvictionPolicy for LayerCyclic {
             .find_map(|l| self.layers[l].peek_lru().map(|(&e, _)| (l, e)))
     }
 
-    fn remove(&mut self, (l, e): ExpertKey) {
-        if let Some(q) = self.layers.get_mut(l) {
-            q.pop(&e);
+    fn remove(&mut self, key: ExpertKey) {
+        if let Some(q) = self.layers.get_mut(key.0) {
+            q.pop(&key.1);
+            self.used.remove(&key);
         }
     }
 
-    fn requested(&mut self, (l, _): ExpertKey) {
-        if l < self.layers.len() {
-            self.current = l;
+    fn requested(&mut self, key: ExpertKey) {
+        let l = key.0;
+        if l >= self.layers.len() {
+            return;
+        }
+        if l < self.current {
+            self.token += 1;
+        }
+        self.current = l;
+        self.visited[l] = self.token;
+        if self.used.contains_key(&key) {
+            self.mark(key);
         }
     }
 }
@@ -196,5 +234,24 @@ mod tests {
         p.remove((3, 0));
         p.remove((3, 1));
         assert_eq!(p.victim(), Some((2, 0)));
+    }
+
+    #[test]
+    fn layer_cyclic_evicts_experts_their_layer_stopped_using_first() {
+        let mut p = LayerCyclic::new(2);
+        // Token 0 uses (0,0) and (1,0); token 1 uses (0,1) and (1,0) again.
+        for key in [(0, 0), (1, 0)] {
+            p.requested(key);
+            p.insert(key);
+        }
+        p.requested((0, 1));
+        p.insert((0, 1));
+        p.requested((1, 0));
+        p.touch((1, 0));
+        // (0,0) was not used on layer 0's latest visit: it goes before anything of the last set.
+        assert_eq!(p.victim(), Some((0, 0)));
+        p.remove((0, 0));
+        // Then the cyclic order: layer 1 is running, layer 0 finished last.
+        assert_eq!(p.victim(), Some((0, 1)));
     }
 }

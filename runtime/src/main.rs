@@ -184,9 +184,10 @@ struct CacheArgs {
     /// and fetch predicted experts (0: every read happens in the forward pass).
     #[arg(long, default_value_t = 2)]
     io_threads: usize,
-    /// Which expert leaves the cache first: lru, or layer (the layer just finished first, the running
-    /// layer last: Belady's order if the next token reuses this token's experts).
-    #[arg(long, default_value = "lru")]
+    /// Which expert leaves the cache first: layer (experts their layer stopped using, then the layer
+    /// just finished, the running layer last: Belady's order if the next token reuses this token's
+    /// experts; measured better than LRU, docs/benchmarks.md) or lru.
+    #[arg(long, default_value = "layer")]
     cache_policy: cosmoe_cache::PolicyKind,
 }
 
@@ -723,7 +724,7 @@ fn demo(a: DemoArgs) -> Result<()> {
             io: cosmoe_cache::IoMode::Direct,
             prefetch: cosmoe::routing::Prefetch::History,
             io_threads: 2,
-            cache_policy: cosmoe_cache::PolicyKind::Lru,
+            cache_policy: cosmoe_cache::PolicyKind::Layer,
         },
     };
     if !a.json {
