@@ -158,16 +158,35 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
         w.add_tensor(&it.name, &it.ne, GgmlType::from_dtype(it.dtype))?;
     }
 
+    let written = write_file(&w, &cfg.out, cfg.progress, |i, sink| {
+        write_item(&items[i], sink)
+    })?;
+    Ok(ConvertReport {
+        architecture: arch,
+        tensors: items.len(),
+        file_bytes: written,
+        notices,
+    })
+}
+
+/// Streams `w` to `out` through `out.part` (renamed when complete, removed on error), with a
+/// progress bar over the tensor bytes; `data(i, sink)` writes tensor `i`. Returns the bytes written.
+pub(crate) fn write_file(
+    w: &GgufWriter,
+    out: &Path,
+    progress: bool,
+    mut data: impl FnMut(usize, &mut TensorSink<'_>) -> cosmoe_loader::Result<()>,
+) -> Result<u64> {
     let total: u64 = w.tensors().iter().map(|t| t.n_bytes as u64).sum();
-    let bar = progress_bar(cfg.progress, total);
-    let part = part_path(&cfg.out);
+    let bar = progress_bar(progress, total);
+    let part = part_path(out);
     let file = File::create(&part).map_err(|err| io_error(&part, err))?;
     let written = w.write(
         &part,
         BufWriter::with_capacity(1 << 20, file),
         |i, t, sink| {
             bar.set_message(t.name.clone());
-            write_item(&items[i], sink)?;
+            data(i, sink)?;
             bar.inc(t.n_bytes as u64);
             Ok(())
         },
@@ -180,29 +199,24 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
             return Err(e.into());
         }
     };
-    std::fs::rename(&part, &cfg.out).map_err(|err| io_error(&cfg.out, err))?;
-    Ok(ConvertReport {
-        architecture: arch,
-        tensors: items.len(),
-        file_bytes: written,
-        notices,
-    })
+    std::fs::rename(&part, out).map_err(|err| io_error(out, err))?;
+    Ok(written)
 }
 
-pub(crate) fn part_path(out: &Path) -> PathBuf {
+fn part_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".part");
     PathBuf::from(s)
 }
 
-pub(crate) fn io_error(path: &Path, err: std::io::Error) -> Error {
+fn io_error(path: &Path, err: std::io::Error) -> Error {
     Error::Load(cosmoe_loader::LoaderError::Io {
         path: path.to_owned(),
         err,
     })
 }
 
-pub(crate) fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

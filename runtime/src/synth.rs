@@ -6,8 +6,6 @@
 //! Random weights route almost at random (no locality between tokens): benchmarks drive routing from a
 //! trace or a synthetic generator instead (DESIGN.md, "What a run reports").
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use cosmoe_kernels::DType;
@@ -398,30 +396,10 @@ pub fn synth(cfg: &SynthConfig) -> Result<u64> {
     for it in &items {
         w.add_tensor(&it.name, &it.ne, GgmlType::from_dtype(it.dtype))?;
     }
-    let total: u64 = w.tensors().iter().map(|t| t.n_bytes as u64).sum();
-    let bar = crate::convert::progress_bar(cfg.progress, total);
-    let part = crate::convert::part_path(&cfg.out);
-    let file = File::create(&part).map_err(|e| crate::convert::io_error(&part, e))?;
-    let r = w.write(
-        &part,
-        BufWriter::with_capacity(1 << 20, file),
-        |i, t, sink| {
-            bar.set_message(t.name.clone());
-            fill(&items[i], cfg.seed ^ ((i as u64) << 32), t.n_bytes, sink)?;
-            bar.inc(t.n_bytes as u64);
-            Ok(())
-        },
-    );
-    bar.finish_and_clear();
-    let n = match r {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e.into());
-        }
-    };
-    std::fs::rename(&part, &cfg.out).map_err(|e| crate::convert::io_error(&cfg.out, e))?;
-    Ok(n)
+    crate::convert::write_file(&w, &cfg.out, cfg.progress, |i, sink| {
+        let n_bytes = w.tensors()[i].n_bytes;
+        fill(&items[i], cfg.seed ^ ((i as u64) << 32), n_bytes, sink)
+    })
 }
 
 /// Bytes generated per parallel chunk.
