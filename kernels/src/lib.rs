@@ -180,6 +180,10 @@ impl<'a> MatRef<'a> {
     pub fn bytes(&self) -> &'a [u8] {
         self.data
     }
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
 
     /// The bytes of row `r`. Panics if `r >= rows` (callers index with validated ids).
     pub fn row(&self, r: usize) -> &'a [u8] {

@@ -54,10 +54,7 @@ impl Kernels {
         let chunk = if serial { rows } else { rows_per_task(rows) };
         if n == 1 {
             let task = |(c, ys): (usize, &mut [f32])| {
-                let mut scratch = Vec::new();
-                for (i, yv) in ys.iter_mut().enumerate() {
-                    *yv = self.row_dot(&w, c * chunk + i, &acts, 0, &mut scratch);
-                }
+                self.rows_dot(&w, &acts, 0, c * chunk, ys.iter_mut());
             };
             if serial {
                 task((0, y));
@@ -69,11 +66,8 @@ impl Kernels {
         // yt: (rows, n), so each task owns a contiguous block; transposed into y below.
         let mut yt = vec![0f32; rows * n];
         let task = |(c, block): (usize, &mut [f32])| {
-            let mut scratch = Vec::new();
-            for (i, out) in block.chunks_mut(n).enumerate() {
-                for (t, o) in out.iter_mut().enumerate() {
-                    *o = self.row_dot(&w, c * chunk + i, &acts, t, &mut scratch);
-                }
+            for t in 0..n {
+                self.rows_dot(&w, &acts, t, c * chunk, block.iter_mut().skip(t).step_by(n));
             }
         };
         if serial {
@@ -88,42 +82,57 @@ impl Kernels {
         }
     }
 
-    /// Row `r` of `w` times token `t` of the activations.
-    #[inline]
-    fn row_dot(
+    /// Rows `r0..` of `w` times token `t` of the activations, one value into each of `ys` (as many
+    /// rows as `ys` yields). The format is matched and the token's activations found once per call,
+    /// not once per row: decode rows are short (a 448-wide Q4_0 row is 252 bytes).
+    fn rows_dot<'y>(
         &self,
         w: &MatRef<'_>,
-        r: usize,
         acts: &Acts<'_>,
         t: usize,
-        scratch: &mut Vec<f32>,
-    ) -> f32 {
-        let row = w.row(r);
+        r0: usize,
+        ys: impl Iterator<Item = &'y mut f32>,
+    ) {
         let cols = w.cols();
+        let rb = w.row_bytes();
+        let rows = w.bytes()[(r0 * rb).min(w.bytes().len())..].chunks_exact(rb.max(1));
+        let pairs = ys.zip(rows);
         match acts {
             Acts::F32(x) => {
                 let x = &x[t * cols..(t + 1) * cols];
                 match w.dtype() {
-                    DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(row) {
-                        Ok(vals) if cfg!(target_endian = "little") => (self.dot_f32)(vals, x),
-                        _ => {
-                            scratch.resize(cols, 0.0);
-                            crate::scalar::f32::dequantize_row(row, scratch);
-                            (self.dot_f32)(scratch, x)
+                    DType::F32 => {
+                        let mut scratch = Vec::new();
+                        for (y, row) in pairs {
+                            *y = match bytemuck::try_cast_slice::<u8, f32>(row) {
+                                Ok(vals) if cfg!(target_endian = "little") => {
+                                    (self.dot_f32)(vals, x)
+                                }
+                                _ => {
+                                    scratch.resize(cols, 0.0);
+                                    crate::scalar::f32::dequantize_row(row, &mut scratch);
+                                    (self.dot_f32)(&scratch, x)
+                                }
+                            };
                         }
-                    },
-                    DType::F16 => (self.dot_f16)(row, x),
-                    DType::BF16 => (self.dot_bf16)(row, x),
+                    }
+                    DType::F16 => pairs.for_each(|(y, row)| *y = (self.dot_f16)(row, x)),
+                    DType::BF16 => pairs.for_each(|(y, row)| *y = (self.dot_bf16)(row, x)),
                     // Quantised formats always come with Q8 activations.
-                    DType::Q8_0 | DType::Q4_0 => f32::NAN,
+                    DType::Q8_0 | DType::Q4_0 => pairs.for_each(|(y, _)| *y = f32::NAN),
                 }
             }
             Acts::Q8(q) => {
                 let xq = q.get(t);
                 match w.dtype() {
-                    DType::Q8_0 => (self.dot_q8_0)(as_q8_0(row), xq.blocks()),
-                    DType::Q4_0 => (self.dot_q4_0)(as_q4_0(row), &xq),
-                    DType::F32 | DType::F16 | DType::BF16 => f32::NAN,
+                    DType::Q8_0 => {
+                        let xb = xq.blocks();
+                        pairs.for_each(|(y, row)| *y = (self.dot_q8_0)(as_q8_0(row), xb))
+                    }
+                    DType::Q4_0 => {
+                        pairs.for_each(|(y, row)| *y = (self.dot_q4_0)(as_q4_0(row), &xq))
+                    }
+                    DType::F32 | DType::F16 | DType::BF16 => pairs.for_each(|(y, _)| *y = f32::NAN),
                 }
             }
         }

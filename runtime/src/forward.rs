@@ -65,7 +65,9 @@ impl Model {
     /// On error the cache is left as it was before the call.
     pub fn forward(&self, tokens: &[u32], kv: &mut KvCache, want: Logits) -> Result<Vec<f32>> {
         let start = kv.len();
-        let r = self.forward_inner(tokens, kv, want);
+        // On a pool thread, so the products below split their work by stealing rather than by waking
+        // the pool from outside and sleeping until it is done (a futex round trip per product).
+        let r = rayon::scope(|_| self.forward_inner(tokens, kv, want));
         if r.is_err() {
             kv.truncate(start);
         }
