@@ -96,6 +96,9 @@ pub struct Kernels {
     pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     /// Q4_0 row . prepared Q8_0 activations (the same number of blocks).
     pub dot_q4_0: fn(&[BlockQ4_0], &Q8Acts<'_>) -> f32,
+    /// `dot_q4_0` of each of `y.len()` rows stored back to back (decode's matvec: one call per task,
+    /// so a tier can hint the rows ahead however short they are).
+    pub dot_q4_0_rows: fn(&[BlockQ4_0], &Q8Acts<'_>, &mut [f32]),
     /// The activation quantiser (`scalar::q8_0::quantize_row_activations`, bit for bit).
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
@@ -116,6 +119,7 @@ pub const SCALAR: Kernels = Kernels {
     dot_bf16: scalar::bf16::dot,
     dot_q8_0: scalar::q8_0::dot,
     dot_q4_0: scalar::q4_0::dot,
+    dot_q4_0_rows: scalar::q4_0::dot_rows,
     quantize_row_q8_0: scalar::q8_0::quantize_row_activations,
     axpy: scalar::f32::axpy,
     dequantize_row: scalar::dequantize_row,

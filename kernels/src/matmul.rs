@@ -53,8 +53,12 @@ impl Kernels {
         let serial = rows * cols < PARALLEL_MIN || rayon::current_num_threads() == 1;
         let chunk = if serial { rows } else { rows_per_task(rows) };
         if n == 1 {
-            let task = |(c, ys): (usize, &mut [f32])| {
-                self.rows_dot(&w, &acts, 0, c * chunk, ys.iter_mut());
+            let task = |(c, ys): (usize, &mut [f32])| match (&acts, w.dtype()) {
+                (Acts::Q8(q), DType::Q4_0) => {
+                    let rows = w.rows_slice(c * chunk, ys.len());
+                    (self.dot_q4_0_rows)(as_q4_0(rows.bytes()), &q.get(0), ys)
+                }
+                _ => self.rows_dot(&w, &acts, 0, c * chunk, ys.iter_mut()),
             };
             if serial {
                 task((0, y));

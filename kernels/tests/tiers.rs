@@ -171,6 +171,42 @@ fn dot_q8_0_and_q4_0() {
     }
 }
 
+/// The rows kernel of every tier (decode's matvec) gives each row exactly what the tier's one-row dot
+/// product gives (so decode and prefill agree bit for bit), over row counts around its four-row
+/// steps and rows short and long enough to take each of its paths (a 129-block row is hinted in the
+/// loop, shorter ones four rows at a time).
+#[test]
+fn dot_q4_0_rows_equals_dot() {
+    let tiers = Tier::available().into_iter().filter_map(Kernels::for_tier);
+    for k in tiers {
+        for &nb in &BLOCKS {
+            let x = values(nb * QK, 7, 1.0);
+            let prepared = Q8Prepared::from_blocks(q8(&x), 1);
+            let xa = prepared.get(0);
+            for rows in 0..10 {
+                let w = values(rows * nb * QK, 8, 0.1);
+                let bytes = quantize(DType::Q4_0, &w, (nb * QK).max(QK)).unwrap_or_default();
+                let bytes = &bytes[..rows * nb * DType::Q4_0.block_bytes()];
+                let blocks: &[BlockQ4_0] = bytemuck::cast_slice(bytes);
+                let mut y = vec![f32::NAN; rows];
+                (k.dot_q4_0_rows)(blocks, &xa, &mut y);
+                for (r, &got) in y.iter().enumerate() {
+                    let want = match nb {
+                        0 => 0.0,
+                        _ => (k.dot_q4_0)(&blocks[r * nb..(r + 1) * nb], &xa),
+                    };
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{:?} blocks={nb} rows={rows} r={r}",
+                        k.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn quantize_row_q8_0_is_bit_identical() {
     for k in simd_tiers() {

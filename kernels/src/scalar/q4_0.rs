@@ -56,3 +56,27 @@ pub fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
     }
     sum
 }
+
+/// `y[r] = w[r] . x` for the `y.len()` rows of `x.len()` blocks stored back to back in `w`, with `dot`
+/// (a tier's row kernel; the tiers without a rows kernel of their own pass theirs here).
+#[inline]
+pub fn rows_with(
+    dot: impl Fn(&[BlockQ4_0], &Q8Acts<'_>) -> f32,
+    w: &[BlockQ4_0],
+    x: &Q8Acts<'_>,
+    y: &mut [f32],
+) {
+    match x.len() {
+        0 => y.fill(0.0),
+        nb => {
+            for (yv, row) in y.iter_mut().zip(w.chunks_exact(nb)) {
+                *yv = dot(row, x);
+            }
+        }
+    }
+}
+
+/// [`rows_with`] the reference [`dot`].
+pub fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
+    rows_with(dot, w, x, y)
+}

@@ -6,6 +6,16 @@ use super::{scale, I8Dot, SDot, Widen};
 use crate::acts::Q8Acts;
 use crate::blocks::{BlockQ4_0, BlockQ8_0};
 
+/// `y[r] = w[r] . x` for the `y.len()` rows of `x.len()` blocks stored back to back in `w`.
+pub fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
+    crate::scalar::q4_0::rows_with(dot, w, x, y)
+}
+
+/// [`dot_rows`] with the dot-product instructions.
+pub(super) fn dot_rows_dotprod(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
+    crate::scalar::q4_0::rows_with(dot_dotprod, w, x, y)
+}
+
 /// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]` (ggml's `ggml_vec_dot_q4_0_q8_0`)
 /// with base NEON: nibbles unpacked to `i8` in -8..=7, exact integer block sums (`smull` +
 /// `sadalp`), then the scalar reference's float operations in its order (bit-identical to

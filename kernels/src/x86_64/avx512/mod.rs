@@ -38,6 +38,7 @@ pub(crate) fn table() -> Kernels {
         dot_bf16: bf16::dot,
         dot_q8_0: avx2::q8_0::dot,
         dot_q4_0: avx2::q4_0::dot,
+        dot_q4_0_rows: avx2::q4_0::dot_rows,
         quantize_row_q8_0: avx2::q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: avx2::ops::rmsnorm,
@@ -49,6 +50,7 @@ pub(crate) fn table() -> Kernels {
             features: &["vnni"],
             dot_q8_0: q8_0::dot,
             dot_q4_0: q4_0::dot,
+            dot_q4_0_rows: q4_0::dot_rows,
             ..base
         }
     } else {

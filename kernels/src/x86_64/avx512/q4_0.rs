@@ -19,6 +19,11 @@ pub(crate) fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
     unsafe { dot_vnni(w, x) }
 }
 
+/// `y[r] = w[r] . x` for the `y.len()` rows of `x.len()` blocks stored back to back in `w`.
+pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
+    crate::scalar::q4_0::rows_with(dot, w, x, y)
+}
+
 /// Zero blocks: padding for an odd last block (scale +0; the quants contribute
 /// `(0 - 8) * 0 = 0`).
 const ZERO_W: BlockQ4_0 = BlockQ4_0 {
