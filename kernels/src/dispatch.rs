@@ -104,6 +104,10 @@ pub struct Kernels {
     pub axpy: fn(f32, &[f32], &mut [f32]),
     pub dequantize_row: fn(DType, &[u8], &mut [f32]),
     pub rmsnorm: fn(&[f32], &[f32], f32, &mut [f32]),
+    /// Scores of one query head against `scores.len()` key rows `stride` apart, times a scale.
+    pub attn_scores: fn(&[f32], &[f32], usize, f32, &mut [f32]),
+    /// `out = sum_j w[j] * v_j` over `w.len()` value rows `stride` apart.
+    pub attn_mix: fn(&[f32], &[f32], usize, &mut [f32]),
     pub softmax: fn(&mut [f32]),
     pub silu_mul: fn(&mut [f32], &[f32]),
     pub rope_neox: fn(&mut [f32], &[f32], &[f32]),
@@ -124,6 +128,8 @@ pub const SCALAR: Kernels = Kernels {
     axpy: scalar::f32::axpy,
     dequantize_row: scalar::dequantize_row,
     rmsnorm: scalar::ops::rmsnorm,
+    attn_scores: scalar::attn::attn_scores,
+    attn_mix: scalar::attn::attn_mix,
     softmax: scalar::ops::softmax,
     silu_mul: scalar::ops::silu_mul,
     rope_neox: scalar::ops::rope_neox,

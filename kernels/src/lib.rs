@@ -240,6 +240,18 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     (kernels().rmsnorm)(x, w, eps, out)
 }
 
+/// `scores[j] = (q . k_j) * scale` for the `scores.len()` key rows `k_j = keys[j * stride..][..q.len()]`
+/// (one query head against the cached keys of its KV head). Panics if those rows do not fit in `keys`.
+pub fn attn_scores(q: &[f32], keys: &[f32], stride: usize, scale: f32, scores: &mut [f32]) {
+    (kernels().attn_scores)(q, keys, stride, scale, scores)
+}
+
+/// `out = sum_j w[j] * v_j` over the `w.len()` value rows `v_j = values[j * stride..][..out.len()]`.
+/// Panics if those rows do not fit in `values`.
+pub fn attn_mix(w: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+    (kernels().attn_mix)(w, values, stride, out)
+}
+
 /// In-place softmax over `x`.
 pub fn softmax(x: &mut [f32]) {
     (kernels().softmax)(x)

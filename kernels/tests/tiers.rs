@@ -207,6 +207,67 @@ fn dot_q4_0_rows_equals_dot() {
     }
 }
 
+/// The attention kernels against the reference: head widths with and without a tail of eight, key
+/// counts around the four-row steps, rows `stride` apart with other heads' values between them.
+#[test]
+fn attention() {
+    for k in simd_tiers() {
+        for hd in [0usize, 1, 7, 8, 9, 56, 64, 128, 130] {
+            for n in [0usize, 1, 3, 4, 5, 9, 200] {
+                let stride = 2 * hd + 3;
+                let len = match n {
+                    0 => 0,
+                    _ => (n - 1) * stride + hd,
+                };
+                let t = format!("{:?} hd={hd} n={n}", k.tier);
+                let q = values(hd, 21, 1.0);
+                let keys = values(len, 22, 1.0);
+                let (mut s1, mut s2) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                (k.attn_scores)(&q, &keys, stride, 0.125, &mut s1);
+                scalar::attn::attn_scores(&q, &keys, stride, 0.125, &mut s2);
+                for (j, (a, b)) in s1.iter().zip(&s2).enumerate() {
+                    let mag: f32 = (0..hd).map(|i| (q[i] * keys[j * stride + i]).abs()).sum();
+                    close(
+                        *a,
+                        *b,
+                        mag * 0.125 + 1e-6,
+                        &format!("{t} attn_scores j={j}"),
+                    );
+                }
+                let w = values(n, 23, 1.0);
+                let (mut o1, mut o2) = (vec![f32::NAN; hd], vec![f32::NAN; hd]);
+                (k.attn_mix)(&w, &keys, stride, &mut o1);
+                scalar::attn::attn_mix(&w, &keys, stride, &mut o2);
+                for (i, (a, b)) in o1.iter().zip(&o2).enumerate() {
+                    let mag: f32 = (0..n).map(|j| (w[j] * keys[j * stride + i]).abs()).sum();
+                    close(*a, *b, mag + 1e-6, &format!("{t} attn_mix i={i}"));
+                }
+            }
+        }
+    }
+}
+
+/// Rows that do not fit are refused, whatever the tier (the SIMD loops read without bounds checks).
+#[test]
+fn attention_rows_must_fit() {
+    let tiers = Tier::available().into_iter().filter_map(Kernels::for_tier);
+    for k in tiers {
+        let q = vec![1f32; 8];
+        let keys = vec![1f32; 3 * 10 + 8];
+        let short = &keys[..3 * 10 + 7];
+        let mut s = vec![0f32; 4];
+        let r = std::panic::catch_unwind(|| (k.attn_scores)(&q, short, 10, 1.0, &mut s.clone()));
+        assert!(r.is_err(), "{:?} attn_scores read past the keys", k.tier);
+        let mut o = vec![0f32; 8];
+        let r = std::panic::catch_unwind(|| (k.attn_mix)(&[1.0; 4], short, 10, &mut o.clone()));
+        assert!(r.is_err(), "{:?} attn_mix read past the values", k.tier);
+        (k.attn_scores)(&q, &keys, 10, 1.0, &mut s);
+        (k.attn_mix)(&[1.0; 4], &keys, 10, &mut o);
+        assert_eq!(s, vec![8.0; 4]);
+        assert_eq!(o, vec![4.0; 8]);
+    }
+}
+
 #[test]
 fn quantize_row_q8_0_is_bit_identical() {
     for k in simd_tiers() {

@@ -195,22 +195,12 @@ impl Model {
             // transformers' sliding window: key j is visible from query p iff p - j < window.
             let lo = at.window.map_or(0, |w| (p + 1).saturating_sub(w));
             let qh = &q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-            let mut scores: Vec<f32> = (lo..=p)
-                .map(|j| {
-                    k::dot_f32(
-                        qh,
-                        &keys[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd],
-                    ) * scale
-                })
-                .collect();
+            // Keys and values lo..=p of KV head kvh: rows of hd values, kv_dim apart.
+            let first = lo * kv_dim + kvh * hd;
+            let mut scores = vec![0f32; p + 1 - lo]; // (p + 1 - lo)
+            k::attn_scores(qh, &keys[first..], kv_dim, scale, &mut scores);
             k::softmax(&mut scores);
-            for (j, &s) in (lo..=p).zip(&scores) {
-                k::axpy(
-                    s,
-                    &values[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd],
-                    o,
-                );
-            }
+            k::attn_mix(&scores, &values[first..], kv_dim, o);
         });
         at.o.forward(&out, n)
     }

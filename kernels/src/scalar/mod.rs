@@ -1,5 +1,6 @@
 //! Scalar reference kernels: the definition every SIMD tier is tested against. Never deleted.
 
+pub mod attn;
 pub mod bf16;
 pub mod f16;
 pub mod f32;

@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{hsum_ps, load32};
+use super::{hsum4_ps, hsum_ps, load32};
 use crate::acts::{Q8Acts, Quants32, GROUP};
 use crate::blocks::{BlockQ4_0, BlockQ8_0};
 
@@ -213,34 +213,6 @@ fn dot_n<const R: usize>(w: [&[BlockQ4_0]; R], x: &Q8Acts<'_>, hint: bool) -> [f
             out[r] = hsum_ps(acc[r]);
         }
     }
-    out
-}
-
-/// [`hsum_ps`] of four vectors, the same additions in the same order for each: the two halves
-/// added, then (lanes 0 + 2) + (lanes 1 + 3), on the four transposed.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum4_ps(v: [__m256; 4]) -> [f32; 4] {
-    let mut h = [_mm_setzero_ps(); 4];
-    for i in 0..4 {
-        h[i] = _mm_add_ps(
-            _mm256_castps256_ps128(v[i]),
-            _mm256_extractf128_ps::<1>(v[i]),
-        );
-    }
-    // Transpose: c[i] = [h0[i], h1[i], h2[i], h3[i]].
-    let t0 = _mm_unpacklo_ps(h[0], h[1]); // h0[0] h1[0] h0[1] h1[1]
-    let t1 = _mm_unpacklo_ps(h[2], h[3]); // h2[0] h3[0] h2[1] h3[1]
-    let t2 = _mm_unpackhi_ps(h[0], h[1]); // h0[2] h1[2] h0[3] h1[3]
-    let t3 = _mm_unpackhi_ps(h[2], h[3]); // h2[2] h3[2] h2[3] h3[3]
-    let c0 = _mm_movelh_ps(t0, t1);
-    let c1 = _mm_movehl_ps(t1, t0);
-    let c2 = _mm_movelh_ps(t2, t3);
-    let c3 = _mm_movehl_ps(t3, t2);
-    let s = _mm_add_ps(_mm_add_ps(c0, c2), _mm_add_ps(c1, c3));
-    let mut out = [0f32; 4];
-    // SAFETY: four f32 of stack memory; `storeu` has no alignment requirement.
-    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
     out
 }
 

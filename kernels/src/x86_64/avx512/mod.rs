@@ -42,6 +42,8 @@ pub(crate) fn table() -> Kernels {
         quantize_row_q8_0: avx2::q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: avx2::ops::rmsnorm,
+        attn_scores: avx2::attn::attn_scores,
+        attn_mix: avx2::attn::attn_mix,
         rope_neox: avx2::ops::rope_neox,
         ..SCALAR
     };
