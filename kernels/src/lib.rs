@@ -21,7 +21,7 @@ pub mod x86_64;
 pub use acts::{Q8Acts, Q8Prepared};
 pub use blocks::{BlockQ4_0, BlockQ8_0, QK};
 pub use dispatch::{kernels, Kernels, Tier, TierError};
-pub use matmul::{matmul, matvec};
+pub use matmul::{matmul, matvec, matvec_jobs, MatvecJob};
 
 /// The element formats of weight matrices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

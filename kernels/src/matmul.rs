@@ -40,26 +40,11 @@ impl Kernels {
         if n == 0 || rows == 0 {
             return;
         }
-        let acts = if w.dtype().quantised_activations() {
-            let nb = cols / QK;
-            let mut q = vec![BlockQ8_0::default(); n * nb];
-            for (xs, qs) in x.chunks_exact(cols).zip(q.chunks_exact_mut(nb.max(1))) {
-                (self.quantize_row_q8_0)(xs, qs);
-            }
-            Acts::Q8(Q8Prepared::from_blocks(q, n))
-        } else {
-            Acts::F32(x)
-        };
+        let acts = self.prepare(w.dtype(), x, n, cols);
         let serial = rows * cols < PARALLEL_MIN || rayon::current_num_threads() == 1;
         let chunk = if serial { rows } else { rows_per_task(rows) };
         if n == 1 {
-            let task = |(c, ys): (usize, &mut [f32])| match (&acts, w.dtype()) {
-                (Acts::Q8(q), DType::Q4_0) => {
-                    let rows = w.rows_slice(c * chunk, ys.len());
-                    (self.dot_q4_0_rows)(as_q4_0(rows.bytes()), &q.get(0), ys)
-                }
-                _ => self.rows_dot(&w, &acts, 0, c * chunk, ys.iter_mut()),
-            };
+            let task = |(c, ys): (usize, &mut [f32])| self.rows_matvec(&w, &acts, c * chunk, ys);
             if serial {
                 task((0, y));
             } else {
@@ -83,6 +68,75 @@ impl Kernels {
             for t in 0..n {
                 y[t * rows + r] = yt[r * n + t];
             }
+        }
+    }
+
+    /// `y = W x` for several products at once (decode: a token's Q, K and V projections, the gate and
+    /// up projections of all its experts), as one parallel job: the rows of all of them are split
+    /// across the pool together, so the pool forks and joins once rather than once per product. Each
+    /// `y` is exactly what [`Kernels::matvec`] gives.
+    pub fn matvec_jobs(&self, jobs: &mut [MatvecJob<'_, '_>]) {
+        for j in jobs.iter() {
+            assert_eq!(
+                j.x.len(),
+                j.w.cols(),
+                "matvec_jobs: x is not (cols={})",
+                j.w.cols()
+            );
+            assert_eq!(
+                j.y.len(),
+                j.w.rows(),
+                "matvec_jobs: y is not (rows={})",
+                j.w.rows()
+            );
+        }
+        let acts: Vec<Acts<'_>> = jobs
+            .iter()
+            .map(|j| self.prepare(j.w.dtype(), j.x, 1, j.w.cols()))
+            .collect();
+        let values: usize = jobs.iter().map(|j| j.w.rows() * j.w.cols()).sum();
+        let total_rows: usize = jobs.iter().map(|j| j.w.rows()).sum();
+        if values < PARALLEL_MIN || rayon::current_num_threads() == 1 {
+            for (j, a) in jobs.iter_mut().zip(&acts) {
+                self.rows_matvec(&j.w, a, 0, j.y);
+            }
+            return;
+        }
+        let chunk = rows_per_task(total_rows);
+        let ws: Vec<MatRef<'_>> = jobs.iter().map(|j| j.w).collect();
+        // (job, first row, output rows)
+        let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+        for (i, j) in jobs.iter_mut().enumerate() {
+            for (c, ys) in j.y.chunks_mut(chunk).enumerate() {
+                tasks.push((i, c * chunk, ys));
+            }
+        }
+        tasks
+            .into_par_iter()
+            .for_each(|(i, r0, ys)| self.rows_matvec(&ws[i], &acts[i], r0, ys));
+    }
+
+    /// Activations of `n` vectors of `cols` values in the form `dtype` multiplies with.
+    fn prepare<'x>(&self, dtype: DType, x: &'x [f32], n: usize, cols: usize) -> Acts<'x> {
+        if !dtype.quantised_activations() {
+            return Acts::F32(x);
+        }
+        let nb = cols / QK;
+        let mut q = vec![BlockQ8_0::default(); n * nb];
+        for (xs, qs) in x.chunks_exact(cols).zip(q.chunks_exact_mut(nb.max(1))) {
+            (self.quantize_row_q8_0)(xs, qs);
+        }
+        Acts::Q8(Q8Prepared::from_blocks(q, n))
+    }
+
+    /// Rows `r0..r0 + ys.len()` of `w` times the one vector of `acts`.
+    fn rows_matvec(&self, w: &MatRef<'_>, acts: &Acts<'_>, r0: usize, ys: &mut [f32]) {
+        match (acts, w.dtype()) {
+            (Acts::Q8(q), DType::Q4_0) => {
+                let rows = w.rows_slice(r0, ys.len());
+                (self.dot_q4_0_rows)(as_q4_0(rows.bytes()), &q.get(0), ys)
+            }
+            _ => self.rows_dot(w, acts, 0, r0, ys.iter_mut()),
         }
     }
 
@@ -141,6 +195,18 @@ impl Kernels {
             }
         }
     }
+}
+
+/// One product of [`Kernels::matvec_jobs`]: `y = w x`.
+pub struct MatvecJob<'w, 'y> {
+    pub w: MatRef<'w>,
+    pub x: &'w [f32],
+    pub y: &'y mut [f32],
+}
+
+/// [`Kernels::matvec_jobs`] with the process's kernel table.
+pub fn matvec_jobs(jobs: &mut [MatvecJob<'_, '_>]) {
+    kernels().matvec_jobs(jobs)
 }
 
 /// `y = W x` with the process's kernel table.

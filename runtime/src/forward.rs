@@ -32,6 +32,24 @@ impl Linear {
     }
 }
 
+/// `y_i = x W_i^T + b_i` for one token `x: (in)` through several linears of the same input width, as
+/// one parallel job (decode's Q, K and V); each `y_i` is exactly [`Linear::forward`]'s.
+fn forward_one_many(ls: &[&Linear], x: &[f32]) -> Vec<Vec<f32>> {
+    let mut ys: Vec<Vec<f32>> = ls.iter().map(|l| vec![0f32; l.w.rows]).collect();
+    let mut jobs: Vec<k::MatvecJob<'_, '_>> = ls
+        .iter()
+        .zip(ys.iter_mut())
+        .map(|(l, y)| k::MatvecJob { w: l.w.mat(), x, y })
+        .collect();
+    k::matvec_jobs(&mut jobs);
+    for (l, y) in ls.iter().zip(ys.iter_mut()) {
+        if let Some(b) = &l.b {
+            y.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        }
+    }
+    ys
+}
+
 impl Mlp {
     /// `(n, hidden) -> (n, hidden)`.
     fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
@@ -148,9 +166,19 @@ impl Model {
         let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
         let (q_dim, kv_dim) = (nh * hd, nkv * hd);
 
-        let mut q = at.q.forward(xn, n); // (n, n_heads * head_dim)
-        let mut kk = at.k.forward(xn, n); // (n, n_kv_heads * head_dim)
-        let mut v = at.v.forward(xn, n); // (n, n_kv_heads * head_dim)
+        let (mut q, mut kk, mut v) = if n == 1 {
+            let [q, kk, v]: [Vec<f32>; 3] = forward_one_many(&[&at.q, &at.k, &at.v], xn)
+                .try_into()
+                .expect("three projections");
+            (q, kk, v)
+        } else {
+            (
+                at.q.forward(xn, n),
+                at.k.forward(xn, n),
+                at.v.forward(xn, n),
+            )
+        };
+        // q: (n, n_heads * head_dim); kk, v: (n, n_kv_heads * head_dim)
 
         // The norm weight's length picks the span: one head (Qwen3-MoE) or the whole projection (OLMoE).
         if self.spec.qk_norm != QkNorm::None {
@@ -255,25 +283,29 @@ impl Model {
 
         // Experts in index order, as transformers accumulates them.
         let mut out = vec![0f32; n * h];
-        for (e, toks) in assigned.iter().enumerate() {
-            if toks.is_empty() {
-                continue;
-            }
-            let ex = self.experts.get(l, e)?;
-            let m = toks.len();
-            let mut xs = Vec::with_capacity(m * h); // (m, hidden)
-            for &(t, _) in toks {
-                xs.extend_from_slice(&xn[t * h..(t + 1) * h]);
-            }
-            let mut g = vec![0f32; m * ex.gate.rows]; // (m, ffn)
-            let mut u = vec![0f32; m * ex.up.rows]; // (m, ffn)
-            matmul(ex.gate.mat(), &xs, m, &mut g);
-            matmul(ex.up.mat(), &xs, m, &mut u);
-            k::silu_mul(&mut g, &u);
-            let mut d = vec![0f32; m * h]; // (m, hidden)
-            matmul(ex.down.mat(), &g, m, &mut d);
-            for (i, &(t, w)) in toks.iter().enumerate() {
-                k::axpy(w, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+        if n == 1 {
+            self.experts_one(l, &assigned, xn, &mut out)?;
+        } else {
+            for (e, toks) in assigned.iter().enumerate() {
+                if toks.is_empty() {
+                    continue;
+                }
+                let ex = self.experts.get(l, e)?;
+                let m = toks.len();
+                let mut xs = Vec::with_capacity(m * h); // (m, hidden)
+                for &(t, _) in toks {
+                    xs.extend_from_slice(&xn[t * h..(t + 1) * h]);
+                }
+                let mut g = vec![0f32; m * ex.gate.rows]; // (m, ffn)
+                let mut u = vec![0f32; m * ex.up.rows]; // (m, ffn)
+                matmul(ex.gate.mat(), &xs, m, &mut g);
+                matmul(ex.up.mat(), &xs, m, &mut u);
+                k::silu_mul(&mut g, &u);
+                let mut d = vec![0f32; m * h]; // (m, hidden)
+                matmul(ex.down.mat(), &g, m, &mut d);
+                for (i, &(t, w)) in toks.iter().enumerate() {
+                    k::axpy(w, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+                }
             }
         }
 
@@ -287,6 +319,72 @@ impl Model {
             }
         }
         Ok(out)
+    }
+}
+
+impl Model {
+    /// The routed experts of one token `xn: (hidden)`, added into `out: (hidden)` with their weights in
+    /// expert order. All of them are fetched first, then their gate and up projections run as one
+    /// parallel job and their down projections as another (two forks and joins per layer, not three
+    /// per expert); each value is exactly what the per-expert path computes.
+    fn experts_one(
+        &self,
+        l: usize,
+        assigned: &[Vec<(usize, f32)>],
+        xn: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let h = xn.len();
+        let mut chosen = Vec::new(); // (weights, routing weight), expert order
+        for (e, toks) in assigned.iter().enumerate() {
+            if let Some(&(_, w)) = toks.first() {
+                chosen.push((self.experts.get(l, e)?, w));
+            }
+        }
+        // (experts, ffn) each
+        let mut g: Vec<Vec<f32>> = chosen
+            .iter()
+            .map(|(ex, _)| vec![0f32; ex.gate.rows])
+            .collect();
+        let mut u: Vec<Vec<f32>> = chosen
+            .iter()
+            .map(|(ex, _)| vec![0f32; ex.up.rows])
+            .collect();
+        let mut jobs = Vec::with_capacity(2 * chosen.len());
+        for ((ex, _), (g, u)) in chosen.iter().zip(g.iter_mut().zip(u.iter_mut())) {
+            jobs.push(k::MatvecJob {
+                w: ex.gate.mat(),
+                x: xn,
+                y: g,
+            });
+            jobs.push(k::MatvecJob {
+                w: ex.up.mat(),
+                x: xn,
+                y: u,
+            });
+        }
+        k::matvec_jobs(&mut jobs);
+        drop(jobs);
+        for (g, u) in g.iter_mut().zip(&u) {
+            k::silu_mul(g, u);
+        }
+        let mut d: Vec<Vec<f32>> = vec![vec![0f32; h]; chosen.len()]; // (experts, hidden)
+        let mut jobs: Vec<k::MatvecJob<'_, '_>> = chosen
+            .iter()
+            .zip(&g)
+            .zip(d.iter_mut())
+            .map(|(((ex, _), g), d)| k::MatvecJob {
+                w: ex.down.mat(),
+                x: g,
+                y: d,
+            })
+            .collect();
+        k::matvec_jobs(&mut jobs);
+        drop(jobs);
+        for ((_, w), d) in chosen.iter().zip(&d) {
+            k::axpy(*w, d, out);
+        }
+        Ok(())
     }
 }
 
