@@ -438,6 +438,87 @@ fn matmul_equals_matvec_bit_for_bit() {
     }
 }
 
+/// `matvec_jobs` gives each product exactly what `matvec` gives, on every tier, for jobs of several
+/// formats and shapes together (over and under the parallel threshold), and refuses a wrong shape.
+#[test]
+fn matvec_jobs_equals_matvec_bit_for_bit() {
+    use cosmoe_kernels::MatvecJob;
+    let tiers = Tier::available().into_iter().filter_map(Kernels::for_tier);
+    for k in tiers {
+        for shapes in [
+            vec![
+                (DType::Q4_0, 448, 448),
+                (DType::Q4_0, 130, 448),
+                (DType::F32, 3, 448),
+            ],
+            vec![
+                (DType::Q8_0, 1280, 448),
+                (DType::Q4_0, 1280, 448),
+                (DType::BF16, 7, 64),
+            ],
+            vec![(DType::F16, 2, 32)],
+            vec![],
+        ] {
+            let mats: Vec<(Vec<u8>, Vec<f32>)> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &(dtype, rows, cols))| {
+                    let w = values(rows * cols, 30 + i as u64, 0.1);
+                    (
+                        quantize(dtype, &w, cols).unwrap(),
+                        values(cols, 40 + i as u64, 1.0),
+                    )
+                })
+                .collect();
+            let ms: Vec<MatRef<'_>> = shapes
+                .iter()
+                .zip(&mats)
+                .map(|(&(dtype, rows, cols), (b, _))| MatRef::new(dtype, rows, cols, b).unwrap())
+                .collect();
+            let mut ys: Vec<Vec<f32>> = ms.iter().map(|m| vec![f32::NAN; m.rows()]).collect();
+            let mut jobs: Vec<MatvecJob<'_, '_>> = ms
+                .iter()
+                .zip(&mats)
+                .zip(ys.iter_mut())
+                .map(|((m, (_, x)), y)| MatvecJob { w: *m, x, y })
+                .collect();
+            k.matvec_jobs(&mut jobs);
+            for ((m, (_, x)), y) in ms.iter().zip(&mats).zip(&ys) {
+                let mut want = vec![0f32; m.rows()];
+                k.matvec(*m, x, &mut want);
+                let (got, want): (Vec<u32>, Vec<u32>) = (
+                    y.iter().map(|v| v.to_bits()).collect(),
+                    want.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?} {} {}x{}",
+                    k.tier,
+                    m.dtype(),
+                    m.rows(),
+                    m.cols()
+                );
+            }
+        }
+        let bytes = quantize(DType::F32, &[1.0; 64], 32).unwrap();
+        let m = MatRef::new(DType::F32, 2, 32, &bytes).unwrap();
+        let r = std::panic::catch_unwind(|| {
+            let mut y = vec![0f32; 3];
+            k.matvec_jobs(&mut [MatvecJob {
+                w: m,
+                x: &[1.0; 32],
+                y: &mut y,
+            }]);
+        });
+        assert!(
+            r.is_err(),
+            "{:?}: a 3-row output for a 2-row matrix was accepted",
+            k.tier
+        );
+    }
+}
+
 /// The scale helpers agree with half's conversions.
 #[test]
 fn block_scale_roundtrip() {
