@@ -30,3 +30,8 @@ pub fn avx512_supported() -> bool {
 pub fn avx512_vnni_supported() -> bool {
     avx512_supported() && is_x86_feature_detected!("avx512vnni")
 }
+
+/// AVX-512 VBMI (`vpermt2b`) on top of the AVX-512 tier: the Q4_0 kernel's scale gather.
+pub fn avx512_vbmi_supported() -> bool {
+    avx512_supported() && is_x86_feature_detected!("avx512vbmi")
+}

@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{hsum4_ps, hsum_ps, load32};
+use super::load32;
 use crate::acts::{Q8Acts, Quants32, GROUP};
 use crate::blocks::{BlockQ4_0, BlockQ8_0};
 
@@ -11,14 +11,14 @@ use crate::blocks::{BlockQ4_0, BlockQ8_0};
 /// hint per line matters more than the distance. Measured on Zen 3 (512 MiB of Q4_0, one thread,
 /// against the read probe in the same run): no hints 70 %, one hint per group (every 2.25 lines)
 /// 46 %, one per line 1 KiB ahead 87 %, 2 KiB ahead 92 %.
-const PREFETCH_BYTES: usize = 2048;
-const PREFETCH_LINES: usize = 5;
+pub(in crate::x86_64) const PREFETCH_BYTES: usize = 2048;
+pub(in crate::x86_64) const PREFETCH_LINES: usize = 5;
 
 /// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]`, the integer sum of each block exact.
 pub(crate) fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
     // SAFETY: reached only through the AVX2 table (and the AVX-512 one without VNNI), which are
     // built only where `avx2_supported()` (AVX2, FMA, F16C) holds.
-    unsafe { dot_avx2(w, x) }
+    unsafe { kernels::dot(w, x) }
 }
 
 /// The 32 unsigned 4-bit values of a block as bytes `0..=15` in element order: the low nibbles of
@@ -39,7 +39,7 @@ pub(in crate::x86_64) fn nibbles(qs: &[u8; 16]) -> __m256i {
 /// `2 * 15 * 128` (no saturation), then pairs of i16 to i32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mul_sum_q4(q: __m256i, x: __m256i) -> __m256i {
+pub(in crate::x86_64) fn mul_sum_q4(q: __m256i, x: __m256i) -> __m256i {
     let p = _mm256_sub_epi16(
         _mm256_maddubs_epi16(q, x),
         _mm256_maddubs_epi16(_mm256_set1_epi8(8), x),
@@ -58,7 +58,7 @@ fn mul_sum_q4(q: __m256i, x: __m256i) -> __m256i {
 /// across with unpacks, which leaves the blocks in order.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn group_sums(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
+pub(in crate::x86_64) fn group_sums(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
     let mask = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let pair = |p: usize| {
@@ -81,8 +81,16 @@ fn group_sums(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
         // [4 lanes of block p | 4 lanes of block p + 4].
         _mm256_madd_epi16(s, ones)
     };
-    let (s0, s1, s2, s3) = (pair(0), pair(1), pair(2), pair(3));
+    group_lanes([pair(0), pair(1), pair(2), pair(3)])
+}
+
+/// One i32 per block, in block order, from the four registers of lane sums of a group (register
+/// `p`: four lanes of block `p`, then four of block `p + 4`), added across with unpacks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn group_lanes(s: [__m256i; 4]) -> __m256i {
     // [b0 b1 b0 b1 | b4 b5 b4 b5] and [b2 b3 b2 b3 | b6 b7 b6 b7], then [b0 b1 b2 b3 | b4 b5 b6 b7].
+    let [s0, s1, s2, s3] = s;
     let s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1));
     let s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(s2, s3), _mm256_unpackhi_epi32(s2, s3));
     _mm256_add_epi32(
@@ -94,126 +102,13 @@ fn group_sums(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
 /// The scales of the eight blocks of a group as f32 (exact; F16C).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn group_scales(w: &[BlockQ4_0; GROUP]) -> __m256 {
+pub(in crate::x86_64) fn group_scales(w: &[BlockQ4_0; GROUP]) -> __m256 {
     // Gathered in integer registers, which this loop leaves idle: `vpgatherdd` measured slower,
     // `vpinsrw` no faster.
     let h = |k: usize| u16::from_le_bytes(w[k].d) as u64;
     let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
     let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
     _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
-}
-
-/// `acc + d_w * d_x * s` for the eight blocks of a group, `s` the [`group_sums`] minus
-/// `8 sum_i x_i` (exact integers; to f32 exactly: `|s| <= 32 * 8 * 128 < 2^24`), `d_w * d_x` each
-/// exact and one f32 product, as the reference, added by FMA.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn group_fma(
-    acc: __m256,
-    sums: __m256i,
-    w: &[BlockQ4_0; GROUP],
-    xd: &[f32; GROUP],
-    xsum: &[i32; GROUP],
-) -> __m256 {
-    // SAFETY: eight i32 and eight f32, borrowed for the call; `loadu` has no alignment requirement.
-    let (xsum, xd) = unsafe {
-        (
-            _mm256_loadu_si256(xsum.as_ptr().cast()),
-            _mm256_loadu_ps(xd.as_ptr()),
-        )
-    };
-    let sums = _mm256_sub_epi32(sums, _mm256_slli_epi32::<3>(xsum));
-    let d = _mm256_mul_ps(group_scales(w), xd);
-    _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc)
-}
-
-/// `w . x` for one row: [`dot_n`] of one.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_avx2(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
-    dot_n::<1>([w], x, true)[0]
-}
-
-/// `w[r] . x` for `R` rows at once, each row's sum in the same order as for one (so [`dot_rows`]
-/// equals [`dot`] bit for bit): whole groups, two a step, then the blocks after the last whole group
-/// two at a time, then the last one, into one accumulator per row, summed across as [`hsum_ps`] does.
-/// The activations' loads and the reduction are shared by the rows; `hint` asks for every line two
-/// KiB ahead in the two-group loop (long rows; short rows are hinted by the caller).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_n<const R: usize>(w: [&[BlockQ4_0]; R], x: &Q8Acts<'_>, hint: bool) -> [f32; R] {
-    // Loops rather than closures below: a closure does not inherit `target_feature` and is not
-    // inlined (measured: 4 % of decode in `array::map` calls).
-    let mut n = x.len();
-    for w in &w {
-        n = n.min(w.len());
-    }
-    let mut wn = w;
-    for r in 0..R {
-        wn[r] = &w[r][..n];
-    }
-    let w = wn;
-    let (xb, xd, xs) = (&x.blocks()[..n], &x.d()[..n], &x.sums()[..n]);
-    // `x.groups()` holds every whole group of `x`; the `min` only keeps the zips below in step.
-    let groups = (n / GROUP).min(x.groups().len() / GROUP);
-    let done = groups * GROUP;
-    let xg = x.groups()[..done].as_chunks::<GROUP>().0;
-    let dg = xd[..done].as_chunks::<GROUP>().0;
-    let sg = xs[..done].as_chunks::<GROUP>().0;
-    let mut wg: [&[[BlockQ4_0; GROUP]]; R] = [&[]; R];
-    for r in 0..R {
-        wg[r] = w[r][..done].as_chunks::<GROUP>().0;
-    }
-    let mut acc = [_mm256_setzero_ps(); R];
-    for g in 0..groups {
-        if hint && g % 2 == 0 {
-            for w in &wg {
-                let ahead = w[g].as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
-                for line in 0..PREFETCH_LINES {
-                    // A hint: it never faults, also past the end of the weights, and
-                    // `wrapping_add` keeps the address arithmetic defined there.
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
-                }
-            }
-        }
-        for (acc, w) in acc.iter_mut().zip(&wg) {
-            *acc = group_fma(*acc, group_sums(&w[g], &xg[g]), &w[g], &dg[g], &sg[g]);
-        }
-    }
-    // The blocks after the last whole group, two at a time (a 448-wide row has six of them).
-    let (xp, x1) = xb[done..].as_chunks::<2>();
-    let (dp, d1) = xd[done..].as_chunks::<2>();
-    for (p, (x, d)) in xp.iter().zip(dp).enumerate() {
-        for (acc, w) in acc.iter_mut().zip(&w) {
-            let w = w[done..].as_chunks::<2>().0[p];
-            *acc = _mm256_fmadd_ps(
-                pair_scales(&w, d),
-                _mm256_cvtepi32_ps(pair_sums(&w, x)),
-                *acc,
-            );
-        }
-    }
-    if let (Some(x), Some(&xd)) = (x1.first(), d1.first()) {
-        for (acc, w) in acc.iter_mut().zip(&w) {
-            let w = &w[n - 1];
-            let s = _mm256_cvtepi32_ps(mul_sum_q4(nibbles(&w.qs), load32(&x.qs)));
-            let wd = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-                u16::from_le_bytes(w.d) as i32
-            )));
-            *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd), s, *acc);
-        }
-    }
-    let mut out = [0f32; R];
-    if R == 4 {
-        out.copy_from_slice(&hsum4_ps([acc[0], acc[1], acc[2], acc[3]]));
-    } else {
-        for r in 0..R {
-            out[r] = hsum_ps(acc[r]);
-        }
-    }
-    out
 }
 
 /// The partial sums (i32) of `(q - 8) . x` of two blocks side by side: four lanes of `w[0]`, then
@@ -223,7 +118,7 @@ fn dot_n<const R: usize>(w: [&[BlockQ4_0]; R], x: &Q8Acts<'_>, hint: bool) -> [f
 /// terms within `4 * 8 * 128`: no saturation of i16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn pair_sums(w: &[BlockQ4_0; 2], x: &[BlockQ8_0; 2]) -> __m256i {
+pub(in crate::x86_64) fn pair_sums(w: &[BlockQ4_0; 2], x: &[BlockQ8_0; 2]) -> __m256i {
     let mask = _mm256_set1_epi8(0x0f);
     // SAFETY: two 16-byte nibble arrays, borrowed for the call; `loadu` has no alignment requirement.
     let v = unsafe { _mm256_loadu2_m128i(w[1].qs.as_ptr().cast(), w[0].qs.as_ptr().cast()) };
@@ -249,7 +144,7 @@ fn pair_sums(w: &[BlockQ4_0; 2], x: &[BlockQ8_0; 2]) -> __m256i {
 /// F16C (exact; `blocks::scale` is a call per block), then one f32 product each, as the reference.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn pair_scales(w: &[BlockQ4_0; 2], xd: &[f32; 2]) -> __m256 {
+pub(in crate::x86_64) fn pair_scales(w: &[BlockQ4_0; 2], xd: &[f32; 2]) -> __m256 {
     let bits = u16::from_le_bytes(w[0].d) as i32 | (u16::from_le_bytes(w[1].d) as i32) << 16;
     let wd = _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
     let p = _mm_mul_ps(wd, _mm_setr_ps(xd[0], xd[1], 0.0, 0.0));
@@ -262,54 +157,204 @@ fn pair_scales(w: &[BlockQ4_0; 2], xd: &[f32; 2]) -> __m256 {
 /// `y[r] = w[r] . x` for the `y.len()` rows of `x.len()` blocks stored back to back in `w`.
 pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     // SAFETY: as for `dot`.
-    unsafe { dot_rows_avx2(w, x, y) }
+    unsafe { kernels::dot_rows(w, x, y) }
 }
 
-/// Rows shorter than [`PREFETCH_BYTES`] go four at a time through [`dot_n`], sharing the
-/// activations' loads and the final sums, with every line of the four hinted [`PREFETCH_BYTES`]
-/// ahead (rows are contiguous: those are later rows); longer rows one at a time, hinted in the
-/// loop. Measured on Zen 5: a 448 x 448 matrix in L2, one thread, 22.8 ns a row through the table
-/// one row at a time, 13.6 ns four at a time; a 128256 x 448 one from DRAM (a small model's LM
-/// head), two threads, 17-20 GB/s one row at a time without hints, 29-33 GB/s so.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_rows_avx2(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
-    let nb = x.len();
-    if nb == 0 {
-        y.fill(0.0);
-        return;
-    }
-    let rows = w.chunks_exact(nb);
-    let row_bytes = nb * std::mem::size_of::<BlockQ4_0>();
-    if row_bytes >= PREFETCH_BYTES {
-        for (yv, row) in y.iter_mut().zip(rows) {
-            *yv = dot_n::<1>([row], x, true)[0];
+/// The Q4_0 kernels of a tier, in a module `$name` compiled for `$features`, over its group sums
+/// `$sums` and group scales `$scales` (paths): `dot_n` (`R` rows at once), `dot_rows` (the rows
+/// kernel of the table) and `dot` (one row). The AVX2 tier instantiates it with the `vpmaddubsw`
+/// sums and scalar-gathered scales, the AVX-512 tier with VNNI sums and VBMI-gathered scales;
+/// every instance computes the same integers and the same f32 operations in the same order, so all
+/// give the same bits.
+macro_rules! q4_0_kernels {
+    ($name:ident, $features:literal, $sums:path, $scales:path) => {
+        pub(in crate::x86_64) mod $name {
+            use std::arch::x86_64::*;
+
+            use crate::acts::{Q8Acts, GROUP};
+            use crate::blocks::BlockQ4_0;
+            use crate::x86_64::avx2::q4_0::{
+                mul_sum_q4, nibbles, pair_scales, pair_sums, PREFETCH_BYTES, PREFETCH_LINES,
+            };
+            use crate::x86_64::avx2::{hsum4_ps, hsum_ps, load32};
+
+            /// `w . x` for one row: [`dot_n`] of one.
+            ///
+            /// # Safety
+            /// The CPU must support `$features`.
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) unsafe fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
+                dot_n::<1>([w], x, true)[0]
+            }
+
+            /// `acc + d_w * d_x * s` for the eight blocks of a group, `s` the group's sums minus
+            /// `8 sum_i x_i` (exact integers; to f32 exactly: `|s| <= 32 * 8 * 128 < 2^24`), `d_w * d_x` each
+            /// exact and one f32 product, as the reference, added by FMA.
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) fn group_fma(
+                acc: __m256,
+                sums: __m256i,
+                w: &[BlockQ4_0; GROUP],
+                xd: &[f32; GROUP],
+                xsum: &[i32; GROUP],
+            ) -> __m256 {
+                // SAFETY: eight i32 and eight f32, borrowed for the call; `loadu` has no alignment requirement.
+                let (xsum, xd) = unsafe {
+                    (
+                        _mm256_loadu_si256(xsum.as_ptr().cast()),
+                        _mm256_loadu_ps(xd.as_ptr()),
+                    )
+                };
+                let sums = _mm256_sub_epi32(sums, _mm256_slli_epi32::<3>(xsum));
+                let d = _mm256_mul_ps($scales(w), xd);
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc)
+            }
+
+            /// `w[r] . x` for `R` rows at once, each row's sum in the same order as for one (so the rows
+            /// kernel equals the one-row kernel bit for bit): whole groups, two a step, then the blocks after the last whole group
+            /// two at a time, then the last one, into one accumulator per row, summed across as [`hsum_ps`] does.
+            /// The activations' loads and the reduction are shared by the rows; `hint` asks for every line two
+            /// KiB ahead in the two-group loop (long rows; short rows are hinted by the caller).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) fn dot_n<const R: usize>(
+                w: [&[BlockQ4_0]; R],
+                x: &Q8Acts<'_>,
+                hint: bool,
+            ) -> [f32; R] {
+                // Loops rather than closures below: a closure does not inherit `target_feature` and is not
+                // inlined (measured: 4 % of decode in `array::map` calls).
+                let mut n = x.len();
+                for w in &w {
+                    n = n.min(w.len());
+                }
+                let mut wn = w;
+                for r in 0..R {
+                    wn[r] = &w[r][..n];
+                }
+                let w = wn;
+                let (xb, xd, xs) = (&x.blocks()[..n], &x.d()[..n], &x.sums()[..n]);
+                // `x.groups()` holds every whole group of `x`; the `min` only keeps the zips below in step.
+                let groups = (n / GROUP).min(x.groups().len() / GROUP);
+                let done = groups * GROUP;
+                let xg = x.groups()[..done].as_chunks::<GROUP>().0;
+                let dg = xd[..done].as_chunks::<GROUP>().0;
+                let sg = xs[..done].as_chunks::<GROUP>().0;
+                let mut wg: [&[[BlockQ4_0; GROUP]]; R] = [&[]; R];
+                for r in 0..R {
+                    wg[r] = w[r][..done].as_chunks::<GROUP>().0;
+                }
+                let mut acc = [_mm256_setzero_ps(); R];
+                for g in 0..groups {
+                    if hint && g % 2 == 0 {
+                        for w in &wg {
+                            let ahead = w[g].as_ptr().cast::<i8>().wrapping_add(PREFETCH_BYTES);
+                            for line in 0..PREFETCH_LINES {
+                                // A hint: it never faults, also past the end of the weights, and
+                                // `wrapping_add` keeps the address arithmetic defined there.
+                                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+                            }
+                        }
+                    }
+                    for (acc, w) in acc.iter_mut().zip(&wg) {
+                        *acc = group_fma(*acc, $sums(&w[g], &xg[g]), &w[g], &dg[g], &sg[g]);
+                    }
+                }
+                // The blocks after the last whole group, two at a time (a 448-wide row has six of them).
+                let (xp, x1) = xb[done..].as_chunks::<2>();
+                let (dp, d1) = xd[done..].as_chunks::<2>();
+                for (p, (x, d)) in xp.iter().zip(dp).enumerate() {
+                    for (acc, w) in acc.iter_mut().zip(&w) {
+                        let w = w[done..].as_chunks::<2>().0[p];
+                        *acc = _mm256_fmadd_ps(
+                            pair_scales(&w, d),
+                            _mm256_cvtepi32_ps(pair_sums(&w, x)),
+                            *acc,
+                        );
+                    }
+                }
+                if let (Some(x), Some(&xd)) = (x1.first(), d1.first()) {
+                    for (acc, w) in acc.iter_mut().zip(&w) {
+                        let w = &w[n - 1];
+                        let s = _mm256_cvtepi32_ps(mul_sum_q4(nibbles(&w.qs), load32(&x.qs)));
+                        let wd = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                            u16::from_le_bytes(w.d) as i32,
+                        )));
+                        *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd), s, *acc);
+                    }
+                }
+                let mut out = [0f32; R];
+                if R == 4 {
+                    out.copy_from_slice(&hsum4_ps([acc[0], acc[1], acc[2], acc[3]]));
+                } else {
+                    for r in 0..R {
+                        out[r] = hsum_ps(acc[r]);
+                    }
+                }
+                out
+            }
+
+            /// Rows shorter than [`PREFETCH_BYTES`] go four at a time through [`dot_n`], sharing the
+            /// activations' loads and the final sums, with every line of the four hinted [`PREFETCH_BYTES`]
+            /// ahead (rows are contiguous: those are later rows); longer rows one at a time, hinted in the
+            /// loop. Measured on Zen 5: a 448 x 448 matrix in L2, one thread, 22.8 ns a row through the table
+            /// one row at a time, 13.6 ns four at a time; a 128256 x 448 one from DRAM (a small model's LM
+            /// head), two threads, 17-20 GB/s one row at a time without hints, 29-33 GB/s so.
+            ///
+            /// # Safety
+            /// The CPU must support `$features`.
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) unsafe fn dot_rows(
+                w: &[BlockQ4_0],
+                x: &Q8Acts<'_>,
+                y: &mut [f32],
+            ) {
+                let nb = x.len();
+                if nb == 0 {
+                    y.fill(0.0);
+                    return;
+                }
+                let rows = w.chunks_exact(nb);
+                let row_bytes = nb * std::mem::size_of::<BlockQ4_0>();
+                if row_bytes >= PREFETCH_BYTES {
+                    for (yv, row) in y.iter_mut().zip(rows) {
+                        *yv = dot_n::<1>([row], x, true)[0];
+                    }
+                    return;
+                }
+                let (y4, y1) = y.as_chunks_mut::<4>();
+                let mut rows = rows;
+                for y4 in y4 {
+                    let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                        (rows.next(), rows.next(), rows.next(), rows.next())
+                    else {
+                        return;
+                    };
+                    let start = r0.as_ptr() as usize + PREFETCH_BYTES;
+                    let mut line = start & !63;
+                    while line < start + 4 * row_bytes {
+                        // A hint: it never faults, also past the end of the weights.
+                        _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                        line += 64;
+                    }
+                    *y4 = dot_n::<4>([r0, r1, r2, r3], x, false);
+                }
+                for (yv, row) in y1.iter_mut().zip(rows) {
+                    *yv = dot_n::<1>([row], x, false)[0];
+                }
+            }
         }
-        return;
-    }
-    let (y4, y1) = y.as_chunks_mut::<4>();
-    let mut rows = rows;
-    for y4 in y4 {
-        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
-            (rows.next(), rows.next(), rows.next(), rows.next())
-        else {
-            return;
-        };
-        let start = r0.as_ptr() as usize + PREFETCH_BYTES;
-        let mut line = start & !63;
-        while line < start + 4 * row_bytes {
-            // A hint: it never faults, also past the end of the weights.
-            _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
-            line += 64;
-        }
-        *y4 = dot_n::<4>([r0, r1, r2, r3], x, false);
-    }
-    for (yv, row) in y1.iter_mut().zip(rows) {
-        *yv = dot_n::<1>([row], x, false)[0];
-    }
+    };
 }
+pub(in crate::x86_64) use q4_0_kernels;
+
+q4_0_kernels!(
+    kernels,
+    "avx2,fma,f16c",
+    crate::x86_64::avx2::q4_0::group_sums,
+    crate::x86_64::avx2::q4_0::group_scales
+);
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,15 @@ pub(crate) fn table() -> Kernels {
         rope_neox: avx2::ops::rope_neox,
         ..SCALAR
     };
-    if super::avx512_vnni_supported() {
+    if super::avx512_vbmi_supported() && super::avx512_vnni_supported() {
+        Kernels {
+            features: &["vnni", "vbmi"],
+            dot_q8_0: q8_0::dot,
+            dot_q4_0: q4_0::dot_vbmi,
+            dot_q4_0_rows: q4_0::dot_rows_vbmi,
+            ..base
+        }
+    } else if super::avx512_vnni_supported() {
         Kernels {
             features: &["vnni"],
             dot_q8_0: q8_0::dot,

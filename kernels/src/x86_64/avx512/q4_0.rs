@@ -1,131 +1,174 @@
-//! Q4_0 weights against Q8_0-quantised activations, with AVX-512 VNNI. (Without VNNI the table uses
-//! the AVX2 kernel: see `mod.rs`.)
+//! Q4_0 weights against Q8_0-quantised activations: the AVX2 tier's group kernel (`avx2::q4_0`,
+//! four short rows at a time) compiled for AVX-512, with the group's integer sums by VNNI
+//! (`vpdpbusd`: one instruction where AVX2 needs two `vpmaddubsw`, an add and a `vpmaddwd`) and,
+//! where the CPU has VBMI, its eight f16 scales picked out of the group's bytes by one `vpermt2b`
+//! (AVX2 gathers them in integer registers). The same integers and the same f32 operations in the
+//! same order: the results equal the AVX2 tier's bit for bit. (Without VNNI the table uses the AVX2
+//! kernels: see `mod.rs`.)
 
 use std::arch::x86_64::*;
 
-use super::{join, spread};
-use crate::acts::Q8Acts;
-use crate::blocks::{BlockQ4_0, BlockQ8_0};
-use crate::x86_64::avx2::q4_0::nibbles;
-use crate::x86_64::avx2::{load32, prefetch_ahead, scale_products};
+use crate::acts::{Q8Acts, Quants32, GROUP};
+use crate::blocks::BlockQ4_0;
+use crate::x86_64::avx2::q4_0::{group_lanes, q4_0_kernels};
+
+/// `sum_i q_i x_i` (unsigned nibbles, not yet minus 8) of the eight blocks of a group, one i32 lane
+/// per block in block order, exact (as `avx2::q4_0::group_sums`): `vpdpbusd` adds the four
+/// unsigned-by-signed byte products of each lane into i32, the low nibbles' then the high ones'.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(in crate::x86_64) fn group_sums_vnni(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
+    let mask = _mm256_set1_epi8(0x0f);
+    let pair = |p: usize| {
+        let (lo_x, hi_x) = (&x[2 * p].0, &x[2 * p + 1].0);
+        // SAFETY: two 16-byte nibble arrays and two 32-byte quant arrays, borrowed for the call;
+        // `loadu` has no alignment requirement.
+        let (v, lo_x, hi_x) = unsafe {
+            (
+                _mm256_loadu2_m128i(w[p + 4].qs.as_ptr().cast(), w[p].qs.as_ptr().cast()),
+                _mm256_loadu_si256(lo_x.as_ptr().cast()),
+                _mm256_loadu_si256(hi_x.as_ptr().cast()),
+            )
+        };
+        let lo = _mm256_and_si256(v, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+        let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, lo_x);
+        // [4 lanes of block p | 4 lanes of block p + 4].
+        _mm256_dpbusd_epi32(s, hi, hi_x)
+    };
+    group_lanes([pair(0), pair(1), pair(2), pair(3)])
+}
+
+/// Byte `i` of the result is byte `SCALE_BYTES[i]` of a group: the two bytes of each block's scale
+/// (blocks are 18 bytes, the scale first).
+const SCALE_BYTES: [u8; 64] = {
+    let mut idx = [0u8; 64];
+    let mut k = 0;
+    while k < GROUP {
+        idx[2 * k] = 18 * k as u8;
+        idx[2 * k + 1] = 18 * k as u8 + 1;
+        k += 1;
+    }
+    idx
+};
+
+/// The scales of the eight blocks of a group as f32 (exact; F16C), picked out of the group's first
+/// 128 bytes by one byte permute.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+pub(in crate::x86_64) fn group_scales_vbmi(w: &[BlockQ4_0; GROUP]) -> __m256 {
+    let p = w.as_ptr().cast::<u8>();
+    // SAFETY: a group is 8 * 18 = 144 readable bytes, so bytes 0..128 are in it; the index table is
+    // 64 bytes; `loadu` has no alignment requirement.
+    let (a, b, idx) = unsafe {
+        (
+            _mm512_loadu_si512(p.cast()),
+            _mm512_loadu_si512(p.add(64).cast()),
+            _mm512_loadu_si512(SCALE_BYTES.as_ptr().cast()),
+        )
+    };
+    let h = _mm512_permutex2var_epi8(a, idx, b);
+    _mm256_cvtph_ps(_mm512_castsi512_si128(h))
+}
+
+q4_0_kernels!(
+    vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    crate::x86_64::avx512::q4_0::group_sums_vnni,
+    crate::x86_64::avx2::q4_0::group_scales
+);
+
+q4_0_kernels!(
+    vnni_vbmi,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi",
+    crate::x86_64::avx512::q4_0::group_sums_vnni,
+    crate::x86_64::avx512::q4_0::group_scales_vbmi
+);
 
 /// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]`, the integer sum of each block exact.
-/// Reads only `x.blocks()`.
 pub(crate) fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
-    let x = x.blocks();
     // SAFETY: the AVX-512 table holds this function only where `avx512_vnni_supported()` holds
     // (AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI): `dispatch` builds the table only where
     // `avx512_supported()` holds, and `table()` checks VNNI before choosing this kernel.
-    unsafe { dot_vnni(w, x) }
+    unsafe { vnni::dot(w, x) }
 }
 
 /// `y[r] = w[r] . x` for the `y.len()` rows of `x.len()` blocks stored back to back in `w`.
 pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
-    crate::scalar::q4_0::rows_with(dot, w, x, y)
+    // SAFETY: as for `dot`.
+    unsafe { vnni::dot_rows(w, x, y) }
 }
 
-/// Zero blocks: padding for an odd last block (scale +0; the quants contribute
-/// `(0 - 8) * 0 = 0`).
-const ZERO_W: BlockQ4_0 = BlockQ4_0 {
-    d: [0; 2],
-    qs: [0; 16],
-};
-const ZERO_X: BlockQ8_0 = BlockQ8_0 {
-    d: [0; 2],
-    qs: [0; 32],
-};
-
-/// Integer sums of two blocks side by side, as f32 (lanes 0..8: block 0, lanes 8..16: block 1, each
-/// lane the sum of 4 products, exact), and their scales, spread the same way.
-///
-/// `vpdpbusd` multiplies the unsigned nibbles `q` (0..=15) by the signed activations:
-/// `sum q x - sum 8 x = sum (q - 8) x`, exact for every byte (sums into i32, no saturation).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn pair(w0: &BlockQ4_0, w1: &BlockQ4_0, x0: &BlockQ8_0, x1: &BlockQ8_0) -> (__m512, __m512) {
-    prefetch_ahead(w0);
-    let qv = join(nibbles(&w0.qs), nibbles(&w1.qs));
-    let xv = join(load32(&x0.qs), load32(&x1.qs));
-    let zero = _mm512_setzero_si512();
-    let qx = _mm512_dpbusd_epi32(zero, qv, xv);
-    let offset = _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(8), xv);
-    let s = _mm512_cvtepi32_ps(_mm512_sub_epi32(qx, offset));
-    (s, spread(scale_products(w0.d, w1.d, x0.d, x1.d)))
+/// [`dot`] with the VBMI scales.
+pub(crate) fn dot_vbmi(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
+    // SAFETY: the table holds this function only where `avx512_vbmi_supported()` holds too.
+    unsafe { vnni_vbmi::dot(w, x) }
 }
 
-/// Four blocks a step (two pairs, two accumulators), then a pair, then a last block padded with
-/// zero blocks.
-///
-/// # Safety
-/// The CPU must support AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot_vnni(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    let n = w.len().min(x.len());
-    let (w, x) = (&w[..n], &x[..n]);
-    let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-    let (mut wq, mut xq) = (w.chunks_exact(4), x.chunks_exact(4));
-    for (wb, xb) in (&mut wq).zip(&mut xq) {
-        let (s, d) = pair(&wb[0], &wb[1], &xb[0], &xb[1]);
-        acc0 = _mm512_fmadd_ps(d, s, acc0);
-        let (s, d) = pair(&wb[2], &wb[3], &xb[2], &xb[3]);
-        acc1 = _mm512_fmadd_ps(d, s, acc1);
-    }
-    let (wr, xr) = (wq.remainder(), xq.remainder());
-    let mut k = 0;
-    if wr.len() >= 2 {
-        let (s, d) = pair(&wr[0], &wr[1], &xr[0], &xr[1]);
-        acc0 = _mm512_fmadd_ps(d, s, acc0);
-        k = 2;
-    }
-    if let (Some(wb), Some(xb)) = (wr.get(k), xr.get(k)) {
-        let (s, d) = pair(wb, &ZERO_W, xb, &ZERO_X);
-        acc1 = _mm512_fmadd_ps(d, s, acc1);
-    }
-    _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+/// [`dot_rows`] with the VBMI scales.
+pub(crate) fn dot_rows_vbmi(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
+    // SAFETY: as for `dot_vbmi`.
+    unsafe { vnni_vbmi::dot_rows(w, x, y) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::acts::Q8Prepared;
-    use crate::blocks::to_scale;
+    use crate::blocks::{to_scale, BlockQ8_0};
     use crate::scalar;
 
-    /// Every block count's tail path, every nibble against bytes -128 and 127; scale 1 keeps every
-    /// float exact, so the result must equal the reference exactly. Runs where the CPU has VNNI.
+    /// Every nibble against bytes -128 and 127 over whole groups and every tail; scale 1 keeps
+    /// every float exact, so each kernel must equal the reference exactly, and the AVX2 kernel bit
+    /// for bit with random scales. Runs where the CPU has VNNI (and VBMI for that kernel).
     #[test]
     fn dot_is_exact_on_extremes() {
         if !crate::x86_64::avx512_vnni_supported() {
             return;
         }
-        for nb in 0..12usize {
-            let w: Vec<BlockQ4_0> = (0..nb)
-                .map(|b| {
-                    let mut blk = BlockQ4_0 {
-                        d: to_scale(1.0),
-                        ..Default::default()
-                    };
-                    for (j, q) in blk.qs.iter_mut().enumerate() {
-                        *q = ((j + b) % 16) as u8 | ((15 - (j * 3 + b) % 16) as u8) << 4;
+        let vbmi = crate::x86_64::avx512_vbmi_supported();
+        for nb in 0..40usize {
+            for unit in [true, false] {
+                let w: Vec<BlockQ4_0> = (0..nb)
+                    .map(|b| {
+                        let d = if unit { 1.0 } else { 0.01 * (b as f32 - 7.3) };
+                        let mut blk = BlockQ4_0 {
+                            d: to_scale(d),
+                            ..Default::default()
+                        };
+                        for (j, q) in blk.qs.iter_mut().enumerate() {
+                            *q = ((j + b) % 16) as u8 | ((15 - (j * 3 + b) % 16) as u8) << 4;
+                        }
+                        blk
+                    })
+                    .collect();
+                let x: Vec<BlockQ8_0> = (0..nb)
+                    .map(|b| {
+                        let d = if unit { 1.0 } else { 0.02 * (3.1 - b as f32) };
+                        let mut blk = BlockQ8_0 {
+                            d: to_scale(d),
+                            ..Default::default()
+                        };
+                        for (j, q) in blk.qs.iter_mut().enumerate() {
+                            *q = [-128, 127, -127, 0, 1, -1][(j + b) % 6];
+                        }
+                        blk
+                    })
+                    .collect();
+                let x = Q8Prepared::from_blocks(x, 1);
+                let x = x.get(0);
+                let avx2 = crate::x86_64::avx2::q4_0::dot(&w, &x);
+                let mut got = vec![dot(&w, &x)];
+                if vbmi {
+                    got.push(dot_vbmi(&w, &x));
+                }
+                for g in got {
+                    assert_eq!(g.to_bits(), avx2.to_bits(), "blocks={nb} unit={unit}");
+                    if unit {
+                        assert_eq!(g, scalar::q4_0::dot(&w, &x), "blocks={nb}");
                     }
-                    blk
-                })
-                .collect();
-            let x: Vec<BlockQ8_0> = (0..nb)
-                .map(|b| {
-                    let mut blk = BlockQ8_0 {
-                        d: to_scale(1.0),
-                        ..Default::default()
-                    };
-                    for (j, q) in blk.qs.iter_mut().enumerate() {
-                        *q = [-128, 127, -127, 0, 1, -1][(j + b) % 6];
-                    }
-                    blk
-                })
-                .collect();
-            let x = Q8Prepared::from_blocks(x, 1);
-            let x = x.get(0);
-            assert_eq!(dot(&w, &x), scalar::q4_0::dot(&w, &x), "blocks={nb}");
+                }
+            }
         }
     }
 }
