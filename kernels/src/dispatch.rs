@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use crate::acts::Q8Acts;
+use crate::acts::{Q8Acts, Q8Prepared};
 use crate::blocks::{BlockQ4_0, BlockQ8_0};
 use crate::{scalar, DType};
 
@@ -96,6 +96,9 @@ pub struct Kernels {
     /// `dot_q4_0` of each of `y.len()` rows stored back to back (decode's matvec: one call per task,
     /// so a tier can hint the rows ahead however short they are).
     pub dot_q4_0_rows: fn(&[BlockQ4_0], &Q8Acts<'_>, &mut [f32]),
+    /// Prefill's product: `yt[r * n + t] = w[r] . x[t]` for rows stored back to back and the `n`
+    /// vectors of the prepared activations (a tier may tile rows by tokens).
+    pub matmul_q4_0_rows: fn(&[BlockQ4_0], &Q8Prepared, &mut [f32]),
     /// The activation quantiser (`scalar::q8_0::quantize_row_activations`, bit for bit).
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
@@ -121,6 +124,7 @@ pub const SCALAR: Kernels = Kernels {
     dot_q8_0: scalar::q8_0::dot,
     dot_q4_0: scalar::q4_0::dot,
     dot_q4_0_rows: scalar::q4_0::dot_rows,
+    matmul_q4_0_rows: scalar::q4_0::matmul_rows,
     quantize_row_q8_0: scalar::q8_0::quantize_row_activations,
     axpy: scalar::f32::axpy,
     dequantize_row: scalar::dequantize_row,

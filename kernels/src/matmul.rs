@@ -54,9 +54,15 @@ impl Kernels {
         }
         // yt: (rows, n), so each task owns a contiguous block; transposed into y below.
         let mut yt = vec![0f32; rows * n];
-        let task = |(c, block): (usize, &mut [f32])| {
-            for t in 0..n {
-                self.rows_dot(&w, &acts, t, c * chunk, block.iter_mut().skip(t).step_by(n));
+        let task = |(c, block): (usize, &mut [f32])| match (&acts, w.dtype()) {
+            (Acts::Q8(q), DType::Q4_0) => {
+                let rows = w.rows_slice(c * chunk, block.len() / n);
+                (self.matmul_q4_0_rows)(as_q4_0(rows.bytes()), q, block)
+            }
+            _ => {
+                for t in 0..n {
+                    self.rows_dot(&w, &acts, t, c * chunk, block.iter_mut().skip(t).step_by(n));
+                }
             }
         };
         if serial {
@@ -64,9 +70,16 @@ impl Kernels {
         } else {
             yt.par_chunks_mut(chunk * n).enumerate().for_each(task);
         }
-        for r in 0..rows {
-            for t in 0..n {
-                y[t * rows + r] = yt[r * n + t];
+        // In 16 x 16 tiles: element by element, every store of a row of yt lands in another line of y
+        // (measured: 11 % of a 512-token prefill on that one store).
+        const TILE: usize = 16;
+        for r0 in (0..rows).step_by(TILE) {
+            for t0 in (0..n).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    for t in t0..(t0 + TILE).min(n) {
+                        y[t * rows + r] = yt[r * n + t];
+                    }
+                }
             }
         }
     }

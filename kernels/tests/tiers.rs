@@ -207,6 +207,49 @@ fn dot_q4_0_rows_equals_dot() {
     }
 }
 
+/// The prefill kernel of every tier gives each (row, token) exactly what the tier's one-row dot product
+/// gives, over token counts around its four-token steps and rows short and long.
+#[test]
+fn matmul_q4_0_rows_equals_dot() {
+    let tiers = Tier::available().into_iter().filter_map(Kernels::for_tier);
+    for k in tiers {
+        for &nb in &BLOCKS {
+            for n in [1usize, 3, 4, 5, 8, 9] {
+                let x = values(n * nb * QK, 9, 1.0);
+                let mut q = vec![BlockQ8_0::default(); n * nb];
+                for (xs, qs) in x
+                    .chunks_exact((nb * QK).max(1))
+                    .zip(q.chunks_exact_mut(nb.max(1)))
+                {
+                    scalar::q8_0::quantize_row_activations(xs, qs);
+                }
+                let prepared = Q8Prepared::from_blocks(q, n);
+                let rows = 2 + n % 3;
+                let w = values(rows * nb * QK, 10, 0.1);
+                let bytes = quantize(DType::Q4_0, &w, (nb * QK).max(QK)).unwrap_or_default();
+                let blocks: &[BlockQ4_0] =
+                    bytemuck::cast_slice(&bytes[..rows * nb * DType::Q4_0.block_bytes()]);
+                let mut yt = vec![f32::NAN; rows * n];
+                (k.matmul_q4_0_rows)(blocks, &prepared, &mut yt);
+                for r in 0..rows {
+                    for t in 0..n {
+                        let want = match nb {
+                            0 => 0.0,
+                            _ => (k.dot_q4_0)(&blocks[r * nb..(r + 1) * nb], &prepared.get(t)),
+                        };
+                        assert_eq!(
+                            yt[r * n + t].to_bits(),
+                            want.to_bits(),
+                            "{:?} blocks={nb} n={n} r={r} t={t}",
+                            k.tier
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The attention kernels against the reference: head widths with and without a tail of eight, key
 /// counts around the four-row steps, rows `stride` apart with other heads' values between them.
 #[test]

@@ -1,6 +1,6 @@
 //! Q4_0 weights against Q8_0-quantised activations.
 
-use crate::acts::Q8Acts;
+use crate::acts::{Q8Acts, Q8Prepared};
 use crate::blocks::{scale, to_scale, BlockQ4_0, QK};
 
 /// ggml's `quantize_row_q4_0_ref`: the value of largest magnitude `m` (with its sign) maps to -8,
@@ -79,4 +79,35 @@ pub fn rows_with(
 /// [`rows_with`] the reference [`dot`].
 pub fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     rows_with(dot, w, x, y)
+}
+
+/// `yt[r * n + t] = w[r] . x[t]` for the `yt.len() / n` rows of `x`'s block count stored back to back in
+/// `w` and the `n` vectors of `x` (prefill), with `dot` (a tier's row kernel).
+#[inline]
+pub fn matmul_rows_with(
+    dot: impl Fn(&[BlockQ4_0], &Q8Acts<'_>) -> f32,
+    w: &[BlockQ4_0],
+    x: &Q8Prepared,
+    yt: &mut [f32],
+) {
+    let n = x.n();
+    if n == 0 {
+        return;
+    }
+    let acts: Vec<Q8Acts<'_>> = (0..n).map(|t| x.get(t)).collect();
+    match acts[0].len() {
+        0 => yt.fill(0.0),
+        nb => {
+            for (ys, row) in yt.chunks_exact_mut(n).zip(w.chunks_exact(nb)) {
+                for (y, a) in ys.iter_mut().zip(&acts) {
+                    *y = dot(row, a);
+                }
+            }
+        }
+    }
+}
+
+/// [`matmul_rows_with`] the reference [`dot`].
+pub fn matmul_rows(w: &[BlockQ4_0], x: &Q8Prepared, yt: &mut [f32]) {
+    matmul_rows_with(dot, w, x, yt)
 }

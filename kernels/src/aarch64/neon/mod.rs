@@ -75,6 +75,11 @@ pub fn table() -> Kernels {
         } else {
             q4_0::dot_rows
         },
+        matmul_q4_0_rows: if dotprod {
+            q4_0::matmul_rows_dotprod
+        } else {
+            q4_0::matmul_rows
+        },
         quantize_row_q8_0: q8_0::quantize_row,
         axpy: f32::axpy,
         ..SCALAR

@@ -11,6 +11,16 @@ pub fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     crate::scalar::q4_0::rows_with(dot, w, x, y)
 }
 
+/// Prefill: `yt[r * n + t] = w[r] . x[t]` (`scalar::q4_0::matmul_rows`).
+pub fn matmul_rows(w: &[BlockQ4_0], x: &crate::acts::Q8Prepared, yt: &mut [f32]) {
+    crate::scalar::q4_0::matmul_rows_with(dot, w, x, yt)
+}
+
+/// [`matmul_rows`] with the dot-product instructions.
+pub(super) fn matmul_rows_dotprod(w: &[BlockQ4_0], x: &crate::acts::Q8Prepared, yt: &mut [f32]) {
+    crate::scalar::q4_0::matmul_rows_with(dot_dotprod, w, x, yt)
+}
+
 /// [`dot_rows`] with the dot-product instructions.
 pub(super) fn dot_rows_dotprod(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     crate::scalar::q4_0::rows_with(dot_dotprod, w, x, y)

@@ -31,6 +31,7 @@ pub(crate) fn table() -> Kernels {
         dot_q8_0: q8_0::dot,
         dot_q4_0: q4_0::dot,
         dot_q4_0_rows: q4_0::dot_rows,
+        matmul_q4_0_rows: q4_0::matmul_rows,
         quantize_row_q8_0: q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: ops::rmsnorm,

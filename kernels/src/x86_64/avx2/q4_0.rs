@@ -154,6 +154,12 @@ pub(in crate::x86_64) fn pair_scales(w: &[BlockQ4_0; 2], xd: &[f32; 2]) -> __m25
     )
 }
 
+/// Prefill: `yt[r * n + t] = w[r] . x[t]` (`scalar::q4_0::matmul_rows`).
+pub(crate) fn matmul_rows(w: &[BlockQ4_0], x: &crate::acts::Q8Prepared, yt: &mut [f32]) {
+    // SAFETY: as for `dot`.
+    unsafe { kernels::matmul_rows(w, x, yt) }
+}
+
 /// `y[r] = w[r] . x` for the `y.len()` rows of `x.len()` blocks stored back to back in `w`.
 pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     // SAFETY: as for `dot`.
@@ -211,11 +217,7 @@ macro_rules! q4_0_kernels {
                 _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc)
             }
 
-            /// `w[r] . x` for `R` rows at once, each row's sum in the same order as for one (so the rows
-            /// kernel equals the one-row kernel bit for bit): whole groups, two a step, then the blocks after the last whole group
-            /// two at a time, then the last one, into one accumulator per row, summed across as [`hsum_ps`] does.
-            /// The activations' loads and the reduction are shared by the rows; `hint` asks for every line two
-            /// KiB ahead in the two-group loop (long rows; short rows are hinted by the caller).
+            /// `w[r] . x` for `R` rows at once: [`dot_rt`] of one token.
             #[inline]
             #[target_feature(enable = $features)]
             pub(in crate::x86_64) fn dot_n<const R: usize>(
@@ -223,29 +225,52 @@ macro_rules! q4_0_kernels {
                 x: &Q8Acts<'_>,
                 hint: bool,
             ) -> [f32; R] {
+                let y = dot_rt::<R, 1>(w, [x], hint);
+                let mut out = [0f32; R];
+                for r in 0..R {
+                    out[r] = y[r][0];
+                }
+                out
+            }
+
+            /// `w[r] . x[t]` for `R` rows and `T` tokens at once, each sum in the same order as for one
+            /// row and one token (so every tile shape gives the one-row kernel's bits): whole groups,
+            /// then the blocks after the last whole group two at a time, then the last one, into one
+            /// accumulator per row and token, summed across as [`hsum_ps`] does. The rows share the
+            /// activations' loads, the tokens the weights' loads, nibbles and scales; `hint` asks for
+            /// every line two KiB ahead every other group (long rows; the caller hints short ones).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) fn dot_rt<const R: usize, const T: usize>(
+                w: [&[BlockQ4_0]; R],
+                x: [&Q8Acts<'_>; T],
+                hint: bool,
+            ) -> [[f32; T]; R] {
                 // Loops rather than closures below: a closure does not inherit `target_feature` and is not
                 // inlined (measured: 4 % of decode in `array::map` calls).
-                let mut n = x.len();
+                let mut n = usize::MAX;
                 for w in &w {
                     n = n.min(w.len());
+                }
+                for x in &x {
+                    n = n.min(x.len());
                 }
                 let mut wn = w;
                 for r in 0..R {
                     wn[r] = &w[r][..n];
                 }
                 let w = wn;
-                let (xb, xd, xs) = (&x.blocks()[..n], &x.d()[..n], &x.sums()[..n]);
-                // `x.groups()` holds every whole group of `x`; the `min` only keeps the zips below in step.
-                let groups = (n / GROUP).min(x.groups().len() / GROUP);
+                // `x.groups()` holds every whole group of `x`; the `min` only keeps the loops in step.
+                let mut groups = n / GROUP;
+                for x in &x {
+                    groups = groups.min(x.groups().len() / GROUP);
+                }
                 let done = groups * GROUP;
-                let xg = x.groups()[..done].as_chunks::<GROUP>().0;
-                let dg = xd[..done].as_chunks::<GROUP>().0;
-                let sg = xs[..done].as_chunks::<GROUP>().0;
                 let mut wg: [&[[BlockQ4_0; GROUP]]; R] = [&[]; R];
                 for r in 0..R {
                     wg[r] = w[r][..done].as_chunks::<GROUP>().0;
                 }
-                let mut acc = [_mm256_setzero_ps(); R];
+                let mut acc = [[_mm256_setzero_ps(); T]; R];
                 for g in 0..groups {
                     if hint && g % 2 == 0 {
                         for w in &wg {
@@ -258,41 +283,123 @@ macro_rules! q4_0_kernels {
                         }
                     }
                     for (acc, w) in acc.iter_mut().zip(&wg) {
-                        *acc = group_fma(*acc, $sums(&w[g], &xg[g]), &w[g], &dg[g], &sg[g]);
+                        for (acc, x) in acc.iter_mut().zip(&x) {
+                            let xg = &x.groups()[GROUP * g..GROUP * g + GROUP];
+                            let xg: &[_; GROUP] = xg.try_into().expect("a whole group");
+                            let d = x.d()[GROUP * g..GROUP * g + GROUP]
+                                .try_into()
+                                .expect("a group");
+                            let s = x.sums()[GROUP * g..GROUP * g + GROUP]
+                                .try_into()
+                                .expect("a group");
+                            *acc = group_fma(*acc, $sums(&w[g], xg), &w[g], d, s);
+                        }
                     }
                 }
                 // The blocks after the last whole group, two at a time (a 448-wide row has six of them).
-                let (xp, x1) = xb[done..].as_chunks::<2>();
-                let (dp, d1) = xd[done..].as_chunks::<2>();
-                for (p, (x, d)) in xp.iter().zip(dp).enumerate() {
+                let pairs = (n - done) / 2;
+                for p in 0..pairs {
+                    let b = done + 2 * p;
                     for (acc, w) in acc.iter_mut().zip(&w) {
-                        let w = w[done..].as_chunks::<2>().0[p];
-                        *acc = _mm256_fmadd_ps(
-                            pair_scales(&w, d),
-                            _mm256_cvtepi32_ps(pair_sums(&w, x)),
-                            *acc,
-                        );
+                        let w: &[BlockQ4_0; 2] = w[b..b + 2].try_into().expect("two blocks");
+                        for (acc, x) in acc.iter_mut().zip(&x) {
+                            let xb = x.blocks()[b..b + 2].try_into().expect("two blocks");
+                            let xd = x.d()[b..b + 2].try_into().expect("two blocks");
+                            *acc = _mm256_fmadd_ps(
+                                pair_scales(w, xd),
+                                _mm256_cvtepi32_ps(pair_sums(w, xb)),
+                                *acc,
+                            );
+                        }
                     }
                 }
-                if let (Some(x), Some(&xd)) = (x1.first(), d1.first()) {
+                if done + 2 * pairs < n {
                     for (acc, w) in acc.iter_mut().zip(&w) {
                         let w = &w[n - 1];
-                        let s = _mm256_cvtepi32_ps(mul_sum_q4(nibbles(&w.qs), load32(&x.qs)));
+                        let q = nibbles(&w.qs);
                         let wd = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
                             u16::from_le_bytes(w.d) as i32,
                         )));
-                        *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd), s, *acc);
+                        for (acc, x) in acc.iter_mut().zip(&x) {
+                            let s =
+                                _mm256_cvtepi32_ps(mul_sum_q4(q, load32(&x.blocks()[n - 1].qs)));
+                            *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * x.d()[n - 1]), s, *acc);
+                        }
                     }
                 }
-                let mut out = [0f32; R];
-                if R == 4 {
-                    out.copy_from_slice(&hsum4_ps([acc[0], acc[1], acc[2], acc[3]]));
+                let mut out = [[0f32; T]; R];
+                if R * T == 4 {
+                    let mut v = [_mm256_setzero_ps(); 4];
+                    for (i, v) in v.iter_mut().enumerate() {
+                        *v = acc[i / T][i % T];
+                    }
+                    let s = hsum4_ps(v);
+                    for (i, s) in s.iter().enumerate() {
+                        out[i / T][i % T] = *s;
+                    }
                 } else {
                     for r in 0..R {
-                        out[r] = hsum_ps(acc[r]);
+                        for t in 0..T {
+                            out[r][t] = hsum_ps(acc[r][t]);
+                        }
                     }
                 }
                 out
+            }
+
+            /// `yt[r * n + t] = w[r] . x[t]` for the `yt.len() / n` rows of `x`'s block count
+            /// stored back to back in `w` and the `n` tokens of `x` (prefill), four tokens at a time.
+            ///
+            /// # Safety
+            /// The CPU must support `$features`.
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) unsafe fn matmul_rows(
+                w: &[BlockQ4_0],
+                x: &crate::acts::Q8Prepared,
+                yt: &mut [f32],
+            ) {
+                let n = x.n();
+                let nb = if n == 0 { 0 } else { x.get(0).len() };
+                if n == 0 {
+                    return;
+                }
+                if nb == 0 {
+                    yt.fill(0.0);
+                    return;
+                }
+                let hint = nb * std::mem::size_of::<BlockQ4_0>() >= PREFETCH_BYTES;
+                let mut acts = Vec::with_capacity(n);
+                for t in 0..n {
+                    acts.push(x.get(t));
+                }
+                let (a4, a1) = acts.as_chunks::<4>();
+                // Two rows by four tokens a step: eight accumulators, each weight and activation
+                // register used twice or four times.
+                let pairs = (yt.len() / n).min(w.len() / nb) / 2;
+                let (yt2, yt1) = yt.split_at_mut(pairs * 2 * n);
+                for (ys, r) in yt2.chunks_exact_mut(2 * n).zip(w.chunks_exact(2 * nb)) {
+                    let ((ys0, ys1), (r0, r1)) = (ys.split_at_mut(n), r.split_at(nb));
+                    let ((y40, y10), (y41, y11)) =
+                        (ys0.as_chunks_mut::<4>(), ys1.as_chunks_mut::<4>());
+                    for ((y40, y41), a) in y40.iter_mut().zip(y41.iter_mut()).zip(a4) {
+                        let [o0, o1] = dot_rt::<2, 4>([r0, r1], [&a[0], &a[1], &a[2], &a[3]], hint);
+                        (*y40, *y41) = (o0, o1);
+                    }
+                    for ((y0, y1), a) in y10.iter_mut().zip(y11.iter_mut()).zip(a1) {
+                        let [[o0], [o1]] = dot_rt::<2, 1>([r0, r1], [a], hint);
+                        (*y0, *y1) = (o0, o1);
+                    }
+                }
+                let rest = w.get(pairs * 2 * nb..).unwrap_or_default();
+                for (ys, row) in yt1.chunks_exact_mut(n).zip(rest.chunks_exact(nb)) {
+                    let (y4, y1) = ys.as_chunks_mut::<4>();
+                    for (y4, a) in y4.iter_mut().zip(a4) {
+                        *y4 = dot_rt::<1, 4>([row], [&a[0], &a[1], &a[2], &a[3]], hint)[0];
+                    }
+                    for (y, a) in y1.iter_mut().zip(a1) {
+                        *y = dot_rt::<1, 1>([row], [a], hint)[0][0];
+                    }
+                }
             }
 
             /// Rows shorter than [`PREFETCH_BYTES`] go four at a time through [`dot_n`], sharing the

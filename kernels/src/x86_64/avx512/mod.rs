@@ -39,6 +39,7 @@ pub(crate) fn table() -> Kernels {
         dot_q8_0: avx2::q8_0::dot,
         dot_q4_0: avx2::q4_0::dot,
         dot_q4_0_rows: avx2::q4_0::dot_rows,
+        matmul_q4_0_rows: avx2::q4_0::matmul_rows,
         quantize_row_q8_0: avx2::q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: avx2::ops::rmsnorm,
@@ -53,6 +54,7 @@ pub(crate) fn table() -> Kernels {
             dot_q8_0: q8_0::dot,
             dot_q4_0: q4_0::dot_vbmi,
             dot_q4_0_rows: q4_0::dot_rows_vbmi,
+            matmul_q4_0_rows: q4_0::matmul_rows_vbmi,
             ..base
         }
     } else if super::avx512_vnni_supported() {
@@ -61,6 +63,7 @@ pub(crate) fn table() -> Kernels {
             dot_q8_0: q8_0::dot,
             dot_q4_0: q4_0::dot,
             dot_q4_0_rows: q4_0::dot_rows,
+            matmul_q4_0_rows: q4_0::matmul_rows,
             ..base
         }
     } else {

@@ -99,6 +99,18 @@ pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     unsafe { vnni::dot_rows(w, x, y) }
 }
 
+/// Prefill: `yt[r * n + t] = w[r] . x[t]` (`scalar::q4_0::matmul_rows`).
+pub(crate) fn matmul_rows(w: &[BlockQ4_0], x: &crate::acts::Q8Prepared, yt: &mut [f32]) {
+    // SAFETY: as for `dot`.
+    unsafe { vnni::matmul_rows(w, x, yt) }
+}
+
+/// [`matmul_rows`] with the VBMI scales.
+pub(crate) fn matmul_rows_vbmi(w: &[BlockQ4_0], x: &crate::acts::Q8Prepared, yt: &mut [f32]) {
+    // SAFETY: as for `dot_vbmi`.
+    unsafe { vnni_vbmi::matmul_rows(w, x, yt) }
+}
+
 /// [`dot`] with the VBMI scales.
 pub(crate) fn dot_vbmi(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
     // SAFETY: the table holds this function only where `avx512_vbmi_supported()` holds too.
