@@ -20,6 +20,9 @@ pub struct Q8Acts<'a> {
     d: &'a [f32],
     sums: &'a [i32],
     groups: &'a [Quants32],
+    tail: &'a [Quants32],
+    tail_corr: &'a [[i32; 8]],
+    tail_d: &'a [[f32; 8]],
 }
 
 impl<'a> Q8Acts<'a> {
@@ -62,6 +65,30 @@ impl<'a> Q8Acts<'a> {
     pub fn groups(&self) -> &'a [Quants32] {
         self.groups
     }
+
+    /// `(pairs * 2)`: the blocks after the last whole group, two by two (`pairs = (len % 8) / 2`; an
+    /// odd last block is only in `blocks`), for a kernel that holds two blocks' nibbles in one
+    /// register: for pair `p` (blocks `a = len / 8 * 8 + 2p` and `b = a + 1`), entries `2p` and
+    /// `2p + 1` are
+    ///
+    /// ```text
+    /// [x[a].qs[0..16],  x[b].qs[0..16]]     (the values the low nibbles multiply)
+    /// [x[a].qs[16..32], x[b].qs[16..32]]    (the values the high nibbles multiply)
+    /// ```
+    pub fn tail(&self) -> &'a [Quants32] {
+        self.tail
+    }
+
+    /// `(pairs)`: `[8 sums[a], 0, 0, 0, 8 sums[b], 0, 0, 0]` for pair `p` of [`Q8Acts::tail`]: what to
+    /// subtract from its eight lanes of unsigned-nibble products to get `sum_i (q_i - 8) x_i` per block.
+    pub fn tail_corr(&self) -> &'a [[i32; 8]] {
+        self.tail_corr
+    }
+
+    /// `(pairs)`: `[d[a]; 4 lanes, d[b]; 4 lanes]` for pair `p` of [`Q8Acts::tail`].
+    pub fn tail_d(&self) -> &'a [[f32; 8]] {
+        self.tail_d
+    }
 }
 
 /// `n` activation vectors of `nb` blocks each, prepared for the Q8_0/Q4_0 kernels.
@@ -77,6 +104,12 @@ pub struct Q8Prepared {
     sums: Vec<i32>,
     /// (n, nb / 8 * 8)
     groups: Vec<Quants32>,
+    /// (n, pairs * 2), pairs = nb % 8 / 2
+    tail: Vec<Quants32>,
+    /// (n, pairs)
+    tail_corr: Vec<[i32; 8]>,
+    /// (n, pairs)
+    tail_d: Vec<[f32; 8]>,
 }
 
 impl Q8Prepared {
@@ -91,8 +124,8 @@ impl Q8Prepared {
             "Q8Prepared: blocks are not (n={n}, nb)"
         );
         blocks.truncate(nb * n);
-        let d = blocks.iter().map(|b| scale(b.d)).collect();
-        let sums = blocks
+        let d: Vec<f32> = blocks.iter().map(|b| scale(b.d)).collect();
+        let sums: Vec<i32> = blocks
             .iter()
             .map(|b| b.qs.iter().map(|&q| q as i32).sum())
             .collect();
@@ -112,6 +145,28 @@ impl Q8Prepared {
                 }
             }
         }
+        let pairs = nb % GROUP / 2;
+        let (mut tail, mut tail_corr, mut tail_d) = (
+            Vec::with_capacity(n * pairs * 2),
+            Vec::with_capacity(n * pairs),
+            Vec::with_capacity(n * pairs),
+        );
+        for t in 0..n {
+            for p in 0..pairs {
+                let a = t * nb + nb / GROUP * GROUP + 2 * p;
+                let (xa, xb) = (&blocks[a].qs, &blocks[a + 1].qs);
+                for h in 0..2 {
+                    let mut e = Quants32::default();
+                    e.0[..16].copy_from_slice(&xa[16 * h..16 * h + 16]);
+                    e.0[16..].copy_from_slice(&xb[16 * h..16 * h + 16]);
+                    tail.push(e);
+                }
+                let (sa, sb): (i32, i32) = (sums[a], sums[a + 1]);
+                tail_corr.push([8 * sa, 0, 0, 0, 8 * sb, 0, 0, 0]);
+                let (da, db) = (d[a], d[a + 1]);
+                tail_d.push([da, da, da, da, db, db, db, db]);
+            }
+        }
         Q8Prepared {
             n,
             nb,
@@ -119,6 +174,9 @@ impl Q8Prepared {
             d,
             sums,
             groups,
+            tail,
+            tail_corr,
+            tail_d,
         }
     }
 
@@ -131,11 +189,15 @@ impl Q8Prepared {
     pub fn get(&self, t: usize) -> Q8Acts<'_> {
         assert!(t < self.n, "Q8Prepared::get: vector {t} of {}", self.n);
         let (nb, per) = (self.nb, self.nb / GROUP * GROUP);
+        let pairs = nb % GROUP / 2;
         Q8Acts {
             blocks: &self.blocks[t * nb..(t + 1) * nb],
             d: &self.d[t * nb..(t + 1) * nb],
             sums: &self.sums[t * nb..(t + 1) * nb],
             groups: &self.groups[t * per..(t + 1) * per],
+            tail: &self.tail[t * pairs * 2..(t + 1) * pairs * 2],
+            tail_corr: &self.tail_corr[t * pairs..(t + 1) * pairs],
+            tail_d: &self.tail_d[t * pairs..(t + 1) * pairs],
         }
     }
 }
@@ -147,7 +209,7 @@ mod tests {
 
     #[test]
     fn prepared_terms_and_group_order() {
-        for nb in [0usize, 1, 7, 8, 9, 16, 19] {
+        for nb in [0usize, 1, 6, 7, 8, 9, 14, 16, 19] {
             let n = 2;
             let blocks: Vec<BlockQ8_0> = (0..n * nb)
                 .map(|b| BlockQ8_0 {
@@ -165,6 +227,27 @@ mod tests {
                 for (b, x) in xs.iter().enumerate() {
                     assert_eq!(a.d()[b], scale(x.d));
                     assert_eq!(a.sums()[b], x.qs.iter().map(|&q| q as i32).sum::<i32>());
+                }
+                let pairs = nb % 8 / 2;
+                assert_eq!(a.tail().len(), 2 * pairs);
+                for p in 0..pairs {
+                    let (xa, xb) = (&xs[nb / 8 * 8 + 2 * p], &xs[nb / 8 * 8 + 2 * p + 1]);
+                    for j in 0..32 {
+                        let blk = if j < 16 { xa } else { xb };
+                        assert_eq!(
+                            a.tail()[2 * p].0[j],
+                            blk.qs[j % 16],
+                            "nb={nb} pair {p} j={j}"
+                        );
+                        assert_eq!(a.tail()[2 * p + 1].0[j], blk.qs[16 + j % 16]);
+                    }
+                    let (sa, sb) = (
+                        a.sums()[nb / 8 * 8 + 2 * p],
+                        a.sums()[nb / 8 * 8 + 2 * p + 1],
+                    );
+                    assert_eq!(a.tail_corr()[p], [8 * sa, 0, 0, 0, 8 * sb, 0, 0, 0]);
+                    let (da, db) = (scale(xa.d), scale(xb.d));
+                    assert_eq!(a.tail_d()[p], [da, da, da, da, db, db, db, db]);
                 }
                 assert_eq!(a.groups().len(), nb / 8 * 8);
                 for (i, g) in a.groups().iter().enumerate() {

@@ -140,6 +140,56 @@ pub(in crate::x86_64) fn pair_sums(w: &[BlockQ4_0; 2], x: &[BlockQ8_0; 2]) -> __
     _mm256_madd_epi16(_mm256_sub_epi16(qx, ex), _mm256_set1_epi16(1))
 }
 
+/// The nibbles of two blocks side by side, as bytes `0..=15`: `([w0 low | w1 low], [w0 high | w1 high])`
+/// (values 0..16 of each block, then 16..32), against [`Q8Acts::tail`]'s order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn pair_nibbles(w0: &BlockQ4_0, w1: &BlockQ4_0) -> (__m256i, __m256i) {
+    let mask = _mm256_set1_epi8(0x0f);
+    // SAFETY: two 16-byte nibble arrays, borrowed for the call; `loadu` has no alignment requirement.
+    let v = unsafe { _mm256_loadu2_m128i(w1.qs.as_ptr().cast(), w0.qs.as_ptr().cast()) };
+    (
+        _mm256_and_si256(v, mask),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask),
+    )
+}
+
+/// `sum_i q_i x_i` of unsigned nibbles `lo`/`hi` (as [`pair_nibbles`] gives them) against two
+/// activation registers, into eight i32 lanes, exact: `vpmaddubsw` pair sums within `2 * 15 * 128`, the
+/// low plus the high within `4 * 15 * 128 < 2^15`, then pairs of i16 to i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn nibble_dot(
+    lo: __m256i,
+    hi: __m256i,
+    lo_x: &Quants32,
+    hi_x: &Quants32,
+) -> __m256i {
+    // SAFETY: two 32-byte quant arrays, borrowed for the call; `loadu` has no alignment requirement.
+    let (lo_x, hi_x) = unsafe {
+        (
+            _mm256_loadu_si256(lo_x.0.as_ptr().cast()),
+            _mm256_loadu_si256(hi_x.0.as_ptr().cast()),
+        )
+    };
+    let s = _mm256_add_epi16(
+        _mm256_maddubs_epi16(lo, lo_x),
+        _mm256_maddubs_epi16(hi, hi_x),
+    );
+    _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+}
+
+/// `[d_w0; 4 lanes | d_w1; 4 lanes]`, the scales of two blocks as f32 (exact; F16C).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn pair_wscales(w0: &BlockQ4_0, w1: &BlockQ4_0) -> __m256 {
+    let bits = u16::from_le_bytes(w0.d) as i32 | (u16::from_le_bytes(w1.d) as i32) << 16;
+    _mm256_permutevar8x32_ps(
+        _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(bits))),
+        _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
+    )
+}
+
 /// `[d_w0 * d_x0; 4 lanes | d_w1 * d_x1; 4 lanes]` for [`pair_sums`]: the f16 scales converted by
 /// F16C (exact; `blocks::scale` is a call per block), then one f32 product each, as the reference.
 #[inline]
@@ -173,14 +223,15 @@ pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
 /// every instance computes the same integers and the same f32 operations in the same order, so all
 /// give the same bits.
 macro_rules! q4_0_kernels {
-    ($name:ident, $features:literal, $sums:path, $scales:path) => {
+    ($name:ident, $features:literal, $sums:path, $scales:path, $nibble_dot:path) => {
         pub(in crate::x86_64) mod $name {
             use std::arch::x86_64::*;
 
             use crate::acts::{Q8Acts, GROUP};
             use crate::blocks::BlockQ4_0;
             use crate::x86_64::avx2::q4_0::{
-                mul_sum_q4, nibbles, pair_scales, pair_sums, PREFETCH_BYTES, PREFETCH_LINES,
+                mul_sum_q4, nibbles, pair_nibbles, pair_scales, pair_sums, pair_wscales,
+                PREFETCH_BYTES, PREFETCH_LINES,
             };
             use crate::x86_64::avx2::{hsum4_ps, hsum_ps, load32};
 
@@ -296,9 +347,36 @@ macro_rules! q4_0_kernels {
                         }
                     }
                 }
-                // The blocks after the last whole group, two at a time (a 448-wide row has six of them).
+                // The blocks after the last whole group, two at a time (a 448-wide row has six of them):
+                // from the activations' tail layout where it is this row's (always, in a product),
+                // else from the blocks.
                 let pairs = (n - done) / 2;
-                for p in 0..pairs {
+                let mut laid_out = true;
+                for x in &x {
+                    laid_out &= x.len() == n && x.tail_corr().len() == pairs;
+                }
+                for p in (0..pairs).filter(|_| laid_out) {
+                    let b = done + 2 * p;
+                    for (acc, w) in acc.iter_mut().zip(&w) {
+                        let (lo, hi) = pair_nibbles(&w[b], &w[b + 1]);
+                        let ws = pair_wscales(&w[b], &w[b + 1]);
+                        for (acc, x) in acc.iter_mut().zip(&x) {
+                            let (lo_x, hi_x) = (&x.tail()[2 * p], &x.tail()[2 * p + 1]);
+                            // SAFETY: eight i32 and eight f32; `loadu` has no alignment requirement.
+                            let (corr, xd) = unsafe {
+                                (
+                                    _mm256_loadu_si256(x.tail_corr()[p].as_ptr().cast()),
+                                    _mm256_loadu_ps(x.tail_d()[p].as_ptr()),
+                                )
+                            };
+                            // Exact integers: `sum (q - 8) x` of each block spread over its four lanes.
+                            let s = _mm256_sub_epi32($nibble_dot(lo, hi, lo_x, hi_x), corr);
+                            *acc =
+                                _mm256_fmadd_ps(_mm256_mul_ps(ws, xd), _mm256_cvtepi32_ps(s), *acc);
+                        }
+                    }
+                }
+                for p in (0..pairs).filter(|_| !laid_out) {
                     let b = done + 2 * p;
                     for (acc, w) in acc.iter_mut().zip(&w) {
                         let w: &[BlockQ4_0; 2] = w[b..b + 2].try_into().expect("two blocks");
@@ -460,7 +538,8 @@ q4_0_kernels!(
     kernels,
     "avx2,fma,f16c",
     crate::x86_64::avx2::q4_0::group_sums,
-    crate::x86_64::avx2::q4_0::group_scales
+    crate::x86_64::avx2::q4_0::group_scales,
+    crate::x86_64::avx2::q4_0::nibble_dot
 );
 
 #[cfg(test)]

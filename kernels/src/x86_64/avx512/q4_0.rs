@@ -39,6 +39,30 @@ pub(in crate::x86_64) fn group_sums_vnni(w: &[BlockQ4_0; GROUP], x: &[Quants32; 
     group_lanes([pair(0), pair(1), pair(2), pair(3)])
 }
 
+/// `sum_i q_i x_i` of unsigned nibbles against two activation registers into eight i32 lanes, exact
+/// (as `avx2::q4_0::nibble_dot`), by two `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(in crate::x86_64) fn nibble_dot_vnni(
+    lo: __m256i,
+    hi: __m256i,
+    lo_x: &Quants32,
+    hi_x: &Quants32,
+) -> __m256i {
+    // SAFETY: two 32-byte quant arrays, borrowed for the call; `loadu` has no alignment requirement.
+    let (lo_x, hi_x) = unsafe {
+        (
+            _mm256_loadu_si256(lo_x.0.as_ptr().cast()),
+            _mm256_loadu_si256(hi_x.0.as_ptr().cast()),
+        )
+    };
+    _mm256_dpbusd_epi32(
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, lo_x),
+        hi,
+        hi_x,
+    )
+}
+
 /// Byte `i` of the result is byte `SCALE_BYTES[i]` of a group: the two bytes of each block's scale
 /// (blocks are 18 bytes, the scale first).
 const SCALE_BYTES: [u8; 64] = {
@@ -75,14 +99,16 @@ q4_0_kernels!(
     vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     crate::x86_64::avx512::q4_0::group_sums_vnni,
-    crate::x86_64::avx2::q4_0::group_scales
+    crate::x86_64::avx2::q4_0::group_scales,
+    crate::x86_64::avx512::q4_0::nibble_dot_vnni
 );
 
 q4_0_kernels!(
     vnni_vbmi,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi",
     crate::x86_64::avx512::q4_0::group_sums_vnni,
-    crate::x86_64::avx512::q4_0::group_scales_vbmi
+    crate::x86_64::avx512::q4_0::group_scales_vbmi,
+    crate::x86_64::avx512::q4_0::nibble_dot_vnni
 );
 
 /// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 8) * q_x[b][i]`, the integer sum of each block exact.
