@@ -73,6 +73,13 @@ impl RoutingTrace {
                         self.n_experts
                     ));
                 }
+                // A router picks k distinct experts; a repeated one would be weighted twice.
+                if let Some((i, e)) = es.iter().enumerate().find(|&(i, e)| es[..i].contains(e)) {
+                    return Err(format!(
+                        "token {t} layer {l}: expert {e} chosen twice (slots {} and {i})",
+                        es.iter().position(|x| x == e).unwrap_or(0)
+                    ));
+                }
             }
         }
         Ok(())
@@ -449,6 +456,9 @@ mod tests {
         let mut tr = RoutingTrace::new(1, 4, 2);
         tr.tokens.push(vec![vec![0, 9]]);
         assert!(tr.validate().unwrap_err().contains("expert 9"));
+        let mut tr = RoutingTrace::new(1, 4, 2);
+        tr.tokens.push(vec![vec![3, 3]]);
+        assert!(tr.validate().unwrap_err().contains("expert 3 chosen twice"));
         assert!(RoutingTrace::new(2, 4, 2).check_fits(2, 4, 2).is_err());
     }
 }
