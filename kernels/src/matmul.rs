@@ -103,15 +103,27 @@ impl Kernels {
                 j.w.rows()
             );
         }
-        let acts: Vec<Acts<'_>> = jobs
-            .iter()
-            .map(|j| self.prepare(j.w.dtype(), j.x, 1, j.w.cols()))
-            .collect();
+        // Jobs on the same input in the same form (an expert's gate and up) share its preparation:
+        // `acts[of[i]]` is job i's.
+        let (mut acts, mut of): (Vec<Acts<'_>>, Vec<usize>) = (Vec::new(), Vec::new());
+        for (i, j) in jobs.iter().enumerate() {
+            let same = jobs[..i].iter().position(|p| {
+                std::ptr::eq(p.x, j.x)
+                    && p.w.dtype().quantised_activations() == j.w.dtype().quantised_activations()
+            });
+            match same {
+                Some(p) => of.push(of[p]),
+                None => {
+                    of.push(acts.len());
+                    acts.push(self.prepare(j.w.dtype(), j.x, 1, j.w.cols()));
+                }
+            }
+        }
         let values: usize = jobs.iter().map(|j| j.w.rows() * j.w.cols()).sum();
         let total_rows: usize = jobs.iter().map(|j| j.w.rows()).sum();
         if values < PARALLEL_MIN || rayon::current_num_threads() == 1 {
-            for (j, a) in jobs.iter_mut().zip(&acts) {
-                self.rows_matvec(&j.w, a, 0, j.y);
+            for (j, &a) in jobs.iter_mut().zip(&of) {
+                self.rows_matvec(&j.w, &acts[a], 0, j.y);
             }
             return;
         }
@@ -126,7 +138,7 @@ impl Kernels {
         }
         tasks
             .into_par_iter()
-            .for_each(|(i, r0, ys)| self.rows_matvec(&ws[i], &acts[i], r0, ys));
+            .for_each(|(i, r0, ys)| self.rows_matvec(&ws[i], &acts[of[i]], r0, ys));
     }
 
     /// Activations of `n` vectors of `cols` values in the form `dtype` multiplies with.

@@ -544,6 +544,32 @@ fn matvec_jobs_equals_matvec_bit_for_bit() {
                 );
             }
         }
+        // Jobs on one input share its quantised form.
+        let x = values(448, 50, 1.0);
+        let (b4, b8) = (
+            quantize(DType::Q4_0, &values(300 * 448, 51, 0.1), 448).unwrap(),
+            quantize(DType::Q8_0, &values(200 * 448, 52, 0.1), 448).unwrap(),
+        );
+        let m4 = MatRef::new(DType::Q4_0, 300, 448, &b4).unwrap();
+        let m8 = MatRef::new(DType::Q8_0, 200, 448, &b8).unwrap();
+        let (mut y4, mut y8) = (vec![0f32; 300], vec![0f32; 200]);
+        k.matvec_jobs(&mut [
+            MatvecJob {
+                w: m4,
+                x: &x,
+                y: &mut y4,
+            },
+            MatvecJob {
+                w: m8,
+                x: &x,
+                y: &mut y8,
+            },
+        ]);
+        let (mut w4, mut w8) = (vec![0f32; 300], vec![0f32; 200]);
+        k.matvec(m4, &x, &mut w4);
+        k.matvec(m8, &x, &mut w8);
+        assert_eq!((y4, y8), (w4, w8), "{:?}: shared input", k.tier);
+
         let bytes = quantize(DType::F32, &[1.0; 64], 32).unwrap();
         let m = MatRef::new(DType::F32, 2, 32, &bytes).unwrap();
         let r = std::panic::catch_unwind(|| {

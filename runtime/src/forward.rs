@@ -23,19 +23,24 @@ impl Linear {
     fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
         let mut y = vec![0f32; n * self.w.rows];
         matmul(self.w.mat(), x, n, &mut y);
+        self.add_bias(&mut y);
+        y
+    }
+
+    /// `y += b` for each `out`-wide row of `y`.
+    fn add_bias(&self, y: &mut [f32]) {
         if let Some(b) = &self.b {
             for row in y.chunks_exact_mut(self.w.rows) {
                 row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
             }
         }
-        y
     }
 }
 
 /// `y_i = x W_i^T + b_i` for one token `x: (in)` through several linears of the same input width, as
 /// one parallel job (decode's Q, K and V); each `y_i` is exactly [`Linear::forward`]'s.
-fn forward_one_many(ls: &[&Linear], x: &[f32]) -> Vec<Vec<f32>> {
-    let mut ys: Vec<Vec<f32>> = ls.iter().map(|l| vec![0f32; l.w.rows]).collect();
+fn forward_one_many<const N: usize>(ls: [&Linear; N], x: &[f32]) -> [Vec<f32>; N] {
+    let mut ys: [Vec<f32>; N] = std::array::from_fn(|i| vec![0f32; ls[i].w.rows]);
     let mut jobs: Vec<k::MatvecJob<'_, '_>> = ls
         .iter()
         .zip(ys.iter_mut())
@@ -43,9 +48,7 @@ fn forward_one_many(ls: &[&Linear], x: &[f32]) -> Vec<Vec<f32>> {
         .collect();
     k::matvec_jobs(&mut jobs);
     for (l, y) in ls.iter().zip(ys.iter_mut()) {
-        if let Some(b) = &l.b {
-            y.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-        }
+        l.add_bias(y);
     }
     ys
 }
@@ -167,9 +170,7 @@ impl Model {
         let (q_dim, kv_dim) = (nh * hd, nkv * hd);
 
         let (mut q, mut kk, mut v) = if n == 1 {
-            let [q, kk, v]: [Vec<f32>; 3] = forward_one_many(&[&at.q, &at.k, &at.v], xn)
-                .try_into()
-                .expect("three projections");
+            let [q, kk, v] = forward_one_many([&at.q, &at.k, &at.v], xn);
             (q, kk, v)
         } else {
             (

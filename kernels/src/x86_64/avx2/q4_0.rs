@@ -2,9 +2,8 @@
 
 use std::arch::x86_64::*;
 
-use super::load32;
 use crate::acts::{Q8Acts, Quants32, GROUP};
-use crate::blocks::{BlockQ4_0, BlockQ8_0};
+use crate::blocks::BlockQ4_0;
 
 /// How far ahead of the current step the loop asks for weights, and how many 64-byte lines a step
 /// (two groups, 288 bytes: five lines from any start, so consecutive steps cover every line). A
@@ -47,43 +46,6 @@ pub(in crate::x86_64) fn mul_sum_q4(q: __m256i, x: __m256i) -> __m256i {
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
-/// `sum_i q_i x_i` (unsigned nibbles, not yet minus 8) of the eight blocks of a group, one i32 lane
-/// per block in block order, exact.
-///
-/// Blocks `p` and `p + 4` share a register: their nibble bytes side by side, masked to the low
-/// nibbles (values 0..16 of each block) and shifted to the high ones (16..32), against the
-/// activations in [`Q8Acts::groups`] order (no shuffles). `vpmaddubsw` multiplies the unsigned
-/// nibbles by the signed bytes: a pair sum is within `2 * 15 * 128`, the low plus the high pair
-/// within `4 * 15 * 128 < 2^15` (no saturation). The four registers of lane sums are then added
-/// across with unpacks, which leaves the blocks in order.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::x86_64) fn group_sums(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
-    let mask = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    let pair = |p: usize| {
-        let (lo_x, hi_x) = (&x[2 * p].0, &x[2 * p + 1].0);
-        // SAFETY: two 16-byte nibble arrays and two 32-byte quant arrays, borrowed for the call;
-        // `loadu` has no alignment requirement.
-        let (v, lo_x, hi_x) = unsafe {
-            (
-                _mm256_loadu2_m128i(w[p + 4].qs.as_ptr().cast(), w[p].qs.as_ptr().cast()),
-                _mm256_loadu_si256(lo_x.as_ptr().cast()),
-                _mm256_loadu_si256(hi_x.as_ptr().cast()),
-            )
-        };
-        let lo = _mm256_and_si256(v, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-        let s = _mm256_add_epi16(
-            _mm256_maddubs_epi16(lo, lo_x),
-            _mm256_maddubs_epi16(hi, hi_x),
-        );
-        // [4 lanes of block p | 4 lanes of block p + 4].
-        _mm256_madd_epi16(s, ones)
-    };
-    group_lanes([pair(0), pair(1), pair(2), pair(3)])
-}
-
 /// One i32 per block, in block order, from the four registers of lane sums of a group (register
 /// `p`: four lanes of block `p`, then four of block `p + 4`), added across with unpacks.
 #[inline]
@@ -109,35 +71,6 @@ pub(in crate::x86_64) fn group_scales(w: &[BlockQ4_0; GROUP]) -> __m256 {
     let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
     let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
     _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
-}
-
-/// The partial sums (i32) of `(q - 8) . x` of two blocks side by side: four lanes of `w[0]`, then
-/// four of `w[1]`, exact. The low nibbles of both blocks share one register and the high nibbles
-/// another, against the activations' halves brought together by two lane permutes. `vpmaddubsw`
-/// pair sums are within `2 * 15 * 128`, the low plus the high within `4 * 15 * 128`, the `8 . x`
-/// terms within `4 * 8 * 128`: no saturation of i16.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::x86_64) fn pair_sums(w: &[BlockQ4_0; 2], x: &[BlockQ8_0; 2]) -> __m256i {
-    let mask = _mm256_set1_epi8(0x0f);
-    // SAFETY: two 16-byte nibble arrays, borrowed for the call; `loadu` has no alignment requirement.
-    let v = unsafe { _mm256_loadu2_m128i(w[1].qs.as_ptr().cast(), w[0].qs.as_ptr().cast()) };
-    let (xa, xb) = (load32(&x[0].qs), load32(&x[1].qs));
-    // [x0 values 0..16 | x1 values 0..16] and [x0 values 16..32 | x1 values 16..32].
-    let lo_x = _mm256_permute2x128_si256::<0x20>(xa, xb);
-    let hi_x = _mm256_permute2x128_si256::<0x31>(xa, xb);
-    let lo = _mm256_and_si256(v, mask);
-    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-    let eight = _mm256_set1_epi8(8);
-    let qx = _mm256_add_epi16(
-        _mm256_maddubs_epi16(lo, lo_x),
-        _mm256_maddubs_epi16(hi, hi_x),
-    );
-    let ex = _mm256_add_epi16(
-        _mm256_maddubs_epi16(eight, lo_x),
-        _mm256_maddubs_epi16(eight, hi_x),
-    );
-    _mm256_madd_epi16(_mm256_sub_epi16(qx, ex), _mm256_set1_epi16(1))
 }
 
 /// The nibbles of two blocks side by side, as bytes `0..=15`: `([w0 low | w1 low], [w0 high | w1 high])`
@@ -190,20 +123,6 @@ pub(in crate::x86_64) fn pair_wscales(w0: &BlockQ4_0, w1: &BlockQ4_0) -> __m256 
     )
 }
 
-/// `[d_w0 * d_x0; 4 lanes | d_w1 * d_x1; 4 lanes]` for [`pair_sums`]: the f16 scales converted by
-/// F16C (exact; `blocks::scale` is a call per block), then one f32 product each, as the reference.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::x86_64) fn pair_scales(w: &[BlockQ4_0; 2], xd: &[f32; 2]) -> __m256 {
-    let bits = u16::from_le_bytes(w[0].d) as i32 | (u16::from_le_bytes(w[1].d) as i32) << 16;
-    let wd = _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
-    let p = _mm_mul_ps(wd, _mm_setr_ps(xd[0], xd[1], 0.0, 0.0));
-    _mm256_permutevar8x32_ps(
-        _mm256_castps128_ps256(p),
-        _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
-    )
-}
-
 /// Prefill: `yt[r * n + t] = w[r] . x[t]` (`scalar::q4_0::matmul_rows`).
 pub(crate) fn matmul_rows(w: &[BlockQ4_0], x: &crate::acts::Q8Prepared, yt: &mut [f32]) {
     // SAFETY: as for `dot`.
@@ -216,22 +135,23 @@ pub(crate) fn dot_rows(w: &[BlockQ4_0], x: &Q8Acts<'_>, y: &mut [f32]) {
     unsafe { kernels::dot_rows(w, x, y) }
 }
 
-/// The Q4_0 kernels of a tier, in a module `$name` compiled for `$features`, over its group sums
-/// `$sums` and group scales `$scales` (paths): `dot_n` (`R` rows at once), `dot_rows` (the rows
-/// kernel of the table) and `dot` (one row). The AVX2 tier instantiates it with the `vpmaddubsw`
+/// The Q4_0 kernels of a tier, in a module `$name` compiled for `$features`, over its group scales
+/// `$scales` and its unsigned-nibble dot product `$nibble_dot` (paths): `dot_rt` (a tile of rows by
+/// tokens), `dot_n` (`R` rows at once), `dot_rows` (the rows kernel of the table), `matmul_rows`
+/// (prefill) and `dot` (one row). The AVX2 tier instantiates it with the `vpmaddubsw`
 /// sums and scalar-gathered scales, the AVX-512 tier with VNNI sums and VBMI-gathered scales;
 /// every instance computes the same integers and the same f32 operations in the same order, so all
 /// give the same bits.
 macro_rules! q4_0_kernels {
-    ($name:ident, $features:literal, $sums:path, $scales:path, $nibble_dot:path) => {
+    ($name:ident, $features:literal, $scales:path, $nibble_dot:path) => {
         pub(in crate::x86_64) mod $name {
             use std::arch::x86_64::*;
 
-            use crate::acts::{Q8Acts, GROUP};
+            use crate::acts::{Q8Acts, Quants32, GROUP};
             use crate::blocks::BlockQ4_0;
             use crate::x86_64::avx2::q4_0::{
-                mul_sum_q4, nibbles, pair_nibbles, pair_scales, pair_sums, pair_wscales,
-                PREFETCH_BYTES, PREFETCH_LINES,
+                group_lanes, mul_sum_q4, nibbles, pair_nibbles, pair_wscales, PREFETCH_BYTES,
+                PREFETCH_LINES,
             };
             use crate::x86_64::avx2::{hsum4_ps, hsum_ps, load32};
 
@@ -242,6 +162,25 @@ macro_rules! q4_0_kernels {
             #[target_feature(enable = $features)]
             pub(in crate::x86_64) unsafe fn dot(w: &[BlockQ4_0], x: &Q8Acts<'_>) -> f32 {
                 dot_n::<1>([w], x, true)[0]
+            }
+
+            /// `sum_i q_i x_i` (unsigned nibbles, not yet minus 8) of the eight blocks of a group, one
+            /// i32 lane per block in block order, exact. Blocks `p` and `p + 4` share a register
+            /// ([`pair_nibbles`]), against the activations in [`Q8Acts::groups`] order (no shuffles);
+            /// the four registers of lane sums are then added across ([`group_lanes`]).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(in crate::x86_64) fn group_sums(
+                w: &[BlockQ4_0; GROUP],
+                x: &[Quants32; GROUP],
+            ) -> __m256i {
+                let mut s = [_mm256_setzero_si256(); 4];
+                for (p, s) in s.iter_mut().enumerate() {
+                    let (lo, hi) = pair_nibbles(&w[p], &w[p + 4]);
+                    // [4 lanes of block p | 4 lanes of block p + 4].
+                    *s = $nibble_dot(lo, hi, &x[2 * p], &x[2 * p + 1]);
+                }
+                group_lanes(s)
             }
 
             /// `acc + d_w * d_x * s` for the eight blocks of a group, `s` the group's sums minus
@@ -321,6 +260,15 @@ macro_rules! q4_0_kernels {
                 for r in 0..R {
                     wg[r] = w[r][..done].as_chunks::<GROUP>().0;
                 }
+                // (groups) per token: quants in the kernel's order, scales, sums.
+                let mut xg: [&[[Quants32; GROUP]]; T] = [&[]; T];
+                let mut dg: [&[[f32; GROUP]]; T] = [&[]; T];
+                let mut sg: [&[[i32; GROUP]]; T] = [&[]; T];
+                for t in 0..T {
+                    xg[t] = x[t].groups()[..done].as_chunks::<GROUP>().0;
+                    dg[t] = x[t].d()[..done].as_chunks::<GROUP>().0;
+                    sg[t] = x[t].sums()[..done].as_chunks::<GROUP>().0;
+                }
                 let mut acc = [[_mm256_setzero_ps(); T]; R];
                 for g in 0..groups {
                     if hint && g % 2 == 0 {
@@ -334,28 +282,22 @@ macro_rules! q4_0_kernels {
                         }
                     }
                     for (acc, w) in acc.iter_mut().zip(&wg) {
-                        for (acc, x) in acc.iter_mut().zip(&x) {
-                            let xg = &x.groups()[GROUP * g..GROUP * g + GROUP];
-                            let xg: &[_; GROUP] = xg.try_into().expect("a whole group");
-                            let d = x.d()[GROUP * g..GROUP * g + GROUP]
-                                .try_into()
-                                .expect("a group");
-                            let s = x.sums()[GROUP * g..GROUP * g + GROUP]
-                                .try_into()
-                                .expect("a group");
-                            *acc = group_fma(*acc, $sums(&w[g], xg), &w[g], d, s);
+                        for t in 0..T {
+                            let s = group_sums(&w[g], &xg[t][g]);
+                            acc[t] = group_fma(acc[t], s, &w[g], &dg[t][g], &sg[t][g]);
                         }
                     }
                 }
-                // The blocks after the last whole group, two at a time (a 448-wide row has six of them):
-                // from the activations' tail layout where it is this row's (always, in a product),
-                // else from the blocks.
-                let pairs = (n - done) / 2;
-                let mut laid_out = true;
+                // The blocks after the last whole group, two at a time (a 448-wide row has six of them),
+                // from the activations' tail layout; it is laid out for `x.len()` blocks, which every
+                // product passes as the rows' length. (Otherwise they go one at a time below.)
+                let mut pairs = (n - done) / 2;
                 for x in &x {
-                    laid_out &= x.len() == n && x.tail_corr().len() == pairs;
+                    if x.len() != n || x.tail_corr().len() != pairs {
+                        pairs = 0;
+                    }
                 }
-                for p in (0..pairs).filter(|_| laid_out) {
+                for p in 0..pairs {
                     let b = done + 2 * p;
                     for (acc, w) in acc.iter_mut().zip(&w) {
                         let (lo, hi) = pair_nibbles(&w[b], &w[b + 1]);
@@ -376,32 +318,16 @@ macro_rules! q4_0_kernels {
                         }
                     }
                 }
-                for p in (0..pairs).filter(|_| !laid_out) {
-                    let b = done + 2 * p;
+                for b in done + 2 * pairs..n {
                     for (acc, w) in acc.iter_mut().zip(&w) {
-                        let w: &[BlockQ4_0; 2] = w[b..b + 2].try_into().expect("two blocks");
-                        for (acc, x) in acc.iter_mut().zip(&x) {
-                            let xb = x.blocks()[b..b + 2].try_into().expect("two blocks");
-                            let xd = x.d()[b..b + 2].try_into().expect("two blocks");
-                            *acc = _mm256_fmadd_ps(
-                                pair_scales(w, xd),
-                                _mm256_cvtepi32_ps(pair_sums(w, xb)),
-                                *acc,
-                            );
-                        }
-                    }
-                }
-                if done + 2 * pairs < n {
-                    for (acc, w) in acc.iter_mut().zip(&w) {
-                        let w = &w[n - 1];
+                        let w = &w[b];
                         let q = nibbles(&w.qs);
                         let wd = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
                             u16::from_le_bytes(w.d) as i32,
                         )));
                         for (acc, x) in acc.iter_mut().zip(&x) {
-                            let s =
-                                _mm256_cvtepi32_ps(mul_sum_q4(q, load32(&x.blocks()[n - 1].qs)));
-                            *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * x.d()[n - 1]), s, *acc);
+                            let s = _mm256_cvtepi32_ps(mul_sum_q4(q, load32(&x.blocks()[b].qs)));
+                            *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * x.d()[b]), s, *acc);
                         }
                     }
                 }
@@ -437,10 +363,10 @@ macro_rules! q4_0_kernels {
                 yt: &mut [f32],
             ) {
                 let n = x.n();
-                let nb = if n == 0 { 0 } else { x.get(0).len() };
                 if n == 0 {
                     return;
                 }
+                let nb = x.get(0).len();
                 if nb == 0 {
                     yt.fill(0.0);
                     return;
@@ -537,7 +463,6 @@ pub(in crate::x86_64) use q4_0_kernels;
 q4_0_kernels!(
     kernels,
     "avx2,fma,f16c",
-    crate::x86_64::avx2::q4_0::group_sums,
     crate::x86_64::avx2::q4_0::group_scales,
     crate::x86_64::avx2::q4_0::nibble_dot
 );
@@ -546,7 +471,7 @@ q4_0_kernels!(
 mod tests {
     use super::*;
     use crate::acts::Q8Prepared;
-    use crate::blocks::to_scale;
+    use crate::blocks::{to_scale, BlockQ8_0};
     use crate::scalar;
 
     /// Every nibble value against extreme activation bytes (-128 included), and the all-15 x -128

@@ -10,34 +10,7 @@ use std::arch::x86_64::*;
 
 use crate::acts::{Q8Acts, Quants32, GROUP};
 use crate::blocks::BlockQ4_0;
-use crate::x86_64::avx2::q4_0::{group_lanes, q4_0_kernels};
-
-/// `sum_i q_i x_i` (unsigned nibbles, not yet minus 8) of the eight blocks of a group, one i32 lane
-/// per block in block order, exact (as `avx2::q4_0::group_sums`): `vpdpbusd` adds the four
-/// unsigned-by-signed byte products of each lane into i32, the low nibbles' then the high ones'.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(in crate::x86_64) fn group_sums_vnni(w: &[BlockQ4_0; GROUP], x: &[Quants32; GROUP]) -> __m256i {
-    let mask = _mm256_set1_epi8(0x0f);
-    let pair = |p: usize| {
-        let (lo_x, hi_x) = (&x[2 * p].0, &x[2 * p + 1].0);
-        // SAFETY: two 16-byte nibble arrays and two 32-byte quant arrays, borrowed for the call;
-        // `loadu` has no alignment requirement.
-        let (v, lo_x, hi_x) = unsafe {
-            (
-                _mm256_loadu2_m128i(w[p + 4].qs.as_ptr().cast(), w[p].qs.as_ptr().cast()),
-                _mm256_loadu_si256(lo_x.as_ptr().cast()),
-                _mm256_loadu_si256(hi_x.as_ptr().cast()),
-            )
-        };
-        let lo = _mm256_and_si256(v, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-        let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, lo_x);
-        // [4 lanes of block p | 4 lanes of block p + 4].
-        _mm256_dpbusd_epi32(s, hi, hi_x)
-    };
-    group_lanes([pair(0), pair(1), pair(2), pair(3)])
-}
+use crate::x86_64::avx2::q4_0::q4_0_kernels;
 
 /// `sum_i q_i x_i` of unsigned nibbles against two activation registers into eight i32 lanes, exact
 /// (as `avx2::q4_0::nibble_dot`), by two `vpdpbusd`.
@@ -98,7 +71,6 @@ pub(in crate::x86_64) fn group_scales_vbmi(w: &[BlockQ4_0; GROUP]) -> __m256 {
 q4_0_kernels!(
     vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    crate::x86_64::avx512::q4_0::group_sums_vnni,
     crate::x86_64::avx2::q4_0::group_scales,
     crate::x86_64::avx512::q4_0::nibble_dot_vnni
 );
@@ -106,7 +78,6 @@ q4_0_kernels!(
 q4_0_kernels!(
     vnni_vbmi,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi",
-    crate::x86_64::avx512::q4_0::group_sums_vnni,
     crate::x86_64::avx512::q4_0::group_scales_vbmi,
     crate::x86_64::avx512::q4_0::nibble_dot_vnni
 );
