@@ -14,7 +14,8 @@ use crate::buffer::Filling;
 use crate::io::DataFile;
 use crate::layout::{validate, ExpertLoc, ExpertPart, PartLoc, Plan};
 use crate::policy::{EvictionPolicy, LayerCyclic, Lru, PolicyKind};
-use crate::stats::{add, get, Counters};
+use crate::stats::{add, get, sub, Counters};
+use crate::user::CacheUser;
 use crate::{
     CacheConfig, CacheError, CacheStats, ExpertKey, ExpertLayout, ExpertWeights, IoMode,
     PrefetchHint,
@@ -26,7 +27,7 @@ use crate::{
 /// [`get`](Self::get) from any thread. Dropping it stops and joins the prefetch threads.
 pub struct ExpertCache {
     inner: Arc<Inner>,
-    hints: Option<Sender<PrefetchHint>>,
+    hints: Option<Sender<(PrefetchHint, Arc<CacheUser>)>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -42,9 +43,10 @@ struct Inner {
     state: Mutex<State>,
     /// Signalled when held bytes drop (a load finished or failed), for loads waiting for room.
     room: Condvar,
+    /// Totals over all users.
     counters: Counters,
-    /// The runtime's current position stamp; hints stamped before it are stale.
-    position: AtomicU64,
+    /// The user of the calls that name none ([`ExpertCache::get`], ...).
+    default_user: Arc<CacheUser>,
     notices: Mutex<Vec<String>>,
     /// Hints sent and not yet fully handled by a prefetch thread.
     pending: Mutex<u64>,
@@ -72,15 +74,16 @@ struct State {
 struct Entry {
     weights: Arc<ExpertWeights>,
     charge: u64,
-    /// Loaded by the prefetcher and not yet fetched by any `get`.
-    prefetched_unused: bool,
+    /// Loaded by this user's prefetch hint and not yet fetched by any `get`.
+    prefetched_unused: Option<Arc<CacheUser>>,
 }
 
 /// One load in flight; everyone who wants the expert meanwhile waits on it.
 struct Load {
     result: Mutex<Option<Result<Arc<ExpertWeights>, CacheError>>>,
     done: Condvar,
-    by_prefetch: bool,
+    /// The user whose prefetch hint started this load.
+    by_prefetch: Option<Arc<CacheUser>>,
     /// A `get` waited for this prefetch (read and written under the state lock).
     claimed: AtomicBool,
 }
@@ -251,12 +254,22 @@ impl ExpertCache {
     /// already in flight (a miss; the wait counts as stall). The `Arc` keeps the weights alive
     /// while the caller uses them, even if the cache evicts the expert meanwhile.
     pub fn get(&self, layer: usize, expert: usize) -> Result<Arc<ExpertWeights>, CacheError> {
+        self.get_as(&self.inner.default_user, layer, expert)
+    }
+
+    /// [`get`](Self::get) on behalf of `user`, whose counters it adds to besides the cache's.
+    pub fn get_as(
+        &self,
+        user: &CacheUser,
+        layer: usize,
+        expert: usize,
+    ) -> Result<Arc<ExpertWeights>, CacheError> {
         let inner = &*self.inner;
         inner.check_key(layer, expert)?;
-        let c = &inner.counters;
+        let count = |f: fn(&Counters) -> &AtomicU64, n: u64| inner.count(user, f, n);
         if let Some(w) = inner.in_place[layer][expert].as_ref() {
             inner.check_in_place(layer, expert)?;
-            add(&c.hits, 1);
+            count(|c| &c.hits, 1);
             return Ok(w.clone());
         }
         let key = (layer, expert);
@@ -266,28 +279,30 @@ impl ExpertCache {
         let st_ref = &mut *st;
         if let Some(entry) = st_ref.ready.get_mut(&key) {
             let w = entry.weights.clone();
-            if entry.prefetched_unused {
-                entry.prefetched_unused = false;
+            if let Some(by) = entry.prefetched_unused.take() {
                 st_ref.prefetch_unused -= 1;
-                add(&c.prefetch_useful, 1);
+                sub(&by.counters.prefetch_unused, 1);
+                inner.count(&by, |c| &c.prefetch_useful, 1);
             }
             st_ref.policy.touch(key);
             drop(st);
-            add(&c.hits, 1);
+            count(|c| &c.hits, 1);
             return Ok(w);
         }
-        add(&c.misses, 1);
+        count(|c| &c.misses, 1);
         let r = match st.in_flight.get(&key).cloned() {
             Some(load) => {
-                if load.by_prefetch && !load.claimed.swap(true, Ordering::Relaxed) {
-                    add(&c.prefetch_useful, 1);
+                if let Some(by) = &load.by_prefetch {
+                    if !load.claimed.swap(true, Ordering::Relaxed) {
+                        inner.count(by, |c| &c.prefetch_useful, 1);
+                    }
                 }
                 drop(st);
                 load.wait()
             }
-            None => inner.load(key, st, false),
+            None => inner.load(key, st, None, user),
         };
-        add(&c.stall_ns, t0.elapsed().as_nanos() as u64);
+        count(|c| &c.stall_ns, t0.elapsed().as_nanos() as u64);
         r
     }
 
@@ -295,6 +310,12 @@ impl ExpertCache {
     /// when the queue is full. Hints for unknown experts are ignored. Does nothing without
     /// prefetch threads.
     pub fn prefetch(&self, hints: &[PrefetchHint]) {
+        self.prefetch_as(&self.inner.default_user, hints)
+    }
+
+    /// [`prefetch`](Self::prefetch) on behalf of `user`: its hints go stale against its position,
+    /// and their fate is counted to it.
+    pub fn prefetch_as(&self, user: &Arc<CacheUser>, hints: &[PrefetchHint]) {
         let Some(tx) = self.hints.as_ref() else {
             return;
         };
@@ -310,15 +331,15 @@ impl ExpertCache {
                 st.ready.contains_key(&key) || st.in_flight.contains_key(&key)
             };
             if here {
-                add(&inner.counters.prefetch_redundant, 1);
+                inner.count(user, |c| &c.prefetch_redundant, 1);
                 continue;
             }
             *inner.pending.lock() += 1;
-            match tx.try_send(h) {
+            match tx.try_send((h, user.clone())) {
                 Ok(()) => {}
                 Err(e) => {
                     if let TrySendError::Full(_) = e {
-                        add(&inner.counters.prefetch_dropped_full, 1);
+                        inner.count(user, |c| &c.prefetch_dropped_full, 1);
                     }
                     inner.hint_done();
                 }
@@ -330,7 +351,7 @@ impl ExpertCache {
     /// `needed_at` is below it are dropped as stale when a prefetch thread reaches them. May go
     /// down (a new sequence).
     pub fn set_position(&self, stamp: u64) {
-        self.inner.position.store(stamp, Ordering::Relaxed);
+        self.inner.default_user.set_position(stamp);
     }
 
     /// Blocks until every hint sent so far has been handled (loaded, or dropped as stale or
@@ -346,16 +367,33 @@ impl ExpertCache {
     /// snapshot may mix counters from slightly different moments.
     pub fn stats(&self) -> CacheStats {
         let inner = &*self.inner;
-        let c = &inner.counters;
-        let (held, peak, evictions, wasted, unused) = {
+        let mut s = self.snapshot(&inner.counters);
+        let st = inner.state.lock();
+        (s.evictions, s.prefetch_wasted, s.prefetch_unused) =
+            (st.evictions, st.prefetch_wasted, st.prefetch_unused);
+        s
+    }
+
+    /// The counters of `user` alone (see [`CacheUser`] for what is counted to whom). What the
+    /// cache holds (`cached_bytes`, `peak_cached_bytes`), its budget and I/O mode are the cache's,
+    /// shared by all users.
+    pub fn stats_of(&self, user: &CacheUser) -> CacheStats {
+        let c = &user.counters;
+        let mut s = self.snapshot(c);
+        (s.evictions, s.prefetch_wasted, s.prefetch_unused) = (
+            get(&c.evictions),
+            get(&c.prefetch_wasted),
+            get(&c.prefetch_unused),
+        );
+        s
+    }
+
+    /// `c`'s atomic counters and the cache's holdings (the counters kept under the lock are 0).
+    fn snapshot(&self, c: &Counters) -> CacheStats {
+        let inner = &*self.inner;
+        let (held, peak) = {
             let st = inner.state.lock();
-            (
-                st.held,
-                st.peak,
-                st.evictions,
-                st.prefetch_wasted,
-                st.prefetch_unused,
-            )
+            (st.held, st.peak)
         };
         let (hits, misses) = (get(&c.hits), get(&c.misses));
         CacheStats {
@@ -365,11 +403,11 @@ impl ExpertCache {
             bytes_read: get(&c.bytes_read),
             reads: get(&c.reads),
             stall_ns: get(&c.stall_ns),
-            evictions,
+            evictions: 0,
             prefetch_issued: get(&c.prefetch_issued),
             prefetch_useful: get(&c.prefetch_useful),
-            prefetch_wasted: wasted,
-            prefetch_unused: unused,
+            prefetch_wasted: 0,
+            prefetch_unused: 0,
             prefetch_failed: get(&c.prefetch_failed),
             prefetch_stale: get(&c.prefetch_stale),
             prefetch_redundant: get(&c.prefetch_redundant),
@@ -507,10 +545,10 @@ impl Drop for ExpertCache {
     }
 }
 
-fn prefetch_loop(inner: &Inner, rx: &Receiver<PrefetchHint>) {
-    for h in rx.iter() {
+fn prefetch_loop(inner: &Inner, rx: &Receiver<(PrefetchHint, Arc<CacheUser>)>) {
+    for (h, user) in rx.iter() {
         if !inner.shutdown.load(Ordering::Relaxed) {
-            inner.prefetch_one(h);
+            inner.prefetch_one(h, &user);
         }
         inner.hint_done();
     }
@@ -586,7 +624,7 @@ impl Inner {
             }),
             room: Condvar::new(),
             counters: Counters::default(),
-            position: AtomicU64::new(0),
+            default_user: CacheUser::new(),
             notices,
             pending: Mutex::new(0),
             idle: Condvar::new(),
@@ -594,6 +632,12 @@ impl Inner {
             read_delay_ns: AtomicU64::new(0),
             fake_direct_einval: AtomicBool::new(false),
         }
+    }
+
+    /// Adds `n` to the counter `f` picks, in the totals and in `user`'s.
+    fn count(&self, user: &CacheUser, f: fn(&Counters) -> &AtomicU64, n: u64) {
+        add(f(&self.counters), n);
+        add(f(&user.counters), n);
     }
 
     fn budget(&self) -> Option<u64> {
@@ -657,10 +701,9 @@ impl Inner {
         }
     }
 
-    fn prefetch_one(&self, h: PrefetchHint) {
-        let c = &self.counters;
-        if h.needed_at < self.position.load(Ordering::Relaxed) {
-            add(&c.prefetch_stale, 1);
+    fn prefetch_one(&self, h: PrefetchHint, user: &Arc<CacheUser>) {
+        if h.needed_at < user.position() {
+            self.count(user, |c| &c.prefetch_stale, 1);
             return;
         }
         let key = (h.layer, h.expert);
@@ -668,29 +711,31 @@ impl Inner {
             return;
         }
         if self.in_place[h.layer][h.expert].is_some() {
-            add(&c.prefetch_redundant, 1);
+            self.count(user, |c| &c.prefetch_redundant, 1);
             return;
         }
         let st = self.state.lock();
         if st.ready.contains_key(&key) || st.in_flight.contains_key(&key) {
             drop(st);
-            add(&c.prefetch_redundant, 1);
+            self.count(user, |c| &c.prefetch_redundant, 1);
             return;
         }
-        add(&c.prefetch_issued, 1);
-        if self.load(key, st, true).is_err() {
-            add(&c.prefetch_failed, 1);
+        self.count(user, |c| &c.prefetch_issued, 1);
+        if self.load(key, st, Some(user.clone()), user).is_err() {
+            self.count(user, |c| &c.prefetch_failed, 1);
         }
     }
 
     /// Loads `key` (which is neither ready nor in flight; `st` is the held state lock): registers
     /// the load, reserves room (evicting, or waiting for loads in flight to finish), reads without
-    /// the lock, then makes the expert ready and hands the result to everyone waiting.
+    /// the lock, then makes the expert ready and hands the result to everyone waiting. Its cost is
+    /// counted to `user`.
     fn load(
         &self,
         key: ExpertKey,
         mut st: MutexGuard<'_, State>,
-        by_prefetch: bool,
+        by_prefetch: Option<Arc<CacheUser>>,
+        user: &CacheUser,
     ) -> Result<Arc<ExpertWeights>, CacheError> {
         let load = Arc::new(Load {
             result: Mutex::new(None),
@@ -709,12 +754,12 @@ impl Inner {
             settled: false,
         };
         if let Some(st) = ticket.guard.as_mut() {
-            self.reserve(st, charge);
+            self.reserve(st, charge, user);
         }
         ticket.reserved = charge;
         ticket.guard = None; // unlock for the read
 
-        let r = self.read(key);
+        let r = self.read(key, user);
         ticket.finish(r)
     }
 
@@ -722,7 +767,7 @@ impl Inner {
     /// in policy order, and if that is not enough (the rest is reserved by loads in flight) waits
     /// for those loads to finish. Cannot wait forever: loads in flight always finish, and a single
     /// expert fits the budget (checked at open).
-    fn reserve(&self, st: &mut MutexGuard<'_, State>, charge: u64) {
+    fn reserve(&self, st: &mut MutexGuard<'_, State>, charge: u64, user: &CacheUser) {
         if let Some(budget) = self.budget() {
             while st.held + charge > budget {
                 let victim = st
@@ -730,7 +775,7 @@ impl Inner {
                     .victim()
                     .or_else(|| st.ready.keys().next().copied());
                 match victim {
-                    Some(v) => self.evict(st, v),
+                    Some(v) => self.evict(st, v, user),
                     None => self.room.wait(st),
                 }
             }
@@ -739,20 +784,28 @@ impl Inner {
         st.peak = st.peak.max(st.held);
     }
 
-    fn evict(&self, st: &mut State, key: ExpertKey) {
+    /// Evicts `key` to make room for a load of `user`'s.
+    fn evict(&self, st: &mut State, key: ExpertKey, user: &CacheUser) {
         st.policy.remove(key);
         if let Some(e) = st.ready.remove(&key) {
             st.held -= e.charge;
             st.evictions += 1;
-            if e.prefetched_unused {
+            add(&user.counters.evictions, 1);
+            if let Some(by) = e.prefetched_unused {
                 st.prefetch_unused -= 1;
                 st.prefetch_wasted += 1;
+                sub(&by.counters.prefetch_unused, 1);
+                add(&by.counters.prefetch_wasted, 1);
             }
         }
     }
 
     /// Reads the expert into a new buffer (no lock held).
-    fn read(&self, (layer, expert): ExpertKey) -> Result<Arc<ExpertWeights>, CacheError> {
+    fn read(
+        &self,
+        (layer, expert): ExpertKey,
+        user: &CacheUser,
+    ) -> Result<Arc<ExpertWeights>, CacheError> {
         let delay = self.read_delay_ns.load(Ordering::Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_nanos(delay));
@@ -785,8 +838,8 @@ impl Inner {
                 }
             }
         }
-        add(&self.counters.bytes_read, moved);
-        add(&self.counters.reads, 1);
+        self.count(user, |c| &c.bytes_read, moved);
+        self.count(user, |c| &c.reads, 1);
         let bytes = Bytes::new(Arc::new(buf.finish()));
         let weight = |i: usize| -> Option<Weight> {
             let (_, p) = loc.parts()[i];
@@ -842,9 +895,14 @@ impl Ticket<'_> {
             st.in_flight.remove(&self.key);
             match &r {
                 Ok(w) => {
-                    let unused =
-                        self.load.by_prefetch && !self.load.claimed.load(Ordering::Relaxed);
-                    st.prefetch_unused += unused as u64;
+                    let unused = match &self.load.by_prefetch {
+                        Some(by) if !self.load.claimed.load(Ordering::Relaxed) => {
+                            st.prefetch_unused += 1;
+                            add(&by.counters.prefetch_unused, 1);
+                            Some(by.clone())
+                        }
+                        _ => None,
+                    };
                     let entry = Entry {
                         weights: w.clone(),
                         charge: self.reserved,
@@ -854,7 +912,10 @@ impl Ticket<'_> {
                     // one, keep the accounting right anyway.
                     if let Some(old) = st.ready.insert(self.key, entry) {
                         st.held -= old.charge;
-                        st.prefetch_unused -= old.prefetched_unused as u64;
+                        if let Some(by) = old.prefetched_unused {
+                            st.prefetch_unused -= 1;
+                            sub(&by.counters.prefetch_unused, 1);
+                        }
                     } else {
                         st.policy.insert(self.key);
                     }

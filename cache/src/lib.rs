@@ -53,6 +53,13 @@
 //! [`ExpertCache::set_position`] (e.g. `token * n_layers + layer`); a hint whose `needed_at` is
 //! already behind the position is dropped as stale. Dropping the cache closes the channel and joins
 //! the threads.
+//!
+//! # Users
+//!
+//! One cache serves several users at once (the sessions of one model): each holds a [`CacheUser`]
+//! and calls [`ExpertCache::get_as`] / [`ExpertCache::prefetch_as`]; [`ExpertCache::stats_of`] gives
+//! the counters of its own requests and loads, [`ExpertCache::stats`] the totals. Each user's hints
+//! go stale against its own position. The calls without a user act for a built-in default one.
 
 mod buffer;
 mod cache;
@@ -62,6 +69,7 @@ mod io;
 mod layout;
 mod policy;
 mod stats;
+mod user;
 
 pub use buffer::ALIGN;
 pub use cache::ExpertCache;
@@ -70,6 +78,7 @@ pub use error::CacheError;
 pub use layout::{ExpertLayout, ExpertLoc, ExpertPart, PartLoc};
 pub use policy::{EvictionPolicy, LayerCyclic, Lru, PolicyKind};
 pub use stats::CacheStats;
+pub use user::CacheUser;
 
 use cosmoe_loader::Weight;
 

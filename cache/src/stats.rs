@@ -84,11 +84,20 @@ pub(crate) struct Counters {
     pub prefetch_stale: AtomicU64,
     pub prefetch_redundant: AtomicU64,
     pub prefetch_dropped_full: AtomicU64,
+    /// A user's share of what the cache keeps under its lock (unused for the cache's totals).
+    pub evictions: AtomicU64,
+    pub prefetch_wasted: AtomicU64,
+    pub prefetch_unused: AtomicU64,
 }
 
 /// Adds `n` to a counter (no ordering needed: each counter is independent).
 pub(crate) fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Subtracts `n` from a counter that holds at least `n`.
+pub(crate) fn sub(c: &AtomicU64, n: u64) {
+    c.fetch_sub(n, Ordering::Relaxed);
 }
 
 pub(crate) fn get(c: &AtomicU64) -> u64 {
