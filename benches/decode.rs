@@ -1,6 +1,8 @@
 //! One decode step of each golden fixture (tiny models: this measures per-token overhead, not bandwidth).
 
+use cosmoe::Session;
 use std::path::Path;
+use std::sync::Arc;
 
 use cosmoe::forward::Logits;
 use cosmoe::Model;
@@ -10,18 +12,22 @@ fn bench(c: &mut Criterion) {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
     let mut g = c.benchmark_group("decode_step_fixture");
     for name in ["mixtral", "qwen2_moe", "olmoe", "granitemoe"] {
-        let model = Model::load(&golden.join(name)).expect("fixture loads");
+        let model = Arc::new(Model::load(&golden.join(name)).expect("fixture loads"));
         let prompt: Vec<u32> = (1..17).collect();
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    let mut kv = model.new_kv_cache();
-                    model
-                        .forward(&prompt, &mut kv, Logits::Last)
+                    let mut kv = Session::new(model.clone());
+                    kv.eval(&prompt, Logits::Last)
+                        .map(<[f32]>::to_vec)
                         .expect("prefill");
                     kv
                 },
-                |mut kv| model.forward(&[5], &mut kv, Logits::Last).expect("decode"),
+                |mut kv| {
+                    kv.eval(&[5], Logits::Last)
+                        .map(<[f32]>::to_vec)
+                        .expect("decode")
+                },
                 criterion::BatchSize::SmallInput,
             )
         });

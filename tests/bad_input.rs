@@ -2,8 +2,10 @@
 
 mod common;
 
+use cosmoe::Session;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use common::copy_fixture;
 use cosmoe::forward::Logits;
@@ -258,30 +260,37 @@ fn index_errors() {
 #[test]
 fn ids_outside_vocabulary() {
     let d = common::golden_dir().join("qwen2_moe");
-    let model = Model::load(&d).unwrap();
-    let mut kv = model.new_kv_cache();
+    let model = Arc::new(Model::load(&d).unwrap());
+    let mut kv = Session::new(model.clone());
     let v = model.config.vocab_size as u32;
-    let e = model.forward(&[1, v, 2], &mut kv, Logits::All).unwrap_err();
+    let e = kv
+        .eval(&[1, v, 2], Logits::All)
+        .map(<[f32]>::to_vec)
+        .unwrap_err();
     assert!(
         matches!(e, Error::TokenOutOfRange { id, .. } if id == v),
         "{e:?}"
     );
-    assert!(kv.is_empty(), "a failed forward leaves the cache as it was");
-    let e = model.forward(&[], &mut kv, Logits::All).unwrap_err();
+    assert!(
+        kv.n_past() == 0,
+        "a failed forward leaves the cache as it was"
+    );
+    let e = kv.eval(&[], Logits::All).map(<[f32]>::to_vec).unwrap_err();
     assert!(matches!(e, Error::EmptyInput), "{e:?}");
     // The cache still works after the errors.
-    model.forward(&[1, 2], &mut kv, Logits::Last).unwrap();
-    assert_eq!(kv.len(), 2);
+    kv.eval(&[1, 2], Logits::Last).map(<[f32]>::to_vec).unwrap();
+    assert_eq!(kv.n_past(), 2);
 }
 
 #[test]
 fn context_limit() {
     let d = common::golden_dir().join("llama");
-    let model = Model::load(&d).unwrap();
+    let model = Arc::new(Model::load(&d).unwrap());
     let max = model.config.max_position_embeddings;
     let ids = vec![1u32; max + 1];
-    let e = model
-        .forward(&ids, &mut model.new_kv_cache(), Logits::Last)
+    let e = Session::new(model.clone())
+        .eval(&ids, Logits::Last)
+        .map(<[f32]>::to_vec)
         .unwrap_err();
     assert!(matches!(e, Error::ContextFull { .. }), "{e:?}");
 }

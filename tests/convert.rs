@@ -10,10 +10,12 @@
 
 mod common;
 
+use cosmoe::Session;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cosmoe::convert::{convert, ConvertConfig, ALIGNMENT};
-use cosmoe::generate::{generate, GenerateConfig};
+use cosmoe::generate::GenerateConfig;
 use cosmoe::sampler::SamplerConfig;
 use cosmoe::{LoadOptions, Model};
 use cosmoe_kernels::DType;
@@ -39,7 +41,7 @@ fn config(src: &Path, out: &Path, dtype: DType) -> ConvertConfig {
     }
 }
 
-fn greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
+fn greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
     let cfg = GenerateConfig {
         max_new_tokens: n,
         stop_at_eos: false,
@@ -48,7 +50,10 @@ fn greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
             ..Default::default()
         },
     };
-    generate(model, prompt, &cfg, |_| {}).unwrap().tokens
+    Session::new(model.clone())
+        .complete(prompt, &cfg, |_, _| true)
+        .unwrap()
+        .tokens
 }
 
 /// Keys whose values legitimately differ from llama.cpp's converter's files: names, the vocabulary
@@ -129,10 +134,11 @@ fn converted_files_run_like_the_checkpoint() {
     ))
     .unwrap();
     let exp = common::expected(&golden_dir().join("qwen3_moe_sharded"));
-    let model = Model::load_with(&out, &LoadOptions::default()).unwrap();
-    let mut kv = model.new_kv_cache();
-    let got = model
-        .forward(&exp.prompt_ids, &mut kv, cosmoe::forward::Logits::All)
+    let model = Arc::new(Model::load_with(&out, &LoadOptions::default()).unwrap());
+    let mut kv = Session::new(model.clone());
+    let got = kv
+        .eval(&exp.prompt_ids, cosmoe::forward::Logits::All)
+        .map(<[f32]>::to_vec)
         .unwrap();
     let err = common::rel_err(&got, &exp.logits);
     assert!(err < 1e-5, "qwen3_moe_sharded: max rel err {err}");
@@ -154,7 +160,7 @@ fn converted_files_run_like_the_checkpoint() {
     );
     let exp = common::expected(&golden_dir().join("mistral"));
     let want = ids(&exp.json["greedy_ids_without_window"]);
-    let model = Model::load_with(&out, &LoadOptions::default()).unwrap();
+    let model = Arc::new(Model::load_with(&out, &LoadOptions::default()).unwrap());
     assert_eq!(greedy(&model, &exp.prompt_ids, want.len()), want);
 }
 
@@ -204,7 +210,7 @@ fn cosmoe_written_files_are_those_llama_cpp_ran_and_greedy_matches() {
         );
         let want = ids(&c.exp["llama_cpp_greedy"]);
         assert!(want.len() >= 16);
-        let model = Model::load_with(&out, &LoadOptions::default()).unwrap();
+        let model = Arc::new(Model::load_with(&out, &LoadOptions::default()).unwrap());
         assert_eq!(greedy(&model, &c.prompt, want.len()), want, "{what}");
 
         // The vocabulary written from tokenizer.json, read back from the file, tokenises the prompt
@@ -237,7 +243,7 @@ fn llama_quantize_files_run_with_llama_cpp_greedy() {
             .filter(|t| t.ggml_type().name().eq_ignore_ascii_case(q))
             .count();
         assert!(quantised > 0, "{what}: no {q} tensors");
-        let model = Model::load_with(&path, &LoadOptions::default()).unwrap();
+        let model = Arc::new(Model::load_with(&path, &LoadOptions::default()).unwrap());
         let want = ids(&c.exp["llama_cpp_greedy"]);
         assert_eq!(greedy(&model, &c.prompt, want.len()), want, "{what}");
         checked += 1;

@@ -8,12 +8,14 @@
 
 mod common;
 
+use cosmoe::Session;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use common::{expected, golden_dir, ids, rel_err, Expected};
 use cosmoe::forward::Logits;
-use cosmoe::generate::{generate, GenerateConfig};
+use cosmoe::generate::GenerateConfig;
 use cosmoe::sampler::SamplerConfig;
 use cosmoe::{LoadOptions, Model};
 use serde_json::Value;
@@ -101,8 +103,9 @@ fn gguf_fixtures() -> Vec<GgufFixture> {
     v
 }
 
-fn load(f: &GgufFixture) -> Model {
+fn load(f: &GgufFixture) -> Arc<Model> {
     Model::load_with(&f.path, &LoadOptions::default())
+        .map(Arc::new)
         .unwrap_or_else(|e| panic!("{}: {e}", f.name()))
 }
 
@@ -167,8 +170,9 @@ fn gguf_logits_match_transformers_and_llama_cpp() {
     for f in gguf_fixtures() {
         let model = load(&f);
         assert_eq!(model.config.vocab_size, f.exp.vocab_size, "{}", f.name());
-        let got = model
-            .forward(&f.exp.prompt_ids, &mut model.new_kv_cache(), Logits::All)
+        let got = Session::new(model.clone())
+            .eval(&f.exp.prompt_ids, Logits::All)
+            .map(<[f32]>::to_vec)
             .unwrap();
         let v = f.exp.vocab_size;
         let n = f.exp.prompt_ids.len();
@@ -215,7 +219,8 @@ fn gguf_greedy_matches_transformers_and_llama_cpp() {
     for f in gguf_fixtures() {
         let model = load(&f);
         let n = f.exp.greedy_ids.len();
-        let g = generate(&model, &f.exp.prompt_ids, &greedy(n), |_| {})
+        let g = Session::new(model.clone())
+            .complete(&f.exp.prompt_ids, &greedy(n), |_, _| true)
             .unwrap()
             .tokens;
         let hf = common_prefix(&g, &f.exp.greedy_ids);
@@ -342,7 +347,8 @@ fn gguf_tokenizer_matches_transformers_and_llama_cpp() {
         assert_eq!(prompt, ids(&rec["prompt_text_ids"]), "{}", f.name());
 
         let want_lc = ids(&rec["prompt_text_greedy_ids"]);
-        let g = generate(&load(&f), &prompt, &greedy(want_lc.len()), |_| {})
+        let g = Session::new(load(&f).clone())
+            .complete(&prompt, &greedy(want_lc.len()), |_, _| true)
             .unwrap()
             .tokens;
         assert!(

@@ -4,9 +4,11 @@ mod common;
 
 use common::{expected, fixtures, golden_dir, ids, rel_err};
 use cosmoe::forward::Logits;
-use cosmoe::generate::{generate, GenerateConfig};
+use cosmoe::generate::GenerateConfig;
 use cosmoe::sampler::SamplerConfig;
 use cosmoe::Model;
+use cosmoe::Session;
+use std::sync::Arc;
 
 fn greedy(n: usize) -> GenerateConfig {
     GenerateConfig {
@@ -24,11 +26,12 @@ fn logits_match_transformers() {
     let mut report = Vec::new();
     for dir in fixtures() {
         let exp = expected(&dir);
-        let model = Model::load(&dir).unwrap();
+        let model = Arc::new(Model::load(&dir).unwrap());
         assert_eq!(model.config.vocab_size, exp.vocab_size);
-        let mut kv = model.new_kv_cache();
-        let got = model
-            .forward(&exp.prompt_ids, &mut kv, Logits::All)
+        let mut kv = Session::new(model.clone());
+        let got = kv
+            .eval(&exp.prompt_ids, Logits::All)
+            .map(<[f32]>::to_vec)
             .unwrap();
         let err = rel_err(&got, &exp.logits);
         report.push(format!(
@@ -51,14 +54,10 @@ fn logits_match_transformers() {
 fn greedy_continuation_matches_transformers() {
     for dir in fixtures() {
         let exp = expected(&dir);
-        let model = Model::load(&dir).unwrap();
-        let g = generate(
-            &model,
-            &exp.prompt_ids,
-            &greedy(exp.greedy_ids.len()),
-            |_| {},
-        )
-        .unwrap();
+        let model = Arc::new(Model::load(&dir).unwrap());
+        let g = Session::new(model.clone())
+            .complete(&exp.prompt_ids, &greedy(exp.greedy_ids.len()), |_, _| true)
+            .unwrap();
         assert_eq!(g.tokens, exp.greedy_ids, "{}", dir.display());
     }
 }
@@ -69,7 +68,7 @@ fn greedy_continuation_matches_transformers() {
 fn kv_cache_decode_equals_full_forward() {
     for dir in fixtures() {
         let exp = expected(&dir);
-        let model = Model::load(&dir).unwrap();
+        let model = Arc::new(Model::load(&dir).unwrap());
         let seq: Vec<u32> = exp
             .prompt_ids
             .iter()
@@ -77,17 +76,21 @@ fn kv_cache_decode_equals_full_forward() {
             .copied()
             .collect();
         let v = model.config.vocab_size;
-        let full = model
-            .forward(&seq, &mut model.new_kv_cache(), Logits::All)
+        let full = Session::new(model.clone())
+            .eval(&seq, Logits::All)
+            .map(<[f32]>::to_vec)
             .unwrap();
 
-        let mut kv = model.new_kv_cache();
+        let mut kv = Session::new(model.clone());
         // A prefill of the prompt, then one token at a time.
         let p = exp.prompt_ids.len();
-        let pre = model.forward(&seq[..p], &mut kv, Logits::All).unwrap();
+        let pre = kv
+            .eval(&seq[..p], Logits::All)
+            .map(<[f32]>::to_vec)
+            .unwrap();
         assert_eq!(pre, full[..p * v], "{}: prefill", dir.display());
         for (i, &t) in seq.iter().enumerate().skip(p) {
-            let step = model.forward(&[t], &mut kv, Logits::Last).unwrap();
+            let step = kv.eval(&[t], Logits::Last).map(<[f32]>::to_vec).unwrap();
             assert_eq!(
                 step,
                 full[i * v..(i + 1) * v],
@@ -95,22 +98,24 @@ fn kv_cache_decode_equals_full_forward() {
                 dir.display()
             );
         }
-        assert_eq!(kv.len(), seq.len());
+        assert_eq!(kv.n_past(), seq.len());
     }
 }
 
 #[test]
 fn sharded_and_single_file_agree() {
-    let single = Model::load(&golden_dir().join("qwen3_moe")).unwrap();
-    let sharded = Model::load(&golden_dir().join("qwen3_moe_sharded")).unwrap();
+    let single = Arc::new(Model::load(&golden_dir().join("qwen3_moe")).unwrap());
+    let sharded = Arc::new(Model::load(&golden_dir().join("qwen3_moe_sharded")).unwrap());
     assert_eq!(single.source.n_files(), 1);
     assert!(sharded.source.n_files() > 1);
     let ids = expected(&golden_dir().join("qwen3_moe")).prompt_ids;
-    let a = single
-        .forward(&ids, &mut single.new_kv_cache(), Logits::All)
+    let a = Session::new(single.clone())
+        .eval(&ids, Logits::All)
+        .map(<[f32]>::to_vec)
         .unwrap();
-    let b = sharded
-        .forward(&ids, &mut sharded.new_kv_cache(), Logits::All)
+    let b = Session::new(sharded.clone())
+        .eval(&ids, Logits::All)
+        .map(<[f32]>::to_vec)
         .unwrap();
     assert_eq!(a, b);
 }
@@ -135,8 +140,10 @@ fn tokenizer_and_text_prompt_match() {
         .get_ids()
         .to_vec();
     assert_eq!(prompt, ids(&exp.json["prompt_text_ids"]));
-    let model = Model::load(&dir).unwrap();
+    let model = Arc::new(Model::load(&dir).unwrap());
     let want = ids(&exp.json["prompt_text_greedy_ids"]);
-    let g = generate(&model, &prompt, &greedy(want.len()), |_| {}).unwrap();
+    let g = Session::new(model.clone())
+        .complete(&prompt, &greedy(want.len()), |_, _| true)
+        .unwrap();
     assert_eq!(g.tokens, want);
 }

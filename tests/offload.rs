@@ -4,7 +4,9 @@
 
 mod common;
 
+use cosmoe::Session;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cosmoe::forward::Logits;
 use cosmoe::routing::Prefetch;
@@ -21,14 +23,15 @@ fn gguf(name: &str) -> PathBuf {
 
 /// Logits of every position of the prompt, then of each greedy decode step (token by token, so the
 /// cache sees decode traffic and prefetch hints).
-fn run(path: &Path, opts: &LoadOptions, prompt: &[u32], n_new: usize) -> (Vec<f32>, Model) {
+fn run(path: &Path, opts: &LoadOptions, prompt: &[u32], n_new: usize) -> (Vec<f32>, Arc<Model>) {
     let model = Model::load_with(path, opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut kv = model.new_kv_cache();
-    let mut out = model.forward(prompt, &mut kv, Logits::All).unwrap();
+    let model = Arc::new(model);
+    let mut kv = Session::new(model.clone());
+    let mut out = kv.eval(prompt, Logits::All).map(<[f32]>::to_vec).unwrap();
     let v = model.config.vocab_size;
     let mut next = argmax(&out[out.len() - v..]);
     for _ in 0..n_new {
-        let l = model.forward(&[next], &mut kv, Logits::Last).unwrap();
+        let l = kv.eval(&[next], Logits::Last).map(<[f32]>::to_vec).unwrap();
         next = argmax(&l);
         out.extend_from_slice(&l);
     }
@@ -120,7 +123,7 @@ fn outputs_are_identical_in_every_mode() {
 #[test]
 fn budget_too_small_for_one_layer_is_an_error() {
     let path = gguf("mixtral.q8_0.gguf");
-    let model = Model::load_with(&path, &LoadOptions::default()).unwrap();
+    let model = Arc::new(Model::load_with(&path, &LoadOptions::default()).unwrap());
     let one = model.experts.expert_bytes(0, 0);
     drop(model);
     let e = match Model::load_with(&path, &opts(Some(one), IoMode::Buffered, Prefetch::None)) {
@@ -170,19 +173,21 @@ fn a_truncated_file_is_an_error_of_the_run() {
     let prompt = expected(&golden_dir().join("mixtral")).prompt_ids;
     for io in [IoMode::Buffered, IoMode::Direct] {
         let first_expert = experts_last_copy(&gguf("mixtral.q8_0.gguf"), &path);
-        let model = Model::load_with(&path, &opts(Some(1 << 30), io, Prefetch::None)).unwrap();
+        let model =
+            Arc::new(Model::load_with(&path, &opts(Some(1 << 30), io, Prefetch::None)).unwrap());
         // Cut the file under the loaded model, past its resident weights: the experts are gone.
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let len = file.metadata().unwrap().len();
         file.set_len(first_expert + 100).unwrap();
-        let mut kv = model.new_kv_cache();
-        let e = model
-            .forward(&prompt, &mut kv, Logits::Last)
+        let mut kv = Session::new(model.clone());
+        let e = kv
+            .eval(&prompt, Logits::Last)
+            .map(<[f32]>::to_vec)
             .unwrap_err()
             .to_string();
         assert!(e.contains("m.gguf"), "{io}: {e}");
         assert_eq!(
-            kv.len(),
+            kv.n_past(),
             0,
             "a failed forward pass must leave the KV cache as it was"
         );
@@ -190,21 +195,21 @@ fn a_truncated_file_is_an_error_of_the_run() {
         drop(file);
         experts_last_copy(&gguf("mixtral.q8_0.gguf"), &path);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
-        model.forward(&prompt, &mut kv, Logits::Last).unwrap();
+        kv.eval(&prompt, Logits::Last).map(<[f32]>::to_vec).unwrap();
     }
 }
 
 #[test]
 fn prefill_loads_each_expert_once_per_batch() {
     let path = gguf("qwen3_moe.f32.gguf");
-    let model = Model::load_with(&path, &opts(None, IoMode::Buffered, Prefetch::None)).unwrap();
+    let model =
+        Arc::new(Model::load_with(&path, &opts(None, IoMode::Buffered, Prefetch::None)).unwrap());
     let prompt: Vec<u32> = (0..40).map(|i| (i * 7 % 200) as u32).collect();
-    let mut kv = model.new_kv_cache();
-    model.forward(&prompt, &mut kv, Logits::Last).unwrap();
+    let mut kv = Session::new(model.clone());
+    kv.eval(&prompt, Logits::Last).map(<[f32]>::to_vec).unwrap();
     let m = model.config.moe.clone().unwrap();
-    let trace = model
-        .routing
-        .trace(prompt.len(), model.config.n_layers, m.n_experts, m.top_k);
+    let trace = kv.routing_trace().unwrap();
+    assert_eq!(trace.tokens.len(), prompt.len());
     // Distinct (layer, expert) pairs the batch used: one fetch each, however many tokens chose them.
     let mut used = std::collections::HashSet::new();
     for layers in &trace.tokens {

@@ -13,8 +13,10 @@ mod common;
 use common::{expected, fixtures, rel_err};
 use cosmoe::forward::Logits;
 use cosmoe::sampler::argmax;
+use cosmoe::Session;
 use cosmoe::{LoadOptions, Model};
 use cosmoe_kernels::DType;
+use std::sync::Arc;
 
 /// (format, least top-1 agreement, largest max|diff| / max|logit|) over all positions of all fixtures.
 const LIMITS: [(DType, f64, f32); 2] = [(DType::Q8_0, 0.95, 0.06), (DType::Q4_0, 0.65, 0.7)];
@@ -32,15 +34,17 @@ fn quantised_logits_stay_close() {
                 .chain(&exp.greedy_ids)
                 .copied()
                 .collect();
-            let base = Model::load(&dir).unwrap();
-            let q = Model::load_with(
-                &dir,
-                &LoadOptions {
-                    quantize: Some(dtype),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let base = Arc::new(Model::load(&dir).unwrap());
+            let q = Arc::new(
+                Model::load_with(
+                    &dir,
+                    &LoadOptions {
+                        quantize: Some(dtype),
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            );
             let n_q = q
                 .layers
                 .iter()
@@ -52,10 +56,14 @@ fn quantised_logits_stay_close() {
                 continue;
             }
             quantised_matrices += n_q;
-            let a = base
-                .forward(&seq, &mut base.new_kv_cache(), Logits::All)
+            let a = Session::new(base.clone())
+                .eval(&seq, Logits::All)
+                .map(<[f32]>::to_vec)
                 .unwrap();
-            let b = q.forward(&seq, &mut q.new_kv_cache(), Logits::All).unwrap();
+            let b = Session::new(q.clone())
+                .eval(&seq, Logits::All)
+                .map(<[f32]>::to_vec)
+                .unwrap();
             let v = base.config.vocab_size;
             for (ra, rb) in a.chunks_exact(v).zip(b.chunks_exact(v)) {
                 agree += (argmax(ra) == argmax(rb)) as usize;

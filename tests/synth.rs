@@ -2,9 +2,11 @@
 
 use cosmoe::forward::Logits;
 use cosmoe::synth::{n_params, presets, synth, Preset, SynthConfig};
+use cosmoe::Session;
 use cosmoe::{LoadOptions, Model};
 use cosmoe_kernels::DType;
 use cosmoe_loader::GgufFile;
+use std::sync::Arc;
 
 #[test]
 fn presets_have_their_published_sizes() {
@@ -55,10 +57,13 @@ fn wearable_synthesises_loads_and_runs() {
     .unwrap();
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
 
-    let model = Model::load_with(&out, &LoadOptions::default()).unwrap();
+    let model = Arc::new(Model::load_with(&out, &LoadOptions::default()).unwrap());
     assert_eq!(model.config.n_layers, 19);
-    let mut kv = model.new_kv_cache();
-    let logits = model.forward(&[1, 2, 3], &mut kv, Logits::Last).unwrap();
+    let mut kv = Session::new(model.clone());
+    let logits = kv
+        .eval(&[1, 2, 3], Logits::Last)
+        .map(<[f32]>::to_vec)
+        .unwrap();
     assert_eq!(logits.len(), 128_256);
     assert!(logits.iter().all(|x| x.is_finite()));
     // Its vocabulary tokenises text (bytes), so text prompts work.

@@ -19,6 +19,8 @@ pub enum Error {
     Tokenizer(String),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

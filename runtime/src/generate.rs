@@ -1,10 +1,8 @@
-//! Generation: prefill the prompt, then sample and decode one token at a time.
+//! Generation settings and results ([`crate::Session::generate`]), and streaming of decoded text.
 
-use std::time::{Duration, Instant};
+use cosmoe_loader::tokenizer::Tokenizer;
 
-use crate::forward::Logits;
-use crate::sampler::{Sampler, SamplerConfig};
-use crate::{Error, Model, Result};
+use crate::sampler::SamplerConfig;
 
 #[derive(Clone, Debug)]
 pub struct GenerateConfig {
@@ -14,58 +12,67 @@ pub struct GenerateConfig {
     pub sampler: SamplerConfig,
 }
 
-/// What one generation produced and what it cost.
+/// Why a generation stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StopReason {
+    /// It sampled an end-of-sequence token.
+    Eos,
+    /// It generated the tokens asked for.
+    #[default]
+    MaxTokens,
+    /// The token callback asked it to stop.
+    Callback,
+    /// The next token would not fit the model's context.
+    ContextFull,
+}
+
+/// What one generation produced.
 #[derive(Clone, Debug, Default)]
 pub struct Generation {
     pub tokens: Vec<u32>,
-    pub prompt_tokens: usize,
-    /// Prompt forward pass (includes the first token's logits).
-    pub prefill: Duration,
-    /// All later forward passes.
-    pub decode: Duration,
-    /// Stopped because the model's context was full.
-    pub hit_context_limit: bool,
+    pub stop: StopReason,
 }
 
-/// Generates up to `cfg.max_new_tokens` after `prompt`, calling `on_token` with each new token as soon
-/// as it is sampled (before the next forward pass).
-pub fn generate(
-    model: &Model,
-    prompt: &[u32],
-    cfg: &GenerateConfig,
-    mut on_token: impl FnMut(u32),
-) -> Result<Generation> {
-    if prompt.is_empty() {
-        return Err(Error::EmptyInput);
+impl Generation {
+    /// Stopped because the model's context was full.
+    pub fn hit_context_limit(&self) -> bool {
+        self.stop == StopReason::ContextFull
     }
-    let max_ctx = model.config.max_position_embeddings;
-    let mut sampler = Sampler::new(cfg.sampler.clone())?;
-    let mut kv = model.new_kv_cache();
-    let mut g = Generation {
-        prompt_tokens: prompt.len(),
-        ..Default::default()
-    };
-    if cfg.max_new_tokens == 0 {
-        return Ok(g);
-    }
-    let t0 = Instant::now();
-    let mut logits = model.forward(prompt, &mut kv, Logits::Last)?;
-    g.prefill = t0.elapsed();
-    loop {
-        let tok = sampler.sample(&logits);
-        g.tokens.push(tok);
-        on_token(tok);
-        let eos = cfg.stop_at_eos && model.config.eos_token_ids.contains(&tok);
-        if eos || g.tokens.len() >= cfg.max_new_tokens {
-            break;
+}
+
+/// Streams decoded text: gives what each token adds to the text, holding back an incomplete UTF-8
+/// sequence until the token that completes it (or the last token), so the pieces join to the
+/// decoded text of all the tokens.
+pub struct TextStream<'t> {
+    tok: &'t Tokenizer,
+    ids: Vec<u32>,
+    printed: usize,
+}
+
+impl<'t> TextStream<'t> {
+    pub fn new(tok: &'t Tokenizer) -> Self {
+        TextStream {
+            tok,
+            ids: Vec::new(),
+            printed: 0,
         }
-        if kv.len() >= max_ctx {
-            g.hit_context_limit = true;
-            break;
-        }
-        let t = Instant::now();
-        logits = model.forward(&[tok], &mut kv, Logits::Last)?;
-        g.decode += t.elapsed();
     }
-    Ok(g)
+
+    /// The text `id` adds (empty while a character is incomplete, unless `last`: then everything
+    /// not given yet, an incomplete character as U+FFFD).
+    pub fn push(&mut self, id: u32, last: bool) -> String {
+        self.ids.push(id);
+        let Ok(text) = self.tok.decode(&self.ids, true) else {
+            return String::new();
+        };
+        if (text.ends_with('\u{FFFD}') && !last)
+            || text.len() < self.printed
+            || !text.is_char_boundary(self.printed)
+        {
+            return String::new();
+        }
+        let new = text[self.printed..].to_owned();
+        self.printed = text.len();
+        new
+    }
 }

@@ -1,12 +1,18 @@
 //! cosmoe: an on-device inference runtime for sparse Mixture-of-Experts language models.
 //!
+//! - [`Model`]: a checkpoint loaded once and shared (weights, config, tokenizer, the expert cache);
+//!   [`Session`]: one conversation with it (KV cache, routing, statistics). Several sessions of one
+//!   model run at once on different threads.
+//! - [`forward`]: the pass itself; [`attention`] and [`moe`] its layers.
 //! - [`arch`]: what differs between architectures (one place per difference) and their tensor names.
-//! - [`model`]: a checkpoint loaded into a [`Model`]; [`forward`] runs it over tokens with a [`KvCache`].
 //! - [`sampler`], [`generate`]: from logits to tokens.
-//! - [`inspect`]: sizes, parameter counts and the expert/resident byte split.
+//! - [`report`]: what a run measured; [`inspect`]: sizes, parameter counts, the expert/resident split.
+//! - [`capi`]: the C ABI (`include/cosmoe.h`).
 
 pub mod arch;
+pub mod attention;
 pub mod bench;
+pub mod capi;
 pub mod convert;
 mod error;
 pub mod forward;
@@ -14,12 +20,15 @@ pub mod generate;
 pub mod inspect;
 pub mod kv;
 pub mod model;
+pub mod moe;
 pub mod report;
 pub mod rope;
 pub mod routing;
 pub mod sampler;
+pub mod session;
 pub mod synth;
 
 pub use error::{Error, Result};
 pub use kv::KvCache;
-pub use model::{LoadOptions, Model};
+pub use model::{LoadOptions, Model, TokenizerSource};
+pub use session::{CancelHandle, Session};

@@ -1,19 +1,20 @@
 //! The `cosmoe` command line.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use cosmoe::bench::KernelBenchConfig;
+use std::sync::Arc;
+
 use cosmoe::forward::Logits;
-use cosmoe::generate::{generate, GenerateConfig};
+use cosmoe::generate::{GenerateConfig, TextStream};
 use cosmoe::inspect::ModelReport;
 use cosmoe::sampler::SamplerConfig;
-use cosmoe::{LoadOptions, Model};
+use cosmoe::{LoadOptions, Model, Session, TokenizerSource};
 use cosmoe_kernels::DType;
-use cosmoe_loader::tokenizer::{self, Tokenizer};
 
 #[derive(Parser)]
 #[command(
@@ -192,7 +193,7 @@ struct CacheArgs {
 }
 
 impl CacheArgs {
-    fn options(&self, quantize: Option<DType>) -> Result<LoadOptions> {
+    fn options(&self, quantize: Option<DType>, tokenizer: TokenizerSource) -> Result<LoadOptions> {
         if let Some(p) = self.expert_cache_pct {
             if !(0.0..=100.0).contains(&p) {
                 bail!("--expert-cache-pct must be in 0..=100, got {p}");
@@ -209,6 +210,8 @@ impl CacheArgs {
             },
             cache_share: self.expert_cache_pct.map(|p| p / 100.0),
             prefetch: self.prefetch,
+            threads: None,
+            tokenizer,
         })
     }
 }
@@ -315,47 +318,30 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
         .context("starting the thread pool")
 }
 
-fn load(m: &ModelArgs) -> Result<Model> {
-    let opts = m.cache.options(m.quantize)?;
+/// Loads the model (on rayon's global pool, which [`init_threads`] sized), with the tokenizer
+/// `tokenizer` says.
+fn load(m: &ModelArgs, tokenizer: TokenizerSource) -> Result<Arc<Model>> {
+    let opts = m.cache.options(m.quantize, tokenizer)?;
     // Load errors name the file (and tensor) themselves.
-    Ok(Model::load_with(&m.model, &opts)?)
-}
-
-/// `--tokenizer`, else `tokenizer.json` in the model folder (or beside a model file), else the
-/// vocabulary in a GGUF file's metadata.
-fn load_tokenizer(model: &Path, explicit: Option<&Path>) -> Result<Option<Tokenizer>> {
-    if let Some(p) = explicit {
-        return Ok(Some(tokenizer::load(p)?));
-    }
-    let dir = if model.is_file() {
-        model.parent().unwrap_or(Path::new("."))
-    } else {
-        model
-    };
-    if let Some(t) = tokenizer::load_from_dir(dir)? {
-        return Ok(Some(t));
-    }
-    if cosmoe_loader::GgufFile::is_gguf_path(model) {
-        return Ok(tokenizer::from_gguf(&cosmoe_loader::GgufFile::open(
-            model,
-        )?)?);
-    }
-    Ok(None)
+    Ok(Arc::new(Model::load_with(&m.model, &opts)?))
 }
 
 fn run(a: RunArgs) -> Result<()> {
     init_threads(a.m.threads)?;
-    let model = load(&a.m)?;
-    let tok = load_tokenizer(&a.m.model, a.tokenizer.as_deref())?;
+    let tokenizer = match &a.tokenizer {
+        Some(p) => TokenizerSource::File(p.clone()),
+        None => TokenizerSource::Auto,
+    };
+    let model = load(&a.m, tokenizer)?;
+    let tok = model.tokenizer.as_ref();
     let prompt: Vec<u32> = match (&a.ids, &a.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => {
-            let Some(t) = &tok else {
-                bail!(
-                    "{} has no tokenizer.json: pass the prompt as --ids, or a tokenizer with --tokenizer",
-                    a.m.model.display()
-                );
-            };
+            let t = model.tokenizer().map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}: pass the prompt as --ids, or a tokenizer.json with --tokenizer"
+                )
+            })?;
             t.encode(text.as_str(), true)
                 .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
                 .get_ids()
@@ -383,64 +369,44 @@ fn run(a: RunArgs) -> Result<()> {
         },
     };
 
-    let moe = model.config.moe.clone();
-    let n_layers = model.config.n_layers;
-    let routing_desc = set_routing(&model, &a.routing, prompt.len() + a.n)?;
+    let mut session = Session::new(model.clone());
+    set_routing(&mut session, &a.routing, prompt.len() + a.n)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let text_mode = !a.print_ids && tok.is_some();
     if !a.print_ids && tok.is_none() {
-        eprintln!("note: no tokenizer, printing token ids");
-    }
-    let mut streamer = tok
-        .as_ref()
-        .filter(|_| text_mode && !a.json)
-        .map(TextStream::new);
-    let mut io_err = None;
-    let (mut stamps, mut after_prefill) = (Vec::new(), None);
-    let g = generate(&model, &prompt, &cfg, |t| {
-        stamps.push(Instant::now());
-        if after_prefill.is_none() {
-            after_prefill = Some(model.experts.stats());
+        match &model.tokenizer_note {
+            Some(n) => eprintln!("note: {n}; printing token ids"),
+            None => eprintln!("note: no tokenizer, printing token ids"),
         }
+    }
+    let mut streamer = tok.filter(|_| !a.print_ids && !a.json).map(TextStream::new);
+    let mut io_err = None;
+    let g = session.complete(&prompt, &cfg, |t, last| {
         let r = match &mut streamer {
-            Some(s) => s.push(t, &mut out),
+            Some(s) => {
+                let piece = s.push(t, last);
+                out.write_all(piece.as_bytes()).and_then(|_| out.flush())
+            }
             None if a.print_ids || a.json => Ok(()),
             None => write!(out, "{t} ").and_then(|_| out.flush()),
         };
         if let Err(e) = r {
             io_err.get_or_insert(e);
         }
+        true
     })?;
     if let Some(e) = io_err {
         return Err(e).context("writing to stdout");
     }
+    let stats = session.stats();
     if a.json {
-        let m = cosmoe::report::Measured {
-            prompt_tokens: prompt.len(),
-            gen_tokens: g.tokens.len(),
-            ttft_s: g.prefill.as_secs_f64(),
-            latency_ms: stamps
-                .windows(2)
-                .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
-                .collect(),
-            decode_s: g.decode.as_secs_f64(),
-            after_prefill: after_prefill.unwrap_or_default(),
-            kv_bytes: (model.kv_dim()
-                * 2
-                * 4
-                * model.config.n_layers
-                * (prompt.len() + g.tokens.len())) as u64,
+        let report = cosmoe::report::BenchReport {
+            model: a.m.model.display().to_string(),
+            threads: model.n_threads(),
+            load_ms: 0.0,
+            run: stats.clone(),
         };
-        let bc = cosmoe::report::BenchConfig {
-            prompt_tokens: prompt.len(),
-            gen_tokens: g.tokens.len(),
-            seed,
-            routing: routing_desc.clone(),
-            threads: rayon::current_num_threads(),
-        };
-        let report = cosmoe::report::report(&model, 0.0, &bc, &a.m.model.display().to_string(), &m);
-        let text = tok.as_ref().and_then(|t| t.decode(&g.tokens, true).ok());
+        let text = tok.and_then(|t| t.decode(&g.tokens, true).ok());
         let v = serde_json::json!({ "tokens": g.tokens, "text": text, "report": report });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else if a.print_ids {
@@ -449,34 +415,31 @@ fn run(a: RunArgs) -> Result<()> {
     } else {
         writeln!(out)?;
     }
-    let decoded = g.tokens.len().saturating_sub(1);
     eprintln!(
         "prompt {} tokens in {:.1} ms ({:.1} tok/s); generated {} tokens, decode {:.1} tok/s{}",
-        g.prompt_tokens,
-        g.prefill.as_secs_f64() * 1e3,
-        g.prompt_tokens as f64 / g.prefill.as_secs_f64().max(1e-9),
+        stats.prompt_tokens,
+        stats.ttft_ms,
+        stats.prefill_tok_s,
         g.tokens.len(),
-        decoded as f64 / g.decode.as_secs_f64().max(1e-9),
-        if g.hit_context_limit {
+        stats.decode_tok_s,
+        if g.hit_context_limit() {
             " (stopped: context full)"
         } else {
             ""
         }
     );
-    if let Some(m) = &moe {
-        let n = prompt.len() + g.tokens.len().saturating_sub(1);
-        let trace = model.routing.trace(n, n_layers, m.n_experts, m.top_k);
-        let s = model.experts.stats();
+    if let Some(trace) = session.routing_trace() {
+        let c = &stats.cache;
         eprintln!(
             "experts: {} requests, hit rate {:.1} %, {:.1} MiB read, stall {:.1} ms, {} evictions; ExRep {:.3}",
-            s.requests,
-            100.0 * s.hit_rate(),
-            s.bytes_read as f64 / (1 << 20) as f64,
-            s.stall_ms(),
-            s.evictions,
-            trace.exrep().overall
+            c.requests,
+            100.0 * c.hit_rate,
+            c.bytes_read as f64 / (1 << 20) as f64,
+            c.stall_ms,
+            c.evictions,
+            stats.routing.exrep
         );
-        for n in model.experts.notices() {
+        for n in &stats.notices {
             eprintln!("note: {n}");
         }
         if let Some(p) = &a.record_routing {
@@ -486,47 +449,12 @@ fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Streams decoded text: prints what the tokens so far add to the text, holding back an incomplete
-/// UTF-8 sequence until the token that completes it.
-struct TextStream<'t> {
-    tok: &'t Tokenizer,
-    ids: Vec<u32>,
-    printed: usize,
-}
-
-impl<'t> TextStream<'t> {
-    fn new(tok: &'t Tokenizer) -> Self {
-        TextStream {
-            tok,
-            ids: Vec::new(),
-            printed: 0,
-        }
-    }
-
-    fn push(&mut self, id: u32, out: &mut impl Write) -> std::io::Result<()> {
-        self.ids.push(id);
-        let Ok(text) = self.tok.decode(&self.ids, true) else {
-            return Ok(());
-        };
-        if text.ends_with('\u{FFFD}')
-            || text.len() < self.printed
-            || !text.is_char_boundary(self.printed)
-        {
-            return Ok(());
-        }
-        out.write_all(&text.as_bytes()[self.printed..])?;
-        out.flush()?;
-        self.printed = text.len();
-        Ok(())
-    }
-}
-
 fn logits(a: LogitsArgs) -> Result<()> {
     init_threads(a.m.threads)?;
-    let model = load(&a.m)?;
+    let model = load(&a.m, TokenizerSource::None)?;
     let t0 = Instant::now();
-    let mut kv = model.new_kv_cache();
-    let logits = model.forward(&a.ids, &mut kv, Logits::All)?;
+    let mut session = Session::new(model.clone());
+    let logits = session.eval(&a.ids, Logits::All)?;
     let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!(
@@ -620,12 +548,12 @@ fn synth(a: SynthArgs) -> Result<()> {
     Ok(())
 }
 
-/// Points the model's routing at a trace or a generator, as the flags ask; returns what it is.
-fn set_routing(model: &Model, r: &RoutingArgs, n_tokens: usize) -> Result<String> {
+/// Points the session's routing at a trace or a generator, as the flags ask.
+fn set_routing(session: &mut Session, r: &RoutingArgs, n_tokens: usize) -> Result<()> {
     use cosmoe::routing::{RoutingSource, RoutingTrace, SyntheticRouting};
-    let c = &model.config;
+    let c = &session.model().config;
     let (trace, what) = match (&r.routing_trace, &r.routing) {
-        (None, None) => return Ok("the model's routers".into()),
+        (None, None) => return Ok(()),
         (Some(p), _) => (RoutingTrace::load(p)?, format!("trace {}", p.display())),
         (None, Some(spec)) => {
             let Some(m) = &c.moe else {
@@ -643,10 +571,8 @@ fn set_routing(model: &Model, r: &RoutingArgs, n_tokens: usize) -> Result<String
         bail!("--routing-trace needs a mixture-of-experts model");
     };
     trace.check_fits(c.n_layers, m.n_experts, m.top_k)?;
-    model
-        .routing
-        .set_source(RoutingSource::Trace(std::sync::Arc::new(trace)));
-    Ok(what)
+    session.set_routing(RoutingSource::Trace(Arc::new(trace)), what);
+    Ok(())
 }
 
 fn bench(a: BenchArgs) -> Result<()> {
@@ -656,22 +582,25 @@ fn bench(a: BenchArgs) -> Result<()> {
 
 /// `bench` on the already started thread pool.
 fn bench_on_pool(a: BenchArgs) -> Result<()> {
-    let threads = rayon::current_num_threads();
     if a.gen_tokens == 0 {
         bail!("--gen-tokens must be at least 1");
     }
     let t0 = Instant::now();
-    let model = load(&a.m)?;
+    let model = load(&a.m, TokenizerSource::None)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let routing = set_routing(&model, &a.routing, a.prompt_tokens.max(1) + a.gen_tokens)?;
+    let mut session = Session::new(model);
+    set_routing(
+        &mut session,
+        &a.routing,
+        a.prompt_tokens.max(1) + a.gen_tokens,
+    )?;
     let cfg = cosmoe::report::BenchConfig {
         prompt_tokens: a.prompt_tokens,
         gen_tokens: a.gen_tokens,
         seed: a.seed,
-        routing,
-        threads,
     };
-    let r = cosmoe::report::bench(&model, load_ms, &cfg, &a.m.model.display().to_string())?;
+    let name = a.m.model.display().to_string();
+    let r = cosmoe::report::bench(&mut session, load_ms, &cfg, &name)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -4,12 +4,14 @@
 //! (vectors) are converted to f32. Every tensor's shape is checked here, once, so the forward pass
 //! never meets a size it did not expect.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cosmoe_cache::{
     CacheConfig, ExpertCache, ExpertLayout as CacheLayout, ExpertLoc, ExpertPart, ExpertWeights,
     PartLoc,
 };
+use cosmoe_loader::tokenizer::{self, Tokenizer};
 use cosmoe_loader::{Checkpoint, DType, GgufFile, LoaderError, ModelConfig, Weight, WeightSource};
 
 use crate::arch::{ArchSpec, ExpertLayout, Naming, Part, QkNorm, TensorNames};
@@ -65,6 +67,8 @@ pub struct Layer {
     pub ffn: Ffn,
 }
 
+/// A loaded model: immutable after load, shared by any number of [`crate::Session`]s on any threads
+/// (`Send + Sync`). The expert cache inside is shared by them too.
 pub struct Model {
     pub config: ModelConfig,
     pub spec: ArchSpec,
@@ -77,11 +81,33 @@ pub struct Model {
     pub lm_head: Weight,
     /// Every routed expert is fetched through this cache (resident when it has no budget).
     pub experts: ExpertCache,
-    /// Where routing comes from, and what it chose (for ExRep and traces).
-    pub routing: crate::routing::RoutingState,
+    /// The expert predictor sessions use unless told otherwise.
+    pub prefetch: crate::routing::Prefetch,
     pub rope: Rope,
+    /// `None` when the model has none (or it failed to load: see [`Model::tokenizer_note`]).
+    pub tokenizer: Option<Tokenizer>,
+    /// Why there is no tokenizer, when one was looked for and not found or not loaded.
+    pub tokenizer_note: Option<String>,
+    /// Bytes of the weights that are always resident (all but the routed experts).
+    pub resident_bytes: u64,
+    /// The model's own worker threads ([`LoadOptions::threads`]); `None`: rayon's global pool.
+    pub pool: Option<Arc<rayon::ThreadPool>>,
     /// Where the weights come from (kept open: the matrices are windows onto its memory maps).
     pub source: Box<dyn WeightSource>,
+}
+
+/// Where a model's tokenizer comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// `tokenizer.json` in the model folder (or beside a model file), else the vocabulary in a GGUF
+    /// file's metadata; a tokenizer that fails to load leaves a note, not an error (a model run on
+    /// token ids needs none).
+    #[default]
+    Auto,
+    /// This `tokenizer.json` (an error if it does not load).
+    File(PathBuf),
+    /// No tokenizer.
+    None,
 }
 
 /// How to load a model.
@@ -97,6 +123,10 @@ pub struct LoadOptions {
     pub cache_share: Option<f64>,
     /// Expert prediction for prefetching (needs `cache.prefetch_threads > 0`).
     pub prefetch: crate::routing::Prefetch,
+    /// Worker threads of the model's own pool; `None` runs on rayon's global pool (which a program
+    /// sizes once, as the CLI does).
+    pub threads: Option<usize>,
+    pub tokenizer: TokenizerSource,
 }
 
 impl Model {
@@ -105,25 +135,71 @@ impl Model {
         Self::load_with(dir, &LoadOptions::default())
     }
 
-    /// Loads a Hugging Face checkpoint folder or a `.gguf` file.
+    /// Loads a Hugging Face checkpoint folder or a `.gguf` file, and its tokenizer as
+    /// `opts.tokenizer` says.
     pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model> {
-        if GgufFile::is_gguf_path(path) {
+        let mut model = if GgufFile::is_gguf_path(path) {
             let file = GgufFile::open(path)?;
             let config = ModelConfig::from_gguf(&file)?;
             let mut spec = ArchSpec::of(config.architecture);
             spec.rope_interleaved = cosmoe_loader::gguf_rope_interleaved(file.architecture()?);
-            return Self::build(config, spec, Naming::Gguf, Box::new(file), opts);
+            Self::build(config, spec, Naming::Gguf, Box::new(file), opts)?
+        } else {
+            let config = ModelConfig::from_file(path)?;
+            let checkpoint = Checkpoint::open(path)?;
+            let spec = ArchSpec::of(config.architecture);
+            Self::build(
+                config,
+                spec,
+                Naming::HuggingFace,
+                Box::new(checkpoint),
+                opts,
+            )?
+        };
+        match &opts.tokenizer {
+            TokenizerSource::None => {}
+            TokenizerSource::File(p) => model.tokenizer = Some(tokenizer::load(p)?),
+            TokenizerSource::Auto => match find_tokenizer(path) {
+                Ok(Some(t)) => model.tokenizer = Some(t),
+                Ok(None) => {
+                    model.tokenizer_note = Some(format!(
+                        "{} has no tokenizer (no tokenizer.json, no GGUF vocabulary)",
+                        path.display()
+                    ))
+                }
+                Err(e) => model.tokenizer_note = Some(e.to_string()),
+            },
         }
-        let config = ModelConfig::from_file(path)?;
-        let checkpoint = Checkpoint::open(path)?;
-        let spec = ArchSpec::of(config.architecture);
-        Self::build(
-            config,
-            spec,
-            Naming::HuggingFace,
-            Box::new(checkpoint),
-            opts,
-        )
+        Ok(model)
+    }
+
+    /// The tokenizer, or an error saying why there is none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            Error::Tokenizer(
+                self.tokenizer_note
+                    .clone()
+                    .unwrap_or_else(|| "the model was loaded without a tokenizer".into()),
+            )
+        })
+    }
+
+    /// Runs `f` on the model's worker threads (its own pool, else rayon's global one), on a pool
+    /// thread: the products inside split their work by stealing rather than by waking the pool
+    /// from outside and sleeping until it is done (a futex round trip per product).
+    pub(crate) fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => rayon::scope(|_| f()),
+        }
+    }
+
+    /// Worker threads the model's products split over.
+    pub fn n_threads(&self) -> usize {
+        match &self.pool {
+            Some(p) => p.current_num_threads(),
+            None => rayon::current_num_threads(),
+        }
     }
 
     /// Builds a model from its configuration and a source of its weights named as `naming` says.
@@ -158,6 +234,18 @@ impl Model {
         if let Some(m) = &config.moe {
             experts.check_budget(m.top_k)?;
         }
+        let pool = match opts.threads {
+            None => None,
+            Some(n) => Some(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .thread_name(|i| format!("cosmoe-worker-{i}"))
+                    .build()
+                    .map_err(|e| Error::InvalidArgument(format!("starting {n} threads: {e}")))?,
+            )),
+        };
+        let total_bytes: u64 = source.tensor_stats().iter().map(|t| t.n_bytes as u64).sum();
+        let resident_bytes = total_bytes.saturating_sub(experts.total_bytes() as u64);
         // llama.cpp's converter stores Llama 3 RoPE scaling as per-frequency divisors.
         let rope_factors = match source.contains("rope_freqs.weight") {
             true => Some(source.vector("rope_freqs.weight", config.head_dim / 2)?),
@@ -171,7 +259,11 @@ impl Model {
             norm: parts.norm,
             lm_head: parts.lm_head,
             experts,
-            routing: crate::routing::RoutingState::new(opts.prefetch),
+            prefetch: opts.prefetch,
+            tokenizer: None,
+            tokenizer_note: None,
+            resident_bytes,
+            pool,
             config,
             source,
         })
@@ -187,6 +279,29 @@ impl Model {
         crate::KvCache::new(self.config.n_layers, self.kv_dim())
     }
 }
+
+/// `tokenizer.json` in the model folder (or beside a model file), else the vocabulary in a GGUF
+/// file's metadata.
+fn find_tokenizer(model: &Path) -> Result<Option<Tokenizer>> {
+    let dir = if model.is_file() {
+        model.parent().unwrap_or(Path::new("."))
+    } else {
+        model
+    };
+    if let Some(t) = tokenizer::load_from_dir(dir)? {
+        return Ok(Some(t));
+    }
+    if GgufFile::is_gguf_path(model) {
+        return Ok(tokenizer::from_gguf(&GgufFile::open(model)?)?);
+    }
+    Ok(None)
+}
+
+// Sessions on several threads share one model.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Model>();
+};
 
 /// Where each expert's matrices are: a window onto a weight file becomes a file range the cache reads
 /// itself; a matrix converted on load stays in memory.

@@ -3,30 +3,26 @@
 //! budget + resident weights + KV + 64 MiB), and the routing's ExRep. docs/report.md lists every field.
 
 use std::fmt;
-use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::forward::Logits;
-use crate::routing::ExRep;
-use crate::sampler::argmax;
-use crate::{Model, Result};
+use crate::generate::GenerateConfig;
+use crate::sampler::SamplerConfig;
+use crate::{Result, Session};
 
 /// Overhead allowed over budget + resident weights + KV in the peak-RSS bound (code, stacks,
 /// allocator slack, activations, tokenizer).
 pub const RSS_SLACK: u64 = 64 << 20;
 
+/// What `cosmoe bench` runs.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
     /// Seed of the random prompt ids.
     pub seed: u64,
-    /// How the routing was chosen, for the report ("model", "trace FILE", "synthetic:exrep=...").
-    pub routing: String,
-    pub threads: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -110,23 +106,36 @@ pub struct RoutingReport {
     pub exrep_per_layer: Vec<Option<f64>>,
 }
 
+/// The statistics of a session's runs since it was created or reset ([`Session::stats`]): the
+/// figures `--json` prints, and the C API's `cosmoe_stats`.
 #[derive(Clone, Debug, Serialize)]
-pub struct BenchReport {
-    pub model: String,
-    pub threads: usize,
+pub struct SessionStats {
+    /// Tokens evaluated as prompts ([`Session::eval`]).
     pub prompt_tokens: usize,
+    /// Tokens sampled ([`Session::generate`]).
     pub gen_tokens: usize,
-    pub load_ms: f64,
-    /// Prefill of the prompt plus sampling the first token.
+    /// The last prompt's evaluation plus sampling its first token.
     pub ttft_ms: f64,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
-    /// Per generated token after the first.
+    /// Per generated token after the first of each generation (its forward pass and sampling).
     pub latency: Latency,
+    /// The session's own expert fetches (other sessions of the model are not counted).
     pub cache: CacheReport,
     pub memory: MemoryReport,
     pub routing: RoutingReport,
     pub notices: Vec<String>,
+}
+
+/// `cosmoe bench`'s report: the run's [`SessionStats`] and how the model was loaded.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub threads: usize,
+    /// Opening the files and building the model (experts are not read here).
+    pub load_ms: f64,
+    #[serde(flatten)]
+    pub run: SessionStats,
 }
 
 /// Peak resident set size of this process (Linux: VmHWM in /proc/self/status).
@@ -137,147 +146,35 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// What one run measured, for [`report`].
-#[derive(Clone, Debug)]
-pub struct Measured {
-    pub prompt_tokens: usize,
-    /// Tokens generated (the first by the prefill).
-    pub gen_tokens: usize,
-    /// Prefill and first sample, seconds.
-    pub ttft_s: f64,
-    /// Per decoded token after the first, ms.
-    pub latency_ms: Vec<f64>,
-    pub decode_s: f64,
-    /// The cache's counters when the prefill ended.
-    pub after_prefill: cosmoe_cache::CacheStats,
-    pub kv_bytes: u64,
-}
-
-/// Runs the benchmark on `model` (loaded in `load_ms`).
-pub fn bench(model: &Model, load_ms: f64, cfg: &BenchConfig, name: &str) -> Result<BenchReport> {
-    let c = &model.config;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let prompt: Vec<u32> = (0..cfg.prompt_tokens.max(1))
-        .map(|_| rng.random_range(0..c.vocab_size as u32))
-        .collect();
-    let mut kv = model.new_kv_cache();
-
-    let t0 = Instant::now();
-    let logits = model.forward(&prompt, &mut kv, Logits::Last)?;
-    let mut next = argmax(&logits);
-    let ttft = t0.elapsed().as_secs_f64();
-    let after_prefill = model.experts.stats();
-
-    let mut lat = Vec::with_capacity(cfg.gen_tokens);
-    let t1 = Instant::now();
-    for _ in 1..cfg.gen_tokens {
-        let t = Instant::now();
-        let logits = model.forward(&[next], &mut kv, Logits::Last)?;
-        next = argmax(&logits);
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let decode_s = t1.elapsed().as_secs_f64();
-    let m = Measured {
-        prompt_tokens: prompt.len(),
-        gen_tokens: cfg.gen_tokens,
-        ttft_s: ttft,
-        latency_ms: lat,
-        decode_s,
-        after_prefill,
-        kv_bytes: kv.n_bytes() as u64,
-    };
-    Ok(report(model, load_ms, cfg, name, &m))
-}
-
-/// The report of a measured run.
-pub fn report(
-    model: &Model,
+/// Prefills `cfg.prompt_tokens` random ids on a fresh `session`, then decodes `cfg.gen_tokens`
+/// greedily, past end-of-sequence tokens.
+pub fn bench(
+    session: &mut Session,
     load_ms: f64,
     cfg: &BenchConfig,
     name: &str,
-    m: &Measured,
-) -> BenchReport {
-    let c = &model.config;
-    let (ttft, lat, decode_s, after_prefill) =
-        (m.ttft_s, &m.latency_ms, m.decode_s, m.after_prefill);
-    model.experts.wait_prefetches();
-    let s = model.experts.stats();
-
-    let n_pos = m.prompt_tokens + m.gen_tokens.saturating_sub(1);
-    let exrep: ExRep = match &c.moe {
-        Some(m) => model
-            .routing
-            .trace(n_pos, c.n_layers, m.n_experts, m.top_k)
-            .exrep(),
-        None => ExRep::default(),
+) -> Result<BenchReport> {
+    let vocab = session.model().config.vocab_size;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let prompt: Vec<u32> = (0..cfg.prompt_tokens.max(1))
+        .map(|_| rng.random_range(0..vocab as u32))
+        .collect();
+    session.reset();
+    let gen = GenerateConfig {
+        max_new_tokens: cfg.gen_tokens,
+        stop_at_eos: false,
+        sampler: SamplerConfig {
+            temperature: 0.0,
+            ..Default::default()
+        },
     };
-    let total_bytes: u64 = model
-        .source
-        .tensor_stats()
-        .iter()
-        .map(|t| t.n_bytes as u64)
-        .sum();
-    let expert_bytes = model.experts.total_bytes() as u64;
-    let resident = total_bytes.saturating_sub(expert_bytes);
-    let kv_bytes = m.kv_bytes;
-    let budget = model.experts.budget();
-    let peak = peak_rss();
-    let bound = budget.map(|b| b + resident + kv_bytes + RSS_SLACK);
-    let d_req = s.requests - after_prefill.requests;
-    let d_hits = s.hits - after_prefill.hits;
-    let d_stall = (s.stall_ns - after_prefill.stall_ns) as f64 / 1e9;
-    BenchReport {
+    session.complete(&prompt, &gen, |_, _| true)?;
+    Ok(BenchReport {
         model: name.to_owned(),
-        threads: cfg.threads,
-        prompt_tokens: m.prompt_tokens,
-        gen_tokens: m.gen_tokens,
+        threads: session.model().n_threads(),
         load_ms,
-        ttft_ms: ttft * 1e3,
-        prefill_tok_s: m.prompt_tokens as f64 / ttft.max(1e-9),
-        decode_tok_s: lat.len() as f64 / decode_s.max(1e-9),
-        latency: Latency::of(lat),
-        cache: CacheReport {
-            io: model.experts.config().io.to_string(),
-            budget_bytes: budget,
-            total_expert_bytes: model.experts.total_expert_bytes(),
-            prefetch: model.routing.prefetch.name().into(),
-            requests: s.requests,
-            hits: s.hits,
-            misses: s.misses,
-            hit_rate: s.hit_rate(),
-            decode_hit_rate: if d_req == 0 {
-                0.0
-            } else {
-                d_hits as f64 / d_req as f64
-            },
-            evictions: s.evictions,
-            bytes_read: s.bytes_read,
-            reads: s.reads,
-            stall_ms: s.stall_ms(),
-            decode_stall_share: d_stall / decode_s.max(1e-9),
-            prefetch_issued: s.prefetch_issued,
-            prefetch_useful: s.prefetch_useful,
-            prefetch_wasted: s.prefetch_wasted,
-            prefetch_unused: s.prefetch_unused,
-            prefetch_stale: s.prefetch_stale,
-            prefetch_redundant: s.prefetch_redundant,
-            prefetch_dropped_full: s.prefetch_dropped_full,
-            peak_cached_bytes: s.peak_cached_bytes,
-        },
-        memory: MemoryReport {
-            peak_rss_bytes: peak,
-            resident_weight_bytes: resident,
-            kv_bytes,
-            rss_bound_bytes: bound,
-            within_bound: bound.zip(peak).map(|(b, p)| p <= b),
-        },
-        routing: RoutingReport {
-            source: cfg.routing.clone(),
-            exrep: exrep.overall,
-            exrep_per_layer: exrep.per_layer,
-        },
-        notices: model.experts.notices(),
-    }
+        run: session.stats(),
+    })
 }
 
 fn mib(b: u64) -> f64 {
@@ -286,19 +183,18 @@ fn mib(b: u64) -> f64 {
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.cache;
-        let m = &self.memory;
-        let l = &self.latency;
+        let r = &self.run;
+        let (c, m, l) = (&r.cache, &r.memory, &r.latency);
         writeln!(f, "model              {}", self.model)?;
         writeln!(
             f,
             "tokens             {} prompt + {} generated, {} threads",
-            self.prompt_tokens, self.gen_tokens, self.threads
+            r.prompt_tokens, r.gen_tokens, self.threads
         )?;
         writeln!(
             f,
             "time               load {:.0} ms, first token {:.1} ms, prefill {:.1} tok/s, decode {:.2} tok/s",
-            self.load_ms, self.ttft_ms, self.prefill_tok_s, self.decode_tok_s
+            self.load_ms, r.ttft_ms, r.prefill_tok_s, r.decode_tok_s
         )?;
         writeln!(
             f,
@@ -374,9 +270,9 @@ impl fmt::Display for BenchReport {
         writeln!(
             f,
             "routing            {}; ExRep {:.3}",
-            self.routing.source, self.routing.exrep
+            r.routing.source, r.routing.exrep
         )?;
-        for n in &self.notices {
+        for n in &r.notices {
             writeln!(f, "note               {n}")?;
         }
         Ok(())

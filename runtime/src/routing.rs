@@ -330,69 +330,51 @@ impl std::str::FromStr for Prefetch {
     }
 }
 
-/// A model's routing for the sequence being run: where it comes from, and what each position chose.
-#[derive(Debug, Default)]
-pub struct RoutingState {
-    pub prefetch: Prefetch,
-    inner: std::sync::Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    source: RoutingSource,
+/// A session's routing: where it comes from, and what each position chose (for ExRep, traces and
+/// the `history` predictor).
+#[derive(Clone, Debug, Default)]
+pub struct RoutingRecord {
+    pub source: RoutingSource,
     /// `chosen[pos][layer]`: the experts position `pos` used (empty for dense layers).
     chosen: Vec<Vec<Vec<u32>>>,
 }
 
-impl RoutingState {
-    pub fn new(prefetch: Prefetch) -> Self {
-        RoutingState {
-            prefetch,
-            inner: Default::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // Nothing panics while holding it; a poisoned lock still holds consistent data.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn set_source(&self, source: RoutingSource) {
-        self.lock().source = source;
-    }
-
+impl RoutingRecord {
     /// Forced experts of position `pos` in layer `l`, if the source forces them.
-    pub fn forced(&self, pos: usize, l: usize) -> Option<Vec<u32>> {
-        self.lock().source.forced(pos, l).map(<[u32]>::to_vec)
+    pub fn forced(&self, pos: usize, l: usize) -> Option<&[u32]> {
+        self.source.forced(pos, l)
     }
 
     /// Records what position `pos` chose in layer `l` of `n_layers`.
-    pub fn record(&self, pos: usize, l: usize, n_layers: usize, experts: &[u32]) {
-        let mut g = self.lock();
-        if g.chosen.len() <= pos {
-            g.chosen.resize(pos + 1, vec![Vec::new(); n_layers]);
+    pub fn record(&mut self, pos: usize, l: usize, n_layers: usize, experts: &[u32]) {
+        if self.chosen.len() <= pos {
+            self.chosen.resize(pos + 1, vec![Vec::new(); n_layers]);
         }
-        g.chosen[pos][l] = experts.to_vec();
+        self.chosen[pos][l].clear();
+        self.chosen[pos][l].extend_from_slice(experts);
     }
 
     /// What position `pos` chose in layer `l`.
-    pub fn chosen(&self, pos: usize, l: usize) -> Option<Vec<u32>> {
-        self.lock()
-            .chosen
+    pub fn chosen(&self, pos: usize, l: usize) -> Option<&[u32]> {
+        self.chosen
             .get(pos)
             .and_then(|ls| ls.get(l))
+            .map(Vec::as_slice)
             .filter(|e| !e.is_empty())
-            .cloned()
     }
 
-    /// The choices of positions `0..n` as a trace.
-    pub fn trace(&self, n: usize, n_layers: usize, n_experts: usize, top_k: usize) -> RoutingTrace {
-        let g = self.lock();
+    /// Forgets positions from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.chosen.truncate(len);
+    }
+
+    /// The choices of every recorded position as a trace.
+    pub fn trace(&self, n_layers: usize, n_experts: usize, top_k: usize) -> RoutingTrace {
         RoutingTrace {
             n_layers,
             n_experts,
             top_k,
-            tokens: g.chosen.iter().take(n).cloned().collect(),
+            tokens: self.chosen.clone(),
         }
     }
 }

@@ -1,0 +1,113 @@
+//! Several sessions of one model at the same time on different threads, sharing an expert cache so
+//! small that they evict each other's experts: each session's outputs are bit-identical to running
+//! alone, and each session's statistics count its own requests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cosmoe::forward::Logits;
+use cosmoe::routing::Prefetch;
+use cosmoe::{LoadOptions, Model, Session};
+use cosmoe_cache::{CacheConfig, IoMode};
+
+fn gguf(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf")
+        .join(name)
+}
+
+/// The logits of every prompt position, then of 10 greedy decode steps, and the expert requests
+/// the session made.
+fn run(s: &mut Session, prompt: &[u32]) -> (Vec<f32>, u64) {
+    s.reset();
+    let mut out = s.eval(prompt, Logits::All).unwrap().to_vec();
+    let v = s.model().config.vocab_size;
+    for _ in 0..10 {
+        let next = cosmoe::sampler::argmax(&out[out.len() - v..]);
+        out.extend_from_slice(s.eval(&[next], Logits::Last).unwrap());
+    }
+    (out, s.stats().cache.requests)
+}
+
+fn prompts(vocab: u32) -> Vec<Vec<u32>> {
+    (0..3u32)
+        .map(|p| (0..9 + p).map(|i| (i * 37 + p * 11 + 1) % vocab).collect())
+        .collect()
+}
+
+#[test]
+fn concurrent_sessions_equal_lone_ones() {
+    for name in ["mixtral.q8_0.gguf", "qwen3_moe.f32.gguf"] {
+        let path = gguf(name);
+        let alone = Arc::new(Model::load(&path).unwrap());
+        let vocab = alone.config.vocab_size as u32;
+        let mut lone = Session::new(alone.clone());
+        let want: Vec<(Vec<f32>, u64)> = prompts(vocab).iter().map(|p| run(&mut lone, p)).collect();
+
+        // A budget of one layer's k largest experts: every session's every layer evicts.
+        let m = alone.config.moe.clone().unwrap();
+        let per_expert = (0..alone.experts.n_layers())
+            .flat_map(|l| (0..alone.experts.n_experts(l)).map(move |e| (l, e)))
+            .map(|(l, e)| alone.experts.expert_bytes(l, e))
+            .max()
+            .unwrap();
+        for (io, prefetch) in [
+            (IoMode::Buffered, Prefetch::GateHistory),
+            (IoMode::Direct, Prefetch::None),
+        ] {
+            let opts = LoadOptions {
+                cache: CacheConfig {
+                    budget: Some(per_expert * m.top_k as u64),
+                    io,
+                    prefetch_threads: 2,
+                    ..Default::default()
+                },
+                prefetch,
+                threads: Some(2),
+                ..Default::default()
+            };
+            let shared = Arc::new(Model::load_with(&path, &opts).unwrap());
+            std::thread::scope(|scope| {
+                for (i, prompt) in prompts(vocab).into_iter().enumerate() {
+                    let (shared, want) = (shared.clone(), &want[i]);
+                    scope.spawn(move || {
+                        let mut s = Session::new(shared);
+                        for round in 0..3 {
+                            let (got, requests) = run(&mut s, &prompt);
+                            let what = format!("{name} {io} session {i} round {round}");
+                            assert!(got == want.0, "{what}: logits differ from a lone run");
+                            assert_eq!(
+                                requests, want.1,
+                                "{what}: a session counts its own expert requests"
+                            );
+                        }
+                    });
+                }
+            });
+            shared.experts.wait_prefetches();
+            let total = shared.experts.stats();
+            let runs: u64 = want.iter().map(|w| 3 * w.1).sum();
+            assert_eq!(
+                total.requests, runs,
+                "{name}: the sessions' requests add up"
+            );
+            assert!(total.evictions > 0, "{name}: the sessions must evict");
+            assert!(total.peak_cached_bytes <= per_expert * m.top_k as u64);
+        }
+    }
+}
+
+#[test]
+fn sessions_of_one_model_keep_their_own_context() {
+    let model = Arc::new(Model::load(&gguf("qwen3_moe.f32.gguf")).unwrap());
+    let (mut a, mut b) = (Session::new(model.clone()), Session::new(model.clone()));
+    let la = a.eval(&[1, 2, 3], Logits::Last).unwrap().to_vec();
+    b.eval(&[9, 8, 7, 6], Logits::Last).unwrap();
+    assert_eq!((a.n_past(), b.n_past()), (3, 4));
+    // a's next step is what a lone session gives for the whole sequence.
+    let step = a.eval(&[4], Logits::Last).unwrap().to_vec();
+    let mut c = Session::new(model);
+    let whole = c.eval(&[1, 2, 3, 4], Logits::All).unwrap().to_vec();
+    let v = whole.len() / 4;
+    assert!(step == whole[3 * v..] && la == whole[2 * v..3 * v]);
+}
