@@ -12,7 +12,7 @@ use crate::generate::{GenerateConfig, Generation, StopReason};
 use crate::report::{
     peak_rss, CacheReport, Latency, MemoryReport, RoutingReport, SessionStats, RSS_SLACK,
 };
-use crate::routing::{ExRep, Prefetch, RoutingRecord, RoutingSource, RoutingTrace};
+use crate::routing::{Prefetch, RoutingRecord, RoutingSource, RoutingTrace};
 use crate::sampler::Sampler;
 use crate::{Error, Model, Result};
 
@@ -319,10 +319,7 @@ impl Session {
         model.experts.wait_prefetches();
         let s = self.cache_stats();
         let log = &self.log;
-        let exrep = self
-            .routing_trace()
-            .map(|t| t.exrep())
-            .unwrap_or_default();
+        let exrep = self.routing_trace().map(|t| t.exrep()).unwrap_or_default();
         let kv_bytes = self.kv_bytes() as u64;
         let budget = model.experts.budget();
         let peak = peak_rss();
