@@ -345,6 +345,39 @@ unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Res<&'a str> {
         .or_else(|_| invalid(format!("{what} is not valid UTF-8")))
 }
 
+/// A caller's buffer of `capacity` values gets `src`, and `*len` its length; a buffer too small gets
+/// nothing (`COSMOE_ERR_BUFFER_TOO_SMALL`: the length says what is needed).
+///
+/// # Safety
+/// `dst` is NULL or valid for `capacity` writes; `len` is valid for a write (checked non-NULL by the
+/// caller).
+unsafe fn copy_out<T: Copy>(
+    src: &[T],
+    dst: *mut T,
+    capacity: usize,
+    len: *mut usize,
+    what: &str,
+) -> Res {
+    // SAFETY: the caller's contract.
+    unsafe { len.write(src.len()) };
+    if dst.is_null() && capacity > 0 {
+        return invalid(format!("{what} is NULL but capacity is {capacity}"));
+    }
+    if capacity < src.len() {
+        return fail(
+            COSMOE_ERR_BUFFER_TOO_SMALL,
+            format!("{what} holds {capacity}, {} needed", src.len()),
+        );
+    }
+    if src.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: src.len() <= capacity values at dst (the caller's contract), and a caller's buffer
+    // does not overlap ours.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+    Ok(())
+}
+
 /// Token ids checked against the vocabulary.
 fn token_ids(ids: &[i32], vocab: usize) -> Res<Vec<u32>> {
     ids.iter()
@@ -611,23 +644,9 @@ pub unsafe extern "C" fn cosmoe_tokenize(
         let enc = tok
             .encode(text, add_special)
             .or_else(|e| fail(COSMOE_ERR_FORMAT, format!("tokenizing: {e}")))?;
-        let got = enc.get_ids();
-        // SAFETY: non-NULL checked above.
-        unsafe { n_ids.write(got.len()) };
-        if capacity < got.len() {
-            return fail(
-                COSMOE_ERR_BUFFER_TOO_SMALL,
-                format!("{} ids need room for {}", got.len(), got.len()),
-            );
-        }
-        if ids.is_null() {
-            return invalid("ids is NULL but capacity is not 0");
-        }
-        for (i, &id) in got.iter().enumerate() {
-            // SAFETY: i < got.len() <= capacity; the caller's contract.
-            unsafe { ids.add(i).write(id as i32) };
-        }
-        Ok(())
+        let got: Vec<i32> = enc.get_ids().iter().map(|&id| id as i32).collect();
+        // SAFETY: the caller's contract.
+        unsafe { copy_out(&got, ids, capacity, n_ids, "ids") }
     })
 }
 
@@ -667,23 +686,12 @@ pub unsafe extern "C" fn cosmoe_detokenize(
             .tokenizer()?
             .decode(&ids, true)
             .or_else(|e| fail(COSMOE_ERR_FORMAT, format!("detokenizing: {e}")))?;
-        // SAFETY: non-NULL checked above.
-        unsafe { len.write(text.len()) };
-        if capacity < text.len() {
-            return fail(
-                COSMOE_ERR_BUFFER_TOO_SMALL,
-                format!("the text needs {} bytes", text.len()),
-            );
-        }
-        if buf.is_null() {
-            return invalid("buf is NULL but capacity is not 0");
-        }
-        // SAFETY: text.len() <= capacity bytes of buf (the caller's contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
-            if capacity > text.len() {
-                buf.add(text.len()).write(0);
-            }
+        let buf = buf.cast::<u8>();
+        // SAFETY: the caller's contract.
+        unsafe { copy_out(text.as_bytes(), buf, capacity, len, "buf")? };
+        if capacity > text.len() {
+            // SAFETY: within the caller's `capacity` (> 0) bytes; copy_out refused a NULL `buf`.
+            unsafe { buf.add(text.len()).write(0) };
         }
         Ok(())
     })
@@ -937,4 +945,56 @@ pub unsafe extern "C" fn cosmoe_session_n_past(session: *const cosmoe_session) -
     unsafe { session.as_ref() }
         .and_then(|s| s.session.try_lock().map(|g| g.n_past()))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: cosmoe_last_error returns a NUL-terminated string owned by this thread.
+        unsafe { CStr::from_ptr(cosmoe_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_is_an_internal_error_naming_where() {
+        let status = entry(|| panic!("boom {}", 42));
+        assert_eq!(status, COSMOE_ERR_INTERNAL);
+        let msg = last_error();
+        assert!(msg.contains("boom 42") && msg.contains("capi.rs"), "{msg}");
+        // A failure after it replaces the message.
+        assert_eq!(entry(|| invalid("second")), COSMOE_ERR_INVALID_ARGUMENT);
+        assert_eq!(last_error(), "second");
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        let s = |e: Error| Failure::from(e).status;
+        assert_eq!(s(Error::Cancelled), COSMOE_ERR_CANCELLED);
+        assert_eq!(
+            s(Error::ContextFull { needed: 9, max: 8 }),
+            COSMOE_ERR_CONTEXT_FULL
+        );
+        assert_eq!(
+            s(Error::TokenOutOfRange {
+                id: 9,
+                vocab_size: 8
+            }),
+            COSMOE_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(s(Error::Tokenizer("x".into())), COSMOE_ERR_FORMAT);
+    }
+
+    #[test]
+    fn token_ids_are_checked_against_the_vocabulary() {
+        assert_eq!(token_ids(&[0, 7], 8).ok(), Some(vec![0, 7]));
+        for bad in [[0, 8], [-1, 0]] {
+            let e = token_ids(&bad, 8).err().map(|f| (f.status, f.msg));
+            let (status, msg) = e.unwrap();
+            assert_eq!(status, COSMOE_ERR_INVALID_ARGUMENT);
+            assert!(msg.contains("outside the vocabulary of 8"), "{msg}");
+        }
+    }
 }
