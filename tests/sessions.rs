@@ -111,3 +111,72 @@ fn sessions_of_one_model_keep_their_own_context() {
     let v = whole.len() / 4;
     assert!(step == whole[3 * v..] && la == whole[2 * v..3 * v]);
 }
+
+fn greedy(n: usize) -> cosmoe::generate::GenerateConfig {
+    cosmoe::generate::GenerateConfig {
+        max_new_tokens: n,
+        stop_at_eos: false,
+        sampler: Default::default(),
+    }
+}
+
+#[test]
+fn generation_stops_at_a_full_context_and_eval_refuses_more() {
+    use cosmoe::generate::StopReason;
+    let model = Arc::new(Model::load(&gguf("mixtral.q8_0.gguf")).unwrap());
+    let max = model.config.max_position_embeddings;
+    let mut s = Session::new(model);
+    let prompt: Vec<u32> = (0..max as u32 - 3).map(|i| i % 300).collect();
+    let g = s.complete(&prompt, &greedy(100), |_, _| true).unwrap();
+    // Three positions were free: three tokens fill them, and the fourth, sampled from the last
+    // position, is returned but has no position to stay in.
+    assert_eq!((g.stop, g.tokens.len()), (StopReason::ContextFull, 4));
+    assert_eq!(s.n_past(), max);
+    let e = s.eval(&[1], Logits::Last).unwrap_err();
+    assert!(matches!(e, cosmoe::Error::ContextFull { .. }), "{e:?}");
+    s.reset();
+    assert_eq!(s.n_past(), 0);
+    s.eval(&[1, 2], Logits::Last).unwrap();
+}
+
+#[test]
+fn a_cancel_from_another_thread_stops_generation_within_a_token() {
+    let model = Arc::new(Model::load(&gguf("qwen3_moe.f32.gguf")).unwrap());
+    let mut s = Session::new(model.clone());
+    let cancel = s.cancel_handle();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let canceller = std::thread::spawn(move || {
+        rx.recv().unwrap();
+        cancel.cancel();
+        done_tx.send(()).unwrap();
+    });
+    let mut seen = 0;
+    let e = s
+        .complete(&[1, 2, 3], &greedy(200), |_, _| {
+            seen += 1;
+            if seen == 1 {
+                tx.send(()).unwrap();
+                done_rx.recv().unwrap();
+            }
+            true
+        })
+        .unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(e, cosmoe::Error::Cancelled), "{e:?}");
+    assert_eq!(seen, 1, "the cancel lands before the next token");
+    // The session goes on from what it holds: the prompt and the token sampled.
+    assert_eq!(s.n_past(), 4);
+    let g = s.generate(&greedy(2), |_, _| true).unwrap();
+    assert_eq!(g.tokens.len(), 2);
+    // A cancel with nothing running does nothing to the next call.
+    s.cancel_handle().cancel();
+    s.reset();
+    assert_eq!(
+        s.complete(&[1, 2, 3], &greedy(3), |_, _| true)
+            .unwrap()
+            .tokens
+            .len(),
+        3
+    );
+}

@@ -765,7 +765,8 @@ pub unsafe extern "C" fn cosmoe_session_logits(
 /// calling `on_token` (may be NULL) with each one. `params` NULL means
 /// `cosmoe_sampling_default_params()`. `*n_generated` (optional) gets the number of tokens sampled
 /// and `*stop` (optional) why it stopped. Generation that reaches the context limit stops with
-/// `COSMOE_STOP_CONTEXT_FULL` and OK.
+/// `COSMOE_STOP_CONTEXT_FULL` and OK; its last token, sampled from the last position, is passed to
+/// the callback but has no position left in the context.
 ///
 /// Returns OK; INVALID_ARGUMENT (NULL `session`, bad sampling parameters, nothing evaluated yet, the
 /// session in use); CANCELLED (`cosmoe_session_cancel`: the tokens sampled so far stay in the

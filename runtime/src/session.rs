@@ -169,7 +169,8 @@ impl Session {
     /// Samples up to `cfg.max_new_tokens` tokens from the current logits on, evaluating each before
     /// sampling the next; `on_token(token, last)` gets each token as soon as it is sampled, with
     /// `last` set when the generation ends with it (end of sequence, the tokens asked for, a full
-    /// context), and returns `false` to stop. Needs something evaluated first
+    /// context), and returns `false` to stop. When the context fills, the token sampled from its
+    /// last position is returned but not kept (no position is left for it). Needs something evaluated first
     /// ([`eval`](Self::eval), or an earlier generation).
     ///
     /// On error (a failed expert read, a cancel) the tokens sampled so far stay in the context.
@@ -256,6 +257,10 @@ impl Session {
                 return Ok(());
             }
             if let Some(stop) = stop {
+                if stop == StopReason::ContextFull {
+                    // Its position is past the context: it is returned, not kept.
+                    self.pending = None;
+                }
                 g.stop = stop;
                 return Ok(());
             }
