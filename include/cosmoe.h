@@ -84,7 +84,8 @@ typedef struct cosmoe_model cosmoe_model;
 
 // One conversation with a model: its context (KV cache), routing and statistics. One thread at a
 // time (a second thread's call meanwhile gets `COSMOE_ERR_INVALID_ARGUMENT`), except
-// `cosmoe_session_cancel`, which any thread may call at any time.
+// `cosmoe_session_cancel`, which any thread may call at any time. After a call returned
+// `COSMOE_ERR_INTERNAL` the session refuses every call but reset and free.
 typedef struct cosmoe_session cosmoe_session;
 
 // How to load a model. Start from `cosmoe_model_default_params()` and change fields.
@@ -315,7 +316,8 @@ enum cosmoe_status cosmoe_session_generate(struct cosmoe_session *session,
 // `session` is NULL or a live session.
 enum cosmoe_status cosmoe_session_cancel(struct cosmoe_session *session);
 
-// Empties the session's context and statistics.
+// Empties the session's context and statistics; also makes a session usable again after a call
+// on it returned COSMOE_ERR_INTERNAL.
 //
 // Returns OK; INVALID_ARGUMENT (NULL `session`, the session in use).
 //

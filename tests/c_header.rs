@@ -37,3 +37,15 @@ fn header_is_current() {
         assert!(current.contains(f), "the header lacks `{f}`");
     }
 }
+
+/// docs/c-api.md shows examples/python/cosmoe_ctypes.py (which tests/c_api.rs runs) as it is.
+#[test]
+fn the_doc_shows_the_python_example_as_tested() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/c-api.md")).unwrap();
+    let py = std::fs::read_to_string(root.join("examples/python/cosmoe_ctypes.py")).unwrap();
+    assert!(
+        doc.contains(&py),
+        "docs/c-api.md must quote examples/python/cosmoe_ctypes.py verbatim"
+    );
+}

@@ -10,9 +10,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
-
-use parking_lot::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, Once, TryLockError};
 
 use crate::forward::Logits;
 use crate::generate::{GenerateConfig, StopReason, TextStream};
@@ -183,7 +181,8 @@ pub struct cosmoe_model {
 
 /// One conversation with a model: its context (KV cache), routing and statistics. One thread at a
 /// time (a second thread's call meanwhile gets `COSMOE_ERR_INVALID_ARGUMENT`), except
-/// `cosmoe_session_cancel`, which any thread may call at any time.
+/// `cosmoe_session_cancel`, which any thread may call at any time. After a call returned
+/// `COSMOE_ERR_INTERNAL` the session refuses every call but reset and free.
 pub struct cosmoe_session {
     cancel: CancelHandle,
     session: Mutex<Session>,
@@ -391,11 +390,20 @@ fn token_ids(ids: &[i32], vocab: usize) -> Res<Vec<u32>> {
         .collect()
 }
 
-/// The session, unless another thread is using it.
-fn lock(s: &cosmoe_session) -> Res<parking_lot::MutexGuard<'_, Session>> {
+/// The session, unless another call is using it, or a call on it panicked (its context may be
+/// half-updated: only `cosmoe_session_reset` brings it back).
+fn lock(s: &cosmoe_session) -> Res<MutexGuard<'_, Session>> {
     match s.session.try_lock() {
-        Some(g) => Ok(g),
-        None => invalid("the session is in use by another thread (one thread at a time)"),
+        Ok(g) => Ok(g),
+        Err(TryLockError::WouldBlock) => invalid(
+            "the session is in use (by another thread, or from inside its own callback): \
+             one call at a time",
+        ),
+        Err(TryLockError::Poisoned(_)) => fail(
+            COSMOE_ERR_INTERNAL,
+            "an earlier call on this session failed inside cosmoe (COSMOE_ERR_INTERNAL): \
+             cosmoe_session_reset makes it usable again",
+        ),
     }
 }
 
@@ -855,7 +863,8 @@ pub unsafe extern "C" fn cosmoe_session_cancel(session: *mut cosmoe_session) -> 
     })
 }
 
-/// Empties the session's context and statistics.
+/// Empties the session's context and statistics; also makes a session usable again after a call
+/// on it returned COSMOE_ERR_INTERNAL.
 ///
 /// Returns OK; INVALID_ARGUMENT (NULL `session`, the session in use).
 ///
@@ -866,7 +875,16 @@ pub unsafe extern "C" fn cosmoe_session_reset(session: *mut cosmoe_session) -> c
     entry(|| {
         // SAFETY: the caller's contract.
         let s = unsafe { deref(session, "session")? };
-        lock(s)?.reset();
+        let mut guard = match s.session.try_lock() {
+            Ok(g) => g,
+            // Reset is what brings a session back after a panic inside a call.
+            Err(TryLockError::Poisoned(p)) => {
+                s.session.clear_poison();
+                p.into_inner()
+            }
+            Err(TryLockError::WouldBlock) => return lock(s).map(drop),
+        };
+        guard.reset();
         Ok(())
     })
 }
@@ -944,7 +962,7 @@ pub unsafe extern "C" fn cosmoe_model_n_ctx(model: *const cosmoe_model) -> usize
 pub unsafe extern "C" fn cosmoe_session_n_past(session: *const cosmoe_session) -> usize {
     // SAFETY: the caller's contract.
     unsafe { session.as_ref() }
-        .and_then(|s| s.session.try_lock().map(|g| g.n_past()))
+        .and_then(|s| s.session.try_lock().ok().map(|g| g.n_past()))
         .unwrap_or(0)
 }
 
@@ -996,6 +1014,46 @@ mod tests {
             let (status, msg) = e.unwrap();
             assert_eq!(status, COSMOE_ERR_INVALID_ARGUMENT);
             assert!(msg.contains("outside the vocabulary of 8"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_session_whose_call_panicked_refuses_calls_until_reset() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gguf/qwen3_moe.f32.gguf");
+        let model = Arc::new(Model::load(&path).unwrap());
+        let session = Session::new(model);
+        let handle = cosmoe_session {
+            cancel: session.cancel_handle(),
+            session: Mutex::new(session),
+        };
+        let ptr = &handle as *const cosmoe_session as *mut cosmoe_session;
+        let ids = [1i32, 2, 3];
+        // SAFETY: a live session and three ids.
+        assert_eq!(
+            unsafe { cosmoe_session_eval(ptr, ids.as_ptr(), 3) },
+            COSMOE_OK
+        );
+        // A panic while a call holds the session (as a bug inside eval would).
+        let status = entry(|| {
+            let _g = lock(&handle)?;
+            panic!("inside a call");
+        });
+        assert_eq!(status, COSMOE_ERR_INTERNAL);
+        // SAFETY: as above.
+        let again = unsafe { cosmoe_session_eval(ptr, ids.as_ptr(), 3) };
+        assert_eq!(again, COSMOE_ERR_INTERNAL);
+        assert!(
+            last_error().contains("cosmoe_session_reset"),
+            "{}",
+            last_error()
+        );
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(cosmoe_session_reset(ptr), COSMOE_OK);
+            assert_eq!(cosmoe_session_n_past(ptr), 0);
+            assert_eq!(cosmoe_session_eval(ptr, ids.as_ptr(), 3), COSMOE_OK);
+            assert_eq!(cosmoe_session_n_past(ptr), 3);
         }
     }
 }

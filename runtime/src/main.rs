@@ -332,7 +332,9 @@ fn run(a: RunArgs) -> Result<()> {
         Some(p) => TokenizerSource::File(p.clone()),
         None => TokenizerSource::Auto,
     };
+    let t0 = Instant::now();
     let model = load(&a.m, tokenizer)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let tok = model.tokenizer.as_ref();
     let prompt: Vec<u32> = match (&a.ids, &a.prompt) {
         (Some(ids), _) => ids.clone(),
@@ -403,7 +405,7 @@ fn run(a: RunArgs) -> Result<()> {
         let report = cosmoe::report::BenchReport {
             model: a.m.model.display().to_string(),
             threads: model.n_threads(),
-            load_ms: 0.0,
+            load_ms,
             run: stats.clone(),
         };
         let text = tok.and_then(|t| t.decode(&g.tokens, true).ok());
