@@ -335,6 +335,53 @@ enum cosmoe_status cosmoe_session_reset(struct cosmoe_session *session);
 enum cosmoe_status cosmoe_session_stats(const struct cosmoe_session *session,
                                         struct cosmoe_stats *out);
 
+// Like `cosmoe_session_eval`, and points `*logits` at the logits of every one of the `n_ids` tokens:
+// `n_ids * *n_vocab` floats, row-major (token i's row at `i * *n_vocab`), owned by the session and
+// valid until its next eval, generate, reset or state load, or its free. For scoring text
+// (perplexity) or inspecting a prompt's predictions.
+//
+// Returns as `cosmoe_session_eval`, and INVALID_ARGUMENT when `logits` or `n_vocab` is NULL.
+//
+// # Safety
+// `session` is NULL or a live session; `ids` is valid for `n_ids` ids; `logits` and `n_vocab` are
+// NULL or valid for a write.
+enum cosmoe_status cosmoe_session_eval_all(struct cosmoe_session *session,
+                                           const int32_t *ids,
+                                           size_t n_ids,
+                                           const float **logits,
+                                           size_t *n_vocab);
+
+// Saves the session's context (evaluated positions, the pending sampled token, the last logits; not
+// its statistics) into `buf` and its length into `*len`, for `cosmoe_session_state_load` on a
+// session of the same model (or another load of the same file) later. `buf` may be NULL when
+// `capacity` is 0 (a size query). The bytes hold the KV cache: about `n_past * n_layers * 2 *
+// kv_dim * 4` bytes.
+//
+// Returns OK; BUFFER_TOO_SMALL (`capacity < *len`; nothing written); INVALID_ARGUMENT (NULL
+// `session` or `len`, the session in use).
+//
+// # Safety
+// `session` is NULL or a live session; `buf` is valid for `capacity` bytes; `len` NULL or valid for
+// a write.
+enum cosmoe_status cosmoe_session_state_save(const struct cosmoe_session *session,
+                                             uint8_t *buf,
+                                             size_t capacity,
+                                             size_t *len);
+
+// Replaces the session's context with one `cosmoe_session_state_save` wrote; the statistics start
+// afresh. The session then continues exactly as the one that saved it would have. On failure the
+// session is unchanged.
+//
+// Returns OK; INVALID_ARGUMENT (NULL `session`, NULL `buf` with `len > 0`, the session in use, or a
+// state that is not one: truncated, altered, or saved with a model of another shape; the message
+// says which).
+//
+// # Safety
+// `session` is NULL or a live session; `buf` is valid for `len` bytes.
+enum cosmoe_status cosmoe_session_state_load(struct cosmoe_session *session,
+                                             const uint8_t *buf,
+                                             size_t len);
+
 // The model's vocabulary size (token ids are `0..n_vocab`); 0 for NULL.
 //
 // # Safety

@@ -180,3 +180,73 @@ fn a_cancel_from_another_thread_stops_generation_within_a_token() {
         3
     );
 }
+
+#[test]
+fn a_saved_state_continues_bit_for_bit() {
+    for name in ["qwen3_moe.f32.gguf", "llama.q8_0.gguf"] {
+        let model = Arc::new(Model::load(&gguf(name)).unwrap());
+        let mut a = Session::new(model.clone());
+        a.complete(&[5, 9, 2, 7], &greedy(3), |_, _| true).unwrap();
+        let state = a.save_state();
+        // The rest of a's run, and the same from a fresh session loaded with a's state.
+        let rest = a.generate(&greedy(6), |_, _| true).unwrap().tokens;
+        let mut b = Session::new(model.clone());
+        b.eval(&[1], Logits::Last).unwrap();
+        b.load_state(&state).unwrap();
+        assert_eq!(b.n_past(), 7, "{name}: 4 prompt + 3 sampled");
+        assert_eq!(
+            b.generate(&greedy(6), |_, _| true).unwrap().tokens,
+            rest,
+            "{name}"
+        );
+        assert!(a.logits().unwrap() == b.logits().unwrap(), "{name}");
+        if model.config.moe.is_some() {
+            assert_eq!(a.routing_trace(), b.routing_trace(), "{name}");
+        }
+        // An empty session's state loads as an empty context.
+        let empty = Session::new(model.clone()).save_state();
+        b.load_state(&empty).unwrap();
+        assert_eq!(b.n_past(), 0);
+        assert!(b.logits().is_none());
+    }
+}
+
+#[test]
+fn a_bad_state_is_refused_and_leaves_the_session_as_it_was() {
+    let model = Arc::new(Model::load(&gguf("qwen3_moe.f32.gguf")).unwrap());
+    let mut a = Session::new(model.clone());
+    a.complete(&[5, 9, 2], &greedy(2), |_, _| true).unwrap();
+    let state = a.save_state();
+    let mut b = Session::new(model);
+    b.eval(&[3, 4], Logits::Last).unwrap();
+    let before = b.save_state();
+    // Every truncation, a few altered bytes, trailing bytes, another model's state.
+    let mut bad: Vec<(String, Vec<u8>)> = (0..state.len())
+        .step_by(7)
+        .map(|n| (format!("cut at {n}"), state[..n].to_vec()))
+        .collect();
+    for (at, v) in [(0, b'X'), (4, 9), (8, 3), (60, 1), (64, 2), (72, 7)] {
+        let mut s = state.clone();
+        s[at] = v;
+        bad.push((format!("byte {at} = {v}"), s));
+    }
+    let mut long = state.clone();
+    long.push(0);
+    bad.push(("a byte too many".into(), long));
+    let other = Arc::new(Model::load(&gguf("mixtral.q8_0.gguf")).unwrap());
+    bad.push(("another model".into(), Session::new(other).save_state()));
+    for (what, s) in bad {
+        let e = b.load_state(&s).unwrap_err();
+        assert!(e.to_string().starts_with("session state:"), "{what}: {e}");
+        assert!(b.save_state() == before, "{what}: the session changed");
+    }
+}
+
+#[test]
+fn state_len_is_the_saved_length() {
+    let model = Arc::new(Model::load(&gguf("mixtral.q8_0.gguf")).unwrap());
+    let mut s = Session::new(model);
+    assert_eq!(s.state_len(), s.save_state().len());
+    s.complete(&[1, 2, 3], &greedy(4), |_, _| true).unwrap();
+    assert_eq!(s.state_len(), s.save_state().len());
+}

@@ -933,6 +933,114 @@ pub unsafe extern "C" fn cosmoe_session_stats(
     })
 }
 
+/// Like `cosmoe_session_eval`, and points `*logits` at the logits of every one of the `n_ids` tokens:
+/// `n_ids * *n_vocab` floats, row-major (token i's row at `i * *n_vocab`), owned by the session and
+/// valid until its next eval, generate, reset or state load, or its free. For scoring text
+/// (perplexity) or inspecting a prompt's predictions.
+///
+/// Returns as `cosmoe_session_eval`, and INVALID_ARGUMENT when `logits` or `n_vocab` is NULL.
+///
+/// # Safety
+/// `session` is NULL or a live session; `ids` is valid for `n_ids` ids; `logits` and `n_vocab` are
+/// NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn cosmoe_session_eval_all(
+    session: *mut cosmoe_session,
+    ids: *const i32,
+    n_ids: usize,
+    logits: *mut *const f32,
+    n_vocab: *mut usize,
+) -> cosmoe_status {
+    entry(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { deref(session, "session")? };
+        if logits.is_null() || n_vocab.is_null() {
+            return invalid("logits or n_vocab is NULL");
+        }
+        let mut guard = lock(s)?;
+        if n_ids == 0 {
+            return invalid("no tokens to evaluate (n_ids is 0)");
+        }
+        let vocab = guard.model().config.vocab_size;
+        // SAFETY: the caller's contract.
+        let ids = token_ids(unsafe { slice(ids, n_ids, "ids")? }, vocab)?;
+        let rows = guard.eval(&ids, Logits::All)?;
+        // SAFETY: non-NULL checked; the rows live in the session until its next mutation.
+        unsafe {
+            logits.write(rows.as_ptr());
+            n_vocab.write(vocab);
+        }
+        Ok(())
+    })
+}
+
+/// Saves the session's context (evaluated positions, the pending sampled token, the last logits; not
+/// its statistics) into `buf` and its length into `*len`, for `cosmoe_session_state_load` on a
+/// session of the same model (or another load of the same file) later. `buf` may be NULL when
+/// `capacity` is 0 (a size query). The bytes hold the KV cache: about `n_past * n_layers * 2 *
+/// kv_dim * 4` bytes.
+///
+/// Returns OK; BUFFER_TOO_SMALL (`capacity < *len`; nothing written); INVALID_ARGUMENT (NULL
+/// `session` or `len`, the session in use).
+///
+/// # Safety
+/// `session` is NULL or a live session; `buf` is valid for `capacity` bytes; `len` NULL or valid for
+/// a write.
+#[no_mangle]
+pub unsafe extern "C" fn cosmoe_session_state_save(
+    session: *const cosmoe_session,
+    buf: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+) -> cosmoe_status {
+    entry(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { deref(session, "session")? };
+        if len.is_null() {
+            return invalid("len is NULL");
+        }
+        let guard = lock(s)?;
+        let need = guard.state_len();
+        if capacity < need {
+            // SAFETY: non-NULL checked.
+            unsafe { len.write(need) };
+            return fail(
+                COSMOE_ERR_BUFFER_TOO_SMALL,
+                format!("the state needs {need} bytes, buf holds {capacity}"),
+            );
+        }
+        let state = guard.save_state();
+        // SAFETY: the caller's contract; `len` checked.
+        unsafe { copy_out(&state, buf, capacity, len, "buf") }
+    })
+}
+
+/// Replaces the session's context with one `cosmoe_session_state_save` wrote; the statistics start
+/// afresh. The session then continues exactly as the one that saved it would have. On failure the
+/// session is unchanged.
+///
+/// Returns OK; INVALID_ARGUMENT (NULL `session`, NULL `buf` with `len > 0`, the session in use, or a
+/// state that is not one: truncated, altered, or saved with a model of another shape; the message
+/// says which).
+///
+/// # Safety
+/// `session` is NULL or a live session; `buf` is valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cosmoe_session_state_load(
+    session: *mut cosmoe_session,
+    buf: *const u8,
+    len: usize,
+) -> cosmoe_status {
+    entry(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { deref(session, "session")? };
+        // SAFETY: the caller's contract.
+        let bytes = unsafe { slice(buf, len, "buf")? };
+        lock(s)?.load_state(bytes)?;
+        Ok(())
+    })
+}
+
 /// The model's vocabulary size (token ids are `0..n_vocab`); 0 for NULL.
 ///
 /// # Safety

@@ -68,4 +68,14 @@ impl KvCache {
             .for_each(|x| x.truncate(n));
         self.len = len.min(self.len);
     }
+
+    /// Replaces the contents with `len` positions: `k[l]` and `v[l]` are layer l's `(len, kv_dim)`
+    /// keys and values (the caller checked the sizes).
+    pub(crate) fn restore(&mut self, len: usize, k: Vec<Vec<f32>>, v: Vec<Vec<f32>>) {
+        debug_assert!(k.iter().chain(&v).all(|x| x.len() == len * self.kv_dim));
+        debug_assert!(k.len() == self.k.len() && v.len() == self.v.len());
+        self.k = k;
+        self.v = v;
+        self.len = len;
+    }
 }

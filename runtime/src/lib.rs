@@ -26,6 +26,7 @@ pub mod rope;
 pub mod routing;
 pub mod sampler;
 pub mod session;
+mod state;
 pub mod synth;
 
 pub use error::{Error, Result};

@@ -25,11 +25,11 @@ use crate::{Error, Model, Result};
 /// forward pass on a token whose logits nobody may want).
 pub struct Session {
     model: Arc<Model>,
-    st: PassState,
+    pub(crate) st: PassState,
     /// Rows of logits the last pass left in `st.scratch.logits` (0: nothing evaluated since reset).
-    logit_rows: usize,
+    pub(crate) logit_rows: usize,
     /// Sampled and in the context, not yet evaluated.
-    pending: Option<u32>,
+    pub(crate) pending: Option<u32>,
     routing_name: String,
     log: RunLog,
 }

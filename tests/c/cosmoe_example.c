@@ -706,6 +706,77 @@ static void check_model_outlived_by_session(void) {
     ok("model freed before its session: the session still generates the expected ids");
 }
 
+/* Save a session's state mid-generation, load it into a new session: both continue alike. And the
+ * logits of every prompt position from cosmoe_session_eval_all. */
+static void check_state_and_all_logits(cosmoe_model *model) {
+    const size_t first = g_expected.n / 2, rest = g_expected.n - first;
+    cosmoe_sampling_params greedy = cosmoe_sampling_default_params();
+    cosmoe_session *a = NULL, *b = NULL;
+    CHECK_OK(cosmoe_session_new(model, &a), "state: session a");
+    CHECK_OK(cosmoe_session_new(model, &b), "state: session b");
+    recorder r = {0};
+    recorder_clear(&r, 0);
+    CHECK_OK(cosmoe_session_eval(a, g_prompt.v, g_prompt.n), "state: eval");
+    CHECK_OK(cosmoe_session_generate(a, &greedy, first, record_token, &r, NULL, NULL), "state: generate");
+
+    size_t len = 0;
+    CHECK_STATUS(cosmoe_session_state_save(a, NULL, 0, &len), COSMOE_ERR_BUFFER_TOO_SMALL,
+                 "state save size query");
+    CHECK(len > 0, "state save size query gave 0 bytes");
+    uint8_t *state = xmalloc(len);
+    size_t len2 = 0;
+    CHECK_STATUS(cosmoe_session_state_save(a, state, len - 1, &len2), COSMOE_ERR_BUFFER_TOO_SMALL,
+                 "state save into len - 1 bytes");
+    CHECK_OK(cosmoe_session_state_save(a, state, len, &len2), "state save");
+    CHECK(len2 == len, "state save wrote %zu bytes, the size query said %zu", len2, len);
+
+    CHECK_OK(cosmoe_session_generate(a, &greedy, rest, record_token, &r, NULL, NULL), "state: a goes on");
+    CHECK(ids_equal(r.ids, r.n, g_expected.v, g_expected.n), "state: a's ids differ from the expected");
+
+    /* A damaged state is refused and leaves b as it was. */
+    CHECK_OK(cosmoe_session_eval(b, g_prompt.v, 2), "state: b holds 2 tokens");
+    state[0] ^= 0xff;
+    CHECK_INVALID(cosmoe_session_state_load(b, state, len), "loading a damaged state");
+    state[0] ^= 0xff;
+    CHECK_INVALID(cosmoe_session_state_load(b, state, len - 1), "loading a truncated state");
+    CHECK(cosmoe_session_n_past(b) == 2, "a refused state changed the session (n_past %zu)",
+          cosmoe_session_n_past(b));
+
+    CHECK_INVALID(cosmoe_session_state_save(NULL, state, len, &len2), "state save with a NULL session");
+    CHECK_INVALID(cosmoe_session_state_save(a, state, len, NULL), "state save with a NULL len");
+    CHECK_INVALID(cosmoe_session_state_load(NULL, state, len), "state load with a NULL session");
+    CHECK_INVALID(cosmoe_session_state_load(b, NULL, len), "state load with a NULL buffer");
+    CHECK_OK(cosmoe_session_state_load(b, state, len), "state load");
+    CHECK(cosmoe_session_n_past(b) == g_prompt.n + first, "state load: n_past %zu, expected %zu",
+          cosmoe_session_n_past(b), g_prompt.n + first);
+    recorder rb = {0};
+    recorder_clear(&rb, 0);
+    CHECK_OK(cosmoe_session_generate(b, &greedy, rest, record_token, &rb, NULL, NULL), "state: b goes on");
+    CHECK(ids_equal(rb.ids, rb.n, g_expected.v + first, rest),
+          "the session loaded from the state generates other ids than the one that saved it");
+    ok("session state: %zu bytes saved after %zu tokens; a new session loaded with it generates the "
+       "same %zu ids; damaged and truncated states refused",
+       len, first, rest);
+
+    /* Logits of every position: the last row is what cosmoe_session_logits gives. */
+    CHECK_OK(cosmoe_session_reset(b), "state: reset b");
+    const float *rows = NULL, *last = NULL;
+    size_t n_vocab = 0, n_vocab2 = 0;
+    CHECK_INVALID(cosmoe_session_eval_all(b, g_prompt.v, g_prompt.n, NULL, &n_vocab), "eval_all, logits NULL");
+    CHECK_OK(cosmoe_session_eval_all(b, g_prompt.v, g_prompt.n, &rows, &n_vocab), "eval_all");
+    CHECK(n_vocab == cosmoe_model_n_vocab(model), "eval_all: n_vocab %zu", n_vocab);
+    CHECK_OK(cosmoe_session_logits(b, &last, &n_vocab2), "logits after eval_all");
+    CHECK(memcmp(rows + (g_prompt.n - 1) * n_vocab, last, n_vocab * sizeof(float)) == 0,
+          "eval_all's last row differs from cosmoe_session_logits");
+    ok("eval_all: %zu rows of %zu logits, the last one cosmoe_session_logits's", g_prompt.n, n_vocab);
+
+    free(state);
+    recorder_free(&r);
+    recorder_free(&rb);
+    cosmoe_session_free(&a);
+    cosmoe_session_free(&b);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: %s MODEL TRUNCATED_MODEL PROMPT_IDS EXPECTED_IDS\n", argv[0]);
@@ -737,6 +808,7 @@ int main(int argc, char **argv) {
     check_cancel(model);
     check_misuse(model);
     check_model_outlived_by_session();
+    check_state_and_all_logits(model);
 
     cosmoe_session_free(&session);
     cosmoe_model_free(&model);
