@@ -1,8 +1,10 @@
-//! GGML's 32-value quantisation blocks, byte-identical to `block_q8_0` and `block_q4_0` in ggml
-//! (`ggml-common.h`), so tensors of GGUF files can be used in place.
+//! GGML's quantisation blocks, byte-identical to the `block_*` structs of ggml (`ggml-common.h`), so
+//! tensors of GGUF files can be used in place: the 32-value legacy blocks, the 256-value K-quant
+//! super-blocks, the IQ4 non-linear ones, and the Q8 activation blocks products quantise to.
 //!
-//! The f16 scale is stored as two little-endian bytes rather than a `u16`, which makes the structs'
-//! alignment 1: a row of blocks can be viewed in place at any byte offset of a file.
+//! f16 scales are stored as two little-endian bytes rather than a `u16`, which makes the weight
+//! blocks' alignment 1: a row of blocks can be viewed in place at any byte offset of a file. (Q8_K, an
+//! activation block that only lives in our own buffers, keeps ggml's `f32` and `i16` fields.)
 
 /// Values per block.
 pub const QK: usize = 32;
@@ -24,6 +26,160 @@ pub struct BlockQ4_0 {
     /// Scale, IEEE f16, little-endian.
     pub d: [u8; 2],
     pub qs: [u8; QK / 2],
+}
+
+/// Values per K-quant super-block (`QK_K`).
+pub const QK_K: usize = 256;
+
+/// Bytes of the packed 6-bit scales and mins of Q4_K and Q5_K (`K_SCALE_SIZE`).
+pub const K_SCALE_SIZE: usize = 12;
+
+/// Q4_1: `x[i] = d * q[i] + m`, nibbles as in Q4_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ4_1 {
+    pub d: [u8; 2],
+    pub m: [u8; 2],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q5_0: `x[i] = d * (q[i] - 16)`, the low 4 bits as Q4_0's nibbles, bit 4 of value i in bit i of
+/// the little-endian `qh`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ5_0 {
+    pub d: [u8; 2],
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q5_1: `x[i] = d * q[i] + m`, 5-bit `q` as in Q5_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ5_1 {
+    pub d: [u8; 2],
+    pub m: [u8; 2],
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q8_1, the activations of Q4_1 and Q5_1 products: Q8_0 plus `s = d * sum(qs)` (as f16).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8_1 {
+    pub d: [u8; 2],
+    pub s: [u8; 2],
+    pub qs: [i8; QK],
+}
+
+/// Q2_K: 16 sub-blocks of 16 values, `x = d * (scales[j] & 15) * q - dmin * (scales[j] >> 4)`, 2-bit `q`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ2K {
+    pub scales: [u8; QK_K / 16],
+    pub qs: [u8; QK_K / 4],
+    pub d: [u8; 2],
+    pub dmin: [u8; 2],
+}
+
+/// Q3_K: 16 sub-blocks of 16 values, 3-bit `q` (low 2 bits in `qs`, the high bit in `hmask`), 6-bit
+/// signed scales packed in `scales`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ3K {
+    pub hmask: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 4],
+    pub scales: [u8; 12],
+    pub d: [u8; 2],
+}
+
+/// Q4_K: 8 sub-blocks of 32 values, `x = d * sc[j] * q - dmin * m[j]`, 6-bit `sc`/`m` packed in
+/// `scales`, 4-bit `q`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ4K {
+    pub d: [u8; 2],
+    pub dmin: [u8; 2],
+    pub scales: [u8; K_SCALE_SIZE],
+    pub qs: [u8; QK_K / 2],
+}
+
+/// Q5_K: Q4_K with a fifth bit of each `q` in `qh`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ5K {
+    pub d: [u8; 2],
+    pub dmin: [u8; 2],
+    pub scales: [u8; K_SCALE_SIZE],
+    pub qh: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 2],
+}
+
+/// Q6_K: 16 sub-blocks of 16 values, `x = d * scales[j] * (q - 32)`, 6-bit `q` (low 4 bits in `ql`,
+/// high 2 in `qh`), 8-bit signed scales.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ6K {
+    pub ql: [u8; QK_K / 2],
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: [u8; 2],
+}
+
+/// Q8_K, the activations of K-quant and IQ4_XS products: 256 `i8` with an `f32` scale and the sums
+/// of each 16 values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+/// IQ4_NL: `x[i] = d * KVALUES_IQ4NL[q[i]]`, nibbles as in Q4_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq4Nl {
+    pub d: [u8; 2],
+    pub qs: [u8; QK / 2],
+}
+
+/// IQ4_XS: 8 sub-blocks of 32 values, `x = d * (ls[j] - 32) * KVALUES_IQ4NL[q]`, 6-bit `ls` (low 4
+/// bits in `scales_l`, high 2 in the little-endian `scales_h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq4Xs {
+    pub d: [u8; 2],
+    pub scales_h: [u8; 2],
+    pub scales_l: [u8; QK_K / 64],
+    pub qs: [u8; QK_K / 2],
+}
+
+/// The non-linear 4-bit grid of IQ4_NL and IQ4_XS (ggml's `kvalues_iq4nl`).
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+const _: () = {
+    use std::mem::{align_of, size_of};
+    assert!(size_of::<BlockQ4_1>() == 20 && align_of::<BlockQ4_1>() == 1);
+    assert!(size_of::<BlockQ5_0>() == 22 && align_of::<BlockQ5_0>() == 1);
+    assert!(size_of::<BlockQ5_1>() == 24 && align_of::<BlockQ5_1>() == 1);
+    assert!(size_of::<BlockQ8_1>() == 36);
+    assert!(size_of::<BlockQ2K>() == 84 && align_of::<BlockQ2K>() == 1);
+    assert!(size_of::<BlockQ3K>() == 110 && align_of::<BlockQ3K>() == 1);
+    assert!(size_of::<BlockQ4K>() == 144 && align_of::<BlockQ4K>() == 1);
+    assert!(size_of::<BlockQ5K>() == 176 && align_of::<BlockQ5K>() == 1);
+    assert!(size_of::<BlockQ6K>() == 210 && align_of::<BlockQ6K>() == 1);
+    assert!(size_of::<BlockQ8K>() == 292);
+    assert!(size_of::<BlockIq4Nl>() == 18 && align_of::<BlockIq4Nl>() == 1);
+    assert!(size_of::<BlockIq4Xs>() == 136 && align_of::<BlockIq4Xs>() == 1);
+};
+
+/// Views bytes as blocks of `T` (the whole blocks they hold; `T` has alignment 1).
+pub fn as_blocks<T: bytemuck::Pod>(bytes: &[u8]) -> &[T] {
+    let n = bytes.len() / std::mem::size_of::<T>() * std::mem::size_of::<T>();
+    bytemuck::cast_slice(&bytes[..n])
 }
 
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
