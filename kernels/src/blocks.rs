@@ -182,6 +182,12 @@ pub fn as_blocks<T: bytemuck::Pod>(bytes: &[u8]) -> &[T] {
     bytemuck::cast_slice(&bytes[..n])
 }
 
+/// Views bytes as blocks of `T` to write (the whole blocks they hold; `T` has alignment 1).
+pub fn as_blocks_mut<T: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [T] {
+    let n = bytes.len() / std::mem::size_of::<T>() * std::mem::size_of::<T>();
+    bytemuck::cast_slice_mut(&mut bytes[..n])
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::align_of::<BlockQ8_0>() == 1);

@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use crate::acts::{Q8Acts, Q8Prepared};
-use crate::blocks::{BlockQ4_0, BlockQ8_0};
+use crate::blocks::{as_blocks, as_blocks_mut, as_q4_0, as_q8_0, BlockQ8K, BlockQ8_0, BlockQ8_1};
+use crate::format::{block_products, f32_products, q8_0_products, FormatKernels, Products};
 use crate::{scalar, DType};
 
 /// An instruction-set tier.
@@ -85,24 +85,14 @@ pub struct Kernels {
     pub tier: Tier,
     /// Sub-features in use within the tier, for reports (`"vnni"`, `"bf16"`, `"dotprod"`).
     pub features: &'static [&'static str],
+    /// One entry per weight format, indexed by [`DType::index`] ([`Kernels::format`]).
+    pub formats: [FormatKernels; DType::COUNT],
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
-    /// f16 row (little-endian bytes, any alignment) . f32.
-    pub dot_f16: fn(&[u8], &[f32]) -> f32,
-    /// bf16 row (little-endian bytes, any alignment) . f32.
-    pub dot_bf16: fn(&[u8], &[f32]) -> f32,
-    pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
-    /// Q4_0 row . prepared Q8_0 activations (the same number of blocks).
-    pub dot_q4_0: fn(&[BlockQ4_0], &Q8Acts<'_>) -> f32,
-    /// `dot_q4_0` of each of `y.len()` rows stored back to back (decode's matvec: one call per task,
-    /// so a tier can hint the rows ahead however short they are).
-    pub dot_q4_0_rows: fn(&[BlockQ4_0], &Q8Acts<'_>, &mut [f32]),
-    /// Prefill's product: `yt[r * n + t] = w[r] . x[t]` for rows stored back to back and the `n`
-    /// vectors of the prepared activations (a tier may tile rows by tokens).
-    pub matmul_q4_0_rows: fn(&[BlockQ4_0], &Q8Prepared, &mut [f32]),
-    /// The activation quantiser (`scalar::q8_0::quantize_row_activations`, bit for bit).
+    /// The activation quantisers (`scalar::q8_*::quantize_row_activations`, bit for bit).
     pub quantize_row_q8_0: fn(&[f32], &mut [BlockQ8_0]),
+    pub quantize_row_q8_1: fn(&[f32], &mut [BlockQ8_1]),
+    pub quantize_row_q8_k: fn(&[f32], &mut [BlockQ8K]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
-    pub dequantize_row: fn(DType, &[u8], &mut [f32]),
     pub rmsnorm: fn(&[f32], &[f32], f32, &mut [f32]),
     /// Scores of one query head against `scores.len()` key rows `stride` apart, times a scale.
     pub attn_scores: fn(&[f32], &[f32], usize, f32, &mut [f32]),
@@ -114,20 +104,78 @@ pub struct Kernels {
     pub rope_interleaved: fn(&mut [f32], &[f32], &[f32]),
 }
 
+/// A format's row of the scalar table: its scalar dequantiser, quantiser and products.
+macro_rules! scalar_format {
+    ($m:ident, $products:expr) => {
+        FormatKernels {
+            dequantize: |row, out| scalar::$m::dequantize(as_blocks(row), out),
+            quantize: |x, out| scalar::$m::quantize(x, as_blocks_mut(out)),
+            products: $products,
+        }
+    };
+}
+
+/// The scalar formats, in [`DType::ALL`] order.
+const SCALAR_FORMATS: [FormatKernels; DType::COUNT] = [
+    FormatKernels {
+        dequantize: scalar::f32::dequantize_row,
+        quantize: scalar::f32::quantize_row,
+        products: f32_products!(scalar::f32::dot),
+    },
+    FormatKernels {
+        dequantize: scalar::f16::dequantize_row,
+        quantize: scalar::f16::quantize_row,
+        products: Products::F32 {
+            dot: scalar::f16::dot,
+        },
+    },
+    FormatKernels {
+        dequantize: scalar::bf16::dequantize_row,
+        quantize: scalar::bf16::quantize_row,
+        products: Products::F32 {
+            dot: scalar::bf16::dot,
+        },
+    },
+    FormatKernels {
+        dequantize: |row, out| scalar::q8_0::dequantize_row(as_q8_0(row), out),
+        quantize: |x, out| scalar::q8_0::quantize_row(x, as_blocks_mut(out)),
+        products: q8_0_products!(blocks: as_q8_0, scalar::q8_0::dot),
+    },
+    FormatKernels {
+        dequantize: |row, out| scalar::q4_0::dequantize_row(as_q4_0(row), out),
+        quantize: |x, out| scalar::q4_0::quantize_row(x, as_blocks_mut(out)),
+        products: q8_0_products!(
+            as_q4_0,
+            scalar::q4_0::dot,
+            scalar::q4_0::dot_rows,
+            scalar::q4_0::matmul_rows
+        ),
+    },
+    scalar_format!(q4_1, block_products!(Q8_1, scalar::q4_1::dot)),
+    scalar_format!(q5_0, q8_0_products!(blocks: as_blocks, scalar::q5_0::dot)),
+    scalar_format!(q5_1, block_products!(Q8_1, scalar::q5_1::dot)),
+    scalar_format!(q2_k, block_products!(Q8K, scalar::q2_k::dot)),
+    scalar_format!(q3_k, block_products!(Q8K, scalar::q3_k::dot)),
+    scalar_format!(q4_k, block_products!(Q8K, scalar::q4_k::dot)),
+    scalar_format!(q5_k, block_products!(Q8K, scalar::q5_k::dot)),
+    scalar_format!(q6_k, block_products!(Q8K, scalar::q6_k::dot)),
+    scalar_format!(
+        iq4_nl,
+        q8_0_products!(blocks: as_blocks, scalar::iq4_nl::dot)
+    ),
+    scalar_format!(iq4_xs, block_products!(Q8K, scalar::iq4_xs::dot)),
+];
+
 /// The scalar table; SIMD tiers start from it and replace what they implement.
 pub const SCALAR: Kernels = Kernels {
     tier: Tier::Scalar,
     features: &[],
+    formats: SCALAR_FORMATS,
     dot_f32: scalar::f32::dot,
-    dot_f16: scalar::f16::dot,
-    dot_bf16: scalar::bf16::dot,
-    dot_q8_0: scalar::q8_0::dot,
-    dot_q4_0: scalar::q4_0::dot,
-    dot_q4_0_rows: scalar::q4_0::dot_rows,
-    matmul_q4_0_rows: scalar::q4_0::matmul_rows,
     quantize_row_q8_0: scalar::q8_0::quantize_row_activations,
+    quantize_row_q8_1: scalar::q8_1::quantize_row_activations,
+    quantize_row_q8_k: scalar::q8_k::quantize_row_activations,
     axpy: scalar::f32::axpy,
-    dequantize_row: scalar::dequantize_row,
     rmsnorm: scalar::ops::rmsnorm,
     attn_scores: scalar::attn::attn_scores,
     attn_mix: scalar::attn::attn_mix,
@@ -138,6 +186,22 @@ pub const SCALAR: Kernels = Kernels {
 };
 
 impl Kernels {
+    /// The kernels of one weight format.
+    pub fn format(&self, dtype: DType) -> &FormatKernels {
+        &self.formats[dtype.index()]
+    }
+
+    /// This table with `dtype`'s products replaced (a tier's own kernels for a format).
+    pub(crate) fn with_products(mut self, dtype: DType, products: Products) -> Kernels {
+        self.formats[dtype.index()].products = products;
+        self
+    }
+
+    /// Dequantises one row of `dtype` values (`row`) into `out`.
+    pub fn dequantize_row(&self, dtype: DType, row: &[u8], out: &mut [f32]) {
+        (self.format(dtype).dequantize)(row, out)
+    }
+
     /// The table of `tier`, or `None` if this CPU cannot run it.
     pub fn for_tier(tier: Tier) -> Option<&'static Kernels> {
         if !tier.supported() {

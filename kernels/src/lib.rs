@@ -12,6 +12,7 @@ pub mod aarch64;
 pub mod acts;
 pub mod blocks;
 mod dispatch;
+pub mod format;
 mod matmul;
 pub mod probe;
 pub mod scalar;
@@ -23,7 +24,9 @@ pub use blocks::{BlockQ4_0, BlockQ8_0, QK};
 pub use dispatch::{kernels, Kernels, Tier, TierError};
 pub use matmul::{matmul, matvec, matvec_jobs, MatvecJob};
 
-/// The element formats of weight matrices.
+/// The element formats of weight matrices: the float formats and GGML's block formats (their
+/// layouts in [`blocks`]).
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
@@ -33,41 +36,95 @@ pub enum DType {
     Q8_0,
     /// GGML Q4_0: blocks of 32 4-bit values with an f16 scale (18 bytes).
     Q4_0,
+    /// GGML Q4_1: Q4_0 with an f16 minimum (20 bytes).
+    Q4_1,
+    /// GGML Q5_0: 5-bit values with an f16 scale (22 bytes).
+    Q5_0,
+    /// GGML Q5_1: Q5_0 with an f16 minimum (24 bytes).
+    Q5_1,
+    /// GGML Q2_K: super-blocks of 256 2-bit values, 4-bit scales and mins (84 bytes).
+    Q2_K,
+    /// GGML Q3_K: super-blocks of 256 3-bit values, 6-bit scales (110 bytes).
+    Q3_K,
+    /// GGML Q4_K: super-blocks of 256 4-bit values, 6-bit scales and mins (144 bytes).
+    Q4_K,
+    /// GGML Q5_K: super-blocks of 256 5-bit values, 6-bit scales and mins (176 bytes).
+    Q5_K,
+    /// GGML Q6_K: super-blocks of 256 6-bit values, 8-bit scales (210 bytes).
+    Q6_K,
+    /// GGML IQ4_NL: blocks of 32 4-bit indices into a non-linear grid (18 bytes).
+    IQ4_NL,
+    /// GGML IQ4_XS: super-blocks of 256 IQ4_NL indices with 6-bit scales (136 bytes).
+    IQ4_XS,
 }
 
 impl DType {
-    pub const ALL: [DType; 5] = [
+    /// Number of formats (the length of [`DType::ALL`]).
+    pub const COUNT: usize = 15;
+
+    /// Position in [`DType::ALL`] (the index of the format's row in a kernel table).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const ALL: [DType; DType::COUNT] = [
         DType::F32,
         DType::F16,
         DType::BF16,
         DType::Q8_0,
         DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q2_K,
+        DType::Q3_K,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+        DType::IQ4_NL,
+        DType::IQ4_XS,
     ];
 
     /// Values per block (1 for plain float formats).
     pub const fn block_len(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
-            DType::Q8_0 | DType::Q4_0 => QK,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL => {
+                QK
+            }
+            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::IQ4_XS => {
+                blocks::QK_K
+            }
         }
     }
 
     /// Bytes per block.
     pub const fn block_bytes(self) -> usize {
+        use std::mem::size_of;
         match self {
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
-            DType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
-            DType::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
+            DType::Q8_0 => size_of::<BlockQ8_0>(),
+            DType::Q4_0 => size_of::<BlockQ4_0>(),
+            DType::Q4_1 => size_of::<blocks::BlockQ4_1>(),
+            DType::Q5_0 => size_of::<blocks::BlockQ5_0>(),
+            DType::Q5_1 => size_of::<blocks::BlockQ5_1>(),
+            DType::Q2_K => size_of::<blocks::BlockQ2K>(),
+            DType::Q3_K => size_of::<blocks::BlockQ3K>(),
+            DType::Q4_K => size_of::<blocks::BlockQ4K>(),
+            DType::Q5_K => size_of::<blocks::BlockQ5K>(),
+            DType::Q6_K => size_of::<blocks::BlockQ6K>(),
+            DType::IQ4_NL => size_of::<blocks::BlockIq4Nl>(),
+            DType::IQ4_XS => size_of::<blocks::BlockIq4Xs>(),
         }
     }
 
-    /// Whether products with this format quantise the activations to Q8_0 first.
+    /// Whether products with this format quantise the activations (to Q8_0, Q8_1 or Q8_K) first.
     pub const fn quantised_activations(self) -> bool {
-        matches!(self, DType::Q8_0 | DType::Q4_0)
+        !matches!(self, DType::F32 | DType::F16 | DType::BF16)
     }
 
-    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `q4_0` (any case).
+    /// Parses a format's name, e.g. `f32`, `bf16`, `q8_0`, `q4_k`, `iq4_xs` (any case).
     pub fn parse(s: &str) -> Option<DType> {
         DType::ALL
             .into_iter()
@@ -90,6 +147,16 @@ impl DType {
             DType::BF16 => "BF16",
             DType::Q8_0 => "Q8_0",
             DType::Q4_0 => "Q4_0",
+            DType::Q4_1 => "Q4_1",
+            DType::Q5_0 => "Q5_0",
+            DType::Q5_1 => "Q5_1",
+            DType::Q2_K => "Q2_K",
+            DType::Q3_K => "Q3_K",
+            DType::Q4_K => "Q4_K",
+            DType::Q5_K => "Q5_K",
+            DType::Q6_K => "Q6_K",
+            DType::IQ4_NL => "IQ4_NL",
+            DType::IQ4_XS => "IQ4_XS",
         }
     }
 }
@@ -201,8 +268,8 @@ impl<'a> MatRef<'a> {
 }
 
 /// Quantises `x` (a whole number of rows of `cols` values) to `dtype`, with the scalar reference
-/// quantisers (deterministic, as ggml's `quantize_row_*_ref`). Returns `None` if `cols` is not a whole
-/// number of blocks or `x` not a whole number of rows.
+/// quantisers (deterministic; the bytes llama.cpp's `quantize_*` writes without an importance
+/// matrix). Returns `None` if `cols` is not a whole number of blocks or `x` not a whole number of rows.
 pub fn quantize(dtype: DType, x: &[f32], cols: usize) -> Option<Vec<u8>> {
     let row_bytes = dtype.row_bytes(cols)?;
     if cols == 0 || !x.len().is_multiple_of(cols) {
@@ -210,29 +277,16 @@ pub fn quantize(dtype: DType, x: &[f32], cols: usize) -> Option<Vec<u8>> {
     }
     let rows = x.len() / cols;
     let mut out = vec![0u8; rows * row_bytes];
+    let quantize = dispatch::SCALAR.format(dtype).quantize;
     for (o, xs) in out.chunks_exact_mut(row_bytes).zip(x.chunks_exact(cols)) {
-        match dtype {
-            DType::F32 => o.copy_from_slice(bytemuck::cast_slice(xs)),
-            DType::F16 => {
-                for (o, v) in o.chunks_exact_mut(2).zip(xs) {
-                    o.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-                }
-            }
-            DType::BF16 => {
-                for (o, v) in o.chunks_exact_mut(2).zip(xs) {
-                    o.copy_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
-                }
-            }
-            DType::Q8_0 => scalar::q8_0::quantize_row(xs, bytemuck::cast_slice_mut(o)),
-            DType::Q4_0 => scalar::q4_0::quantize_row(xs, bytemuck::cast_slice_mut(o)),
-        }
+        quantize(xs, o);
     }
     Some(out)
 }
 
 /// Dequantises one row of `dtype` values into `out` (`out.len()` values).
 pub fn dequantize_row(dtype: DType, row: &[u8], out: &mut [f32]) {
-    (kernels().dequantize_row)(dtype, row, out)
+    kernels().dequantize_row(dtype, row, out)
 }
 
 /// `out = w * (x / rms(x))`, transformers' RMSNorm (`x * rsqrt(mean(x^2) + eps)`, then times the weight).

@@ -1,12 +1,14 @@
 //! Weight-times-activation products for every weight format, split across the current rayon pool by
-//! rows. For Q8_0/Q4_0 weights the activations are quantised to Q8_0 blocks once per vector (with the
-//! per-block terms of [`Q8Prepared`]), and the inner loop is integer dot products (as llama.cpp does).
+//! rows. The format's entry in the kernel table ([`crate::format`]) says which activations it takes:
+//! f32, or Q8_0 / Q8_1 / Q8_K blocks quantised once per vector (Q8_0 with the per-block terms of
+//! [`Q8Prepared`]), so that the inner loops are integer dot products, as llama.cpp's are.
 
 use rayon::prelude::*;
 
 use crate::acts::Q8Prepared;
-use crate::blocks::{as_q4_0, as_q8_0, BlockQ8_0, QK};
-use crate::{kernels, DType, Kernels, MatRef};
+use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK, QK_K};
+use crate::format::{ActsKind, Products};
+use crate::{kernels, Kernels, MatRef};
 
 /// Below this many weight values a product runs on the calling thread: handing it to the pool costs
 /// more than it saves (routers, tiny test models).
@@ -18,11 +20,15 @@ fn rows_per_task(rows: usize) -> usize {
     (rows / (threads * 8)).clamp(1, 256)
 }
 
-/// Activations in the form a weight format multiplies with.
+/// Activations in the form a weight format multiplies with (`n` vectors).
 enum Acts<'a> {
     F32(&'a [f32]),
-    /// `n` vectors of `cols / 32` blocks.
-    Q8(Q8Prepared),
+    /// `cols / 32` blocks per vector, prepared.
+    Q8_0(Q8Prepared),
+    /// `cols / 32` blocks per vector.
+    Q8_1(Vec<BlockQ8_1>),
+    /// `cols / 256` blocks per vector.
+    Q8K(Vec<BlockQ8K>),
 }
 
 impl Kernels {
@@ -54,10 +60,14 @@ impl Kernels {
         }
         // yt: (rows, n), so each task owns a contiguous block; transposed into y below.
         let mut yt = vec![0f32; rows * n];
-        let task = |(c, block): (usize, &mut [f32])| match (&acts, w.dtype()) {
-            (Acts::Q8(q), DType::Q4_0) => {
+        let tile = match self.format(w.dtype()).products {
+            Products::Q8_0 { matmul_rows, .. } => matmul_rows,
+            _ => None,
+        };
+        let task = |(c, block): (usize, &mut [f32])| match (&acts, tile) {
+            (Acts::Q8_0(q), Some(matmul_rows)) => {
                 let rows = w.rows_slice(c * chunk, block.len() / n);
-                (self.matmul_q4_0_rows)(as_q4_0(rows.bytes()), q, block)
+                matmul_rows(rows.bytes(), q, block)
             }
             _ => {
                 for t in 0..n {
@@ -107,10 +117,10 @@ impl Kernels {
         // `acts[of[i]]` is job i's.
         let (mut acts, mut of): (Vec<Acts<'_>>, Vec<usize>) = (Vec::new(), Vec::new());
         for (i, j) in jobs.iter().enumerate() {
-            let same = jobs[..i].iter().position(|p| {
-                std::ptr::eq(p.x, j.x)
-                    && p.w.dtype().quantised_activations() == j.w.dtype().quantised_activations()
-            });
+            let kind = |w: &MatRef<'_>| self.format(w.dtype()).products.acts();
+            let same = jobs[..i]
+                .iter()
+                .position(|p| std::ptr::eq(p.x, j.x) && kind(&p.w) == kind(&j.w));
             match same {
                 Some(p) => of.push(of[p]),
                 None => {
@@ -142,31 +152,51 @@ impl Kernels {
     }
 
     /// Activations of `n` vectors of `cols` values in the form `dtype` multiplies with.
-    fn prepare<'x>(&self, dtype: DType, x: &'x [f32], n: usize, cols: usize) -> Acts<'x> {
-        if !dtype.quantised_activations() {
-            return Acts::F32(x);
+    fn prepare<'x>(&self, dtype: crate::DType, x: &'x [f32], n: usize, cols: usize) -> Acts<'x> {
+        /// `n` vectors quantised `len` values to a block by `quantize`.
+        fn blocks<B: Copy + bytemuck::Zeroable>(
+            x: &[f32],
+            cols: usize,
+            len: usize,
+            quantize: fn(&[f32], &mut [B]),
+        ) -> Vec<B> {
+            let nb = cols / len;
+            let mut q = vec![B::zeroed(); x.len() / cols.max(1) * nb];
+            for (xs, qs) in x
+                .chunks_exact(cols.max(1))
+                .zip(q.chunks_exact_mut(nb.max(1)))
+            {
+                quantize(xs, qs);
+            }
+            q
         }
-        let nb = cols / QK;
-        let mut q = vec![BlockQ8_0::default(); n * nb];
-        for (xs, qs) in x.chunks_exact(cols).zip(q.chunks_exact_mut(nb.max(1))) {
-            (self.quantize_row_q8_0)(xs, qs);
+        match self.format(dtype).products.acts() {
+            ActsKind::F32 => Acts::F32(x),
+            ActsKind::Q8_0 => Acts::Q8_0(Q8Prepared::from_blocks(
+                blocks::<BlockQ8_0>(x, cols, QK, self.quantize_row_q8_0),
+                n,
+            )),
+            ActsKind::Q8_1 => Acts::Q8_1(blocks(x, cols, QK, self.quantize_row_q8_1)),
+            ActsKind::Q8K => Acts::Q8K(blocks(x, cols, QK_K, self.quantize_row_q8_k)),
         }
-        Acts::Q8(Q8Prepared::from_blocks(q, n))
     }
 
     /// Rows `r0..r0 + ys.len()` of `w` times the one vector of `acts`.
     fn rows_matvec(&self, w: &MatRef<'_>, acts: &Acts<'_>, r0: usize, ys: &mut [f32]) {
-        match (acts, w.dtype()) {
-            (Acts::Q8(q), DType::Q4_0) => {
-                let rows = w.rows_slice(r0, ys.len());
-                (self.dot_q4_0_rows)(as_q4_0(rows.bytes()), &q.get(0), ys)
-            }
+        match (acts, self.format(w.dtype()).products) {
+            (
+                Acts::Q8_0(q),
+                Products::Q8_0 {
+                    dot_rows: Some(dot_rows),
+                    ..
+                },
+            ) => dot_rows(w.rows_slice(r0, ys.len()).bytes(), &q.get(0), ys),
             _ => self.rows_dot(w, acts, 0, r0, ys.iter_mut()),
         }
     }
 
     /// Rows `r0..` of `w` times token `t` of the activations, one value into each of `ys` (as many
-    /// rows as `ys` yields). The format is matched and the token's activations found once per call,
+    /// rows as `ys` yields). The format's kernel and the token's activations are found once per call,
     /// not once per row: decode rows are short (a 448-wide Q4_0 row is 252 bytes).
     fn rows_dot<'y>(
         &self,
@@ -180,44 +210,27 @@ impl Kernels {
         let rb = w.row_bytes();
         let rows = w.bytes()[(r0 * rb).min(w.bytes().len())..].chunks_exact(rb.max(1));
         let pairs = ys.zip(rows);
-        match acts {
-            Acts::F32(x) => {
+        // Activations are prepared in the form the format's products take, so the pairs match.
+        match (acts, self.format(w.dtype()).products) {
+            (Acts::F32(x), Products::F32 { dot }) => {
                 let x = &x[t * cols..(t + 1) * cols];
-                match w.dtype() {
-                    DType::F32 => {
-                        let mut scratch = Vec::new();
-                        for (y, row) in pairs {
-                            *y = match bytemuck::try_cast_slice::<u8, f32>(row) {
-                                Ok(vals) if cfg!(target_endian = "little") => {
-                                    (self.dot_f32)(vals, x)
-                                }
-                                _ => {
-                                    scratch.resize(cols, 0.0);
-                                    crate::scalar::f32::dequantize_row(row, &mut scratch);
-                                    (self.dot_f32)(&scratch, x)
-                                }
-                            };
-                        }
-                    }
-                    DType::F16 => pairs.for_each(|(y, row)| *y = (self.dot_f16)(row, x)),
-                    DType::BF16 => pairs.for_each(|(y, row)| *y = (self.dot_bf16)(row, x)),
-                    // Quantised formats always come with Q8 activations.
-                    DType::Q8_0 | DType::Q4_0 => pairs.for_each(|(y, _)| *y = f32::NAN),
-                }
+                pairs.for_each(|(y, row)| *y = dot(row, x))
             }
-            Acts::Q8(q) => {
-                let xq = q.get(t);
-                match w.dtype() {
-                    DType::Q8_0 => {
-                        let xb = xq.blocks();
-                        pairs.for_each(|(y, row)| *y = (self.dot_q8_0)(as_q8_0(row), xb))
-                    }
-                    DType::Q4_0 => {
-                        pairs.for_each(|(y, row)| *y = (self.dot_q4_0)(as_q4_0(row), &xq))
-                    }
-                    DType::F32 | DType::F16 | DType::BF16 => pairs.for_each(|(y, _)| *y = f32::NAN),
-                }
+            (Acts::Q8_0(q), Products::Q8_0 { dot, .. }) => {
+                let x = q.get(t);
+                pairs.for_each(|(y, row)| *y = dot(row, &x))
             }
+            (Acts::Q8_1(q), Products::Q8_1 { dot }) => {
+                let nb = cols / QK;
+                let x = &q[t * nb..(t + 1) * nb];
+                pairs.for_each(|(y, row)| *y = dot(row, x))
+            }
+            (Acts::Q8K(q), Products::Q8K { dot }) => {
+                let nb = cols / QK_K;
+                let x = &q[t * nb..(t + 1) * nb];
+                pairs.for_each(|(y, row)| *y = dot(row, x))
+            }
+            _ => pairs.for_each(|(y, _)| *y = f32::NAN),
         }
     }
 }

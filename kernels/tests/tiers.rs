@@ -5,7 +5,37 @@
 //! activation quantiser must match exactly.
 
 use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, QK};
-use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Q8Prepared, Tier};
+use cosmoe_kernels::format::Products;
+use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Q8Acts, Q8Prepared, Tier};
+
+type RowDot = fn(&[u8], &[f32]) -> f32;
+type Q8Dot = fn(&[u8], &Q8Acts<'_>) -> f32;
+type Q8Rows = fn(&[u8], &Q8Acts<'_>, &mut [f32]);
+type Q8Tile = fn(&[u8], &Q8Prepared, &mut [f32]);
+
+/// `k`'s row . f32 kernel for a float format.
+fn f32_dot(k: &Kernels, dtype: DType) -> RowDot {
+    match k.format(dtype).products {
+        Products::F32 { dot } => dot,
+        _ => panic!("{dtype} does not take f32 activations"),
+    }
+}
+
+/// `k`'s kernels for a format that takes prepared Q8_0 activations.
+fn q8_kernels(k: &Kernels, dtype: DType) -> (Q8Dot, Option<Q8Rows>, Option<Q8Tile>) {
+    match k.format(dtype).products {
+        Products::Q8_0 {
+            dot,
+            dot_rows,
+            matmul_rows,
+        } => (dot, dot_rows, matmul_rows),
+        _ => panic!("{dtype} does not take Q8_0 activations"),
+    }
+}
+
+fn q8_dot(k: &Kernels, dtype: DType) -> Q8Dot {
+    q8_kernels(k, dtype).0
+}
 
 const LENS: [usize; 24] = [
     0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 127, 128, 129, 255, 257, 1000,
@@ -102,8 +132,8 @@ fn dot_f16_bf16() {
                     let buf = at_offset(&bytes, off);
                     let row = &buf[off..];
                     let (got, want) = match dtype {
-                        DType::F16 => ((k.dot_f16)(row, &x), scalar::f16::dot(row, &x)),
-                        _ => ((k.dot_bf16)(row, &x), scalar::bf16::dot(row, &x)),
+                        DType::F16 => (f32_dot(k, dtype)(row, &x), scalar::f16::dot(row, &x)),
+                        _ => (f32_dot(k, dtype)(row, &x), scalar::bf16::dot(row, &x)),
                     };
                     close(
                         got,
@@ -152,11 +182,11 @@ fn dot_q8_0_and_q4_0() {
                     let (got, want) = match dtype {
                         DType::Q8_0 => {
                             let r: &[BlockQ8_0] = bytemuck::cast_slice(row);
-                            ((k.dot_q8_0)(r, &xq), scalar::q8_0::dot(r, &xq))
+                            (q8_dot(k, dtype)(row, &xa), scalar::q8_0::dot(r, &xq))
                         }
                         _ => {
                             let r: &[BlockQ4_0] = bytemuck::cast_slice(row);
-                            ((k.dot_q4_0)(r, &xa), scalar::q4_0::dot(r, &xa))
+                            (q8_dot(k, dtype)(row, &xa), scalar::q4_0::dot(r, &xa))
                         }
                     };
                     close(
@@ -189,11 +219,17 @@ fn dot_q4_0_rows_equals_dot() {
                 let bytes = &bytes[..rows * nb * DType::Q4_0.block_bytes()];
                 let blocks: &[BlockQ4_0] = bytemuck::cast_slice(bytes);
                 let mut y = vec![f32::NAN; rows];
-                (k.dot_q4_0_rows)(blocks, &xa, &mut y);
+                let dot_rows = q8_kernels(k, DType::Q4_0)
+                    .1
+                    .expect("Q4_0 has a rows kernel");
+                dot_rows(bytes, &xa, &mut y);
                 for (r, &got) in y.iter().enumerate() {
                     let want = match nb {
                         0 => 0.0,
-                        _ => (k.dot_q4_0)(&blocks[r * nb..(r + 1) * nb], &xa),
+                        _ => q8_dot(k, DType::Q4_0)(
+                            bytemuck::cast_slice(&blocks[r * nb..(r + 1) * nb]),
+                            &xa,
+                        ),
                     };
                     assert_eq!(
                         got.to_bits(),
@@ -230,12 +266,18 @@ fn matmul_q4_0_rows_equals_dot() {
                 let blocks: &[BlockQ4_0] =
                     bytemuck::cast_slice(&bytes[..rows * nb * DType::Q4_0.block_bytes()]);
                 let mut yt = vec![f32::NAN; rows * n];
-                (k.matmul_q4_0_rows)(blocks, &prepared, &mut yt);
+                let tile = q8_kernels(k, DType::Q4_0)
+                    .2
+                    .expect("Q4_0 has a tile kernel");
+                tile(bytemuck::cast_slice(blocks), &prepared, &mut yt);
                 for r in 0..rows {
                     for t in 0..n {
                         let want = match nb {
                             0 => 0.0,
-                            _ => (k.dot_q4_0)(&blocks[r * nb..(r + 1) * nb], &prepared.get(t)),
+                            _ => q8_dot(k, DType::Q4_0)(
+                                bytemuck::cast_slice(&blocks[r * nb..(r + 1) * nb]),
+                                &prepared.get(t),
+                            ),
                         };
                         assert_eq!(
                             yt[r * n + t].to_bits(),
@@ -386,17 +428,13 @@ fn elementwise() {
             }
 
             for dtype in DType::ALL {
-                let cols = if dtype.block_len() > 1 {
-                    n / QK * QK
-                } else {
-                    n
-                };
+                let cols = n / dtype.block_len() * dtype.block_len();
                 if cols == 0 {
                     continue;
                 }
                 let bytes = quantize(dtype, &x[..cols], cols).unwrap();
                 let (mut d1, mut d2) = (vec![0f32; cols], vec![0f32; cols]);
-                (k.dequantize_row)(dtype, &bytes, &mut d1);
+                k.dequantize_row(dtype, &bytes, &mut d1);
                 scalar::dequantize_row(dtype, &bytes, &mut d2);
                 assert_eq!(d1, d2, "{t} dequantize {dtype}");
             }
@@ -411,7 +449,16 @@ fn matvec_and_matmul() {
     let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
     for k in simd_tiers() {
         for dtype in DType::ALL {
-            for (rows, cols) in [(1, 32), (3, 64), (33, 96), (130, 256), (517, 1024)] {
+            for (rows, cols) in [
+                (1usize, 32usize),
+                (3, 64),
+                (33, 96),
+                (130, 256),
+                (517, 1024),
+            ] {
+                if !cols.is_multiple_of(dtype.block_len()) {
+                    continue;
+                }
                 let w = values(rows * cols, 13, 0.1);
                 let bytes = quantize(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
@@ -456,7 +503,10 @@ fn matmul_equals_matvec_bit_for_bit() {
     let tiers = Tier::available().into_iter().filter_map(Kernels::for_tier);
     for k in tiers {
         for dtype in DType::ALL {
-            for (rows, cols) in [(3, 64), (517, 1024), (129, 608)] {
+            for (rows, cols) in [(3usize, 64usize), (517, 1024), (129, 608), (5, 768)] {
+                if !cols.is_multiple_of(dtype.block_len()) {
+                    continue;
+                }
                 let w = values(rows * cols, 15, 0.1);
                 let bytes = quantize(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();

@@ -648,6 +648,16 @@ impl GgmlType {
             GgmlType::BF16 => Some(DType::BF16),
             GgmlType::Q8_0 => Some(DType::Q8_0),
             GgmlType::Q4_0 => Some(DType::Q4_0),
+            GgmlType::Q4_1 => Some(DType::Q4_1),
+            GgmlType::Q5_0 => Some(DType::Q5_0),
+            GgmlType::Q5_1 => Some(DType::Q5_1),
+            GgmlType::Q2_K => Some(DType::Q2_K),
+            GgmlType::Q3_K => Some(DType::Q3_K),
+            GgmlType::Q4_K => Some(DType::Q4_K),
+            GgmlType::Q5_K => Some(DType::Q5_K),
+            GgmlType::Q6_K => Some(DType::Q6_K),
+            GgmlType::IQ4_NL => Some(DType::IQ4_NL),
+            GgmlType::IQ4_XS => Some(DType::IQ4_XS),
             _ => None,
         }
     }
@@ -660,6 +670,16 @@ impl GgmlType {
             DType::BF16 => GgmlType::BF16,
             DType::Q8_0 => GgmlType::Q8_0,
             DType::Q4_0 => GgmlType::Q4_0,
+            DType::Q4_1 => GgmlType::Q4_1,
+            DType::Q5_0 => GgmlType::Q5_0,
+            DType::Q5_1 => GgmlType::Q5_1,
+            DType::Q2_K => GgmlType::Q2_K,
+            DType::Q3_K => GgmlType::Q3_K,
+            DType::Q4_K => GgmlType::Q4_K,
+            DType::Q5_K => GgmlType::Q5_K,
+            DType::Q6_K => GgmlType::Q6_K,
+            DType::IQ4_NL => GgmlType::IQ4_NL,
+            DType::IQ4_XS => GgmlType::IQ4_XS,
         }
     }
 }

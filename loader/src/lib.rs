@@ -94,7 +94,7 @@ pub enum LoaderError {
         tensor: String,
         msg: String,
     },
-    #[error("{path}: tensor `{tensor}` has ggml type {ggml_type}, which cosmoe does not compute with (it reads F32, F16, BF16, Q8_0 and Q4_0)")]
+    #[error("{path}: tensor `{tensor}` has ggml type {ggml_type}, which cosmoe does not compute with yet (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS)")]
     UnsupportedGgmlType {
         path: PathBuf,
         tensor: String,

@@ -82,7 +82,18 @@ fn file_type(dtype: DType) -> u32 {
         DType::F32 => 0,
         DType::F16 => 1,
         DType::Q4_0 => 2,
+        DType::Q4_1 => 3,
         DType::Q8_0 => 7,
+        DType::Q5_0 => 8,
+        DType::Q5_1 => 9,
+        DType::Q2_K => 10,
+        // A file of one K-quant throughout is llama.cpp's "_S" mix of it (Q6_K has no mix).
+        DType::Q3_K => 11,
+        DType::Q4_K => 14,
+        DType::Q5_K => 16,
+        DType::Q6_K => 18,
+        DType::IQ4_NL => 25,
+        DType::IQ4_XS => 30,
         DType::BF16 => 32,
     }
 }

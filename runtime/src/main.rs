@@ -117,7 +117,8 @@ struct ConvertArgs {
     /// GGUF file to write.
     #[arg(short, long)]
     out: PathBuf,
-    /// Type of the weight matrices: f32, f16, bf16, q8_0 or q4_0 (norms, biases and routers stay f32).
+    /// Type of the weight matrices: f32, f16, bf16, or a block format (q8_0, q4_0, q4_1, q5_0, q5_1,
+    /// q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs); norms, biases and routers stay f32.
     #[arg(long = "type", value_parser = parse_dtype)]
     dtype: DType,
     /// tokenizer.json to write into the file instead of the folder's.
@@ -160,7 +161,8 @@ struct ModelArgs {
     /// Worker threads (default: physical cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Convert the weight matrices on load: q8_0, q4_0, f16, bf16 or f32.
+    /// Convert the weight matrices on load: q8_0, q4_0, q4_k, q6_k, ... (any block format), f16, bf16
+    /// or f32.
     #[arg(long, value_parser = parse_dtype)]
     quantize: Option<DType>,
     #[command(flatten)]
@@ -217,8 +219,10 @@ impl CacheArgs {
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
-    DType::parse(s)
-        .ok_or_else(|| format!("unknown weight format `{s}` (q8_0, q4_0, f16, bf16, f32)"))
+    DType::parse(s).ok_or_else(|| {
+        let all: Vec<String> = DType::ALL.iter().map(|d| d.name().to_lowercase()).collect();
+        format!("unknown weight format `{s}` ({})", all.join(", "))
+    })
 }
 
 #[derive(Args)]

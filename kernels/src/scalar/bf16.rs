@@ -18,3 +18,10 @@ pub fn dot(row: &[u8], x: &[f32]) -> f32 {
     debug_assert_eq!(row.len(), x.len() * 2);
     super::f32::dot_by(x.len(), |i| at(row, i) * x[i])
 }
+
+/// Values to little-endian bf16 bytes (round to nearest even).
+pub fn quantize_row(x: &[f32], out: &mut [u8]) {
+    for (o, v) in out.chunks_exact_mut(2).zip(x) {
+        o.copy_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+    }
+}

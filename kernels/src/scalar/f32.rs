@@ -43,3 +43,23 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         *y += a * x;
     }
 }
+
+/// `row . x` for an f32 row given as bytes: in place where the bytes are aligned for f32 (on a
+/// little-endian machine), else through a copy; `dot` is the tier's f32 dot product.
+pub fn dot_row(row: &[u8], x: &[f32], dot: fn(&[f32], &[f32]) -> f32) -> f32 {
+    match bytemuck::try_cast_slice::<u8, f32>(row) {
+        Ok(vals) if cfg!(target_endian = "little") => dot(vals, x),
+        _ => {
+            let mut copy = vec![0f32; row.len() / 4];
+            dequantize_row(row, &mut copy);
+            dot(&copy, x)
+        }
+    }
+}
+
+/// Values to little-endian f32 bytes.
+pub fn quantize_row(x: &[f32], out: &mut [u8]) {
+    for (o, v) in out.chunks_exact_mut(4).zip(x) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+}

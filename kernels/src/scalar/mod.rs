@@ -20,16 +20,9 @@ pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
 
-use crate::blocks::{as_q4_0, as_q8_0};
 use crate::DType;
 
-/// Dequantises one row of `dtype` values (`row`) into `out`.
+/// Dequantises one row of `dtype` values (`row`) into `out`, with the scalar table.
 pub fn dequantize_row(dtype: DType, row: &[u8], out: &mut [f32]) {
-    match dtype {
-        DType::F32 => f32::dequantize_row(row, out),
-        DType::F16 => f16::dequantize_row(row, out),
-        DType::BF16 => bf16::dequantize_row(row, out),
-        DType::Q8_0 => q8_0::dequantize_row(as_q8_0(row), out),
-        DType::Q4_0 => q4_0::dequantize_row(as_q4_0(row), out),
-    }
+    crate::dispatch::SCALAR.dequantize_row(dtype, row, out)
 }

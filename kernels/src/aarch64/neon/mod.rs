@@ -35,7 +35,10 @@ pub mod q8_0;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
+use crate::blocks::{as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
+use crate::format::{f32_products, q8_0_products, Products};
+use crate::DType;
 
 /// Whether this CPU has the dot-product instructions (`sdot`/`udot`), checked at run time.
 pub fn dotprod_supported() -> bool {
@@ -51,39 +54,38 @@ pub fn table() -> Kernels {
             dot_f32: f32::dot,
             axpy: f32::axpy,
             ..SCALAR
-        };
+        }
+        .with_products(DType::F32, f32_products!(f32::dot));
     }
     let dotprod = dotprod_supported();
+    let (q8_0, q4_0) = match dotprod {
+        true => (
+            q8_0_products!(blocks: as_q8_0, q8_0::dot_dotprod),
+            q8_0_products!(
+                as_q4_0,
+                q4_0::dot_dotprod,
+                q4_0::dot_rows_dotprod,
+                q4_0::matmul_rows_dotprod
+            ),
+        ),
+        false => (
+            q8_0_products!(blocks: as_q8_0, q8_0::dot),
+            q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
+        ),
+    };
     Kernels {
         tier: Tier::Neon,
         features: if dotprod { &["dotprod"] } else { &[] },
         dot_f32: f32::dot,
-        dot_f16: f16::dot,
-        dot_bf16: bf16::dot,
-        dot_q8_0: if dotprod {
-            q8_0::dot_dotprod
-        } else {
-            q8_0::dot
-        },
-        dot_q4_0: if dotprod {
-            q4_0::dot_dotprod
-        } else {
-            q4_0::dot
-        },
-        dot_q4_0_rows: if dotprod {
-            q4_0::dot_rows_dotprod
-        } else {
-            q4_0::dot_rows
-        },
-        matmul_q4_0_rows: if dotprod {
-            q4_0::matmul_rows_dotprod
-        } else {
-            q4_0::matmul_rows
-        },
         quantize_row_q8_0: q8_0::quantize_row,
         axpy: f32::axpy,
         ..SCALAR
     }
+    .with_products(DType::F32, f32_products!(f32::dot))
+    .with_products(DType::F16, Products::F32 { dot: f16::dot })
+    .with_products(DType::BF16, Products::F32 { dot: bf16::dot })
+    .with_products(DType::Q8_0, q8_0)
+    .with_products(DType::Q4_0, q4_0)
 }
 
 /// One step of a block dot product: `acc` plus the products of the 16 `i8` pairs of `a` and `b`,

@@ -16,7 +16,10 @@ pub(in crate::x86_64) mod q8_0;
 
 use std::arch::x86_64::*;
 
+use crate::blocks::{as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
+use crate::format::{f32_products, q8_0_products, Products};
+use crate::DType;
 
 /// The AVX2 table. `dispatch` calls this only where [`super::avx2_supported`] holds: the safety of
 /// every function pointer in it rests on that.
@@ -26,12 +29,6 @@ pub(crate) fn table() -> Kernels {
         tier: Tier::Avx2,
         features: &[],
         dot_f32: f32::dot,
-        dot_f16: f16::dot,
-        dot_bf16: bf16::dot,
-        dot_q8_0: q8_0::dot,
-        dot_q4_0: q4_0::dot,
-        dot_q4_0_rows: q4_0::dot_rows,
-        matmul_q4_0_rows: q4_0::matmul_rows,
         quantize_row_q8_0: q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: ops::rmsnorm,
@@ -40,6 +37,14 @@ pub(crate) fn table() -> Kernels {
         rope_neox: ops::rope_neox,
         ..SCALAR
     }
+    .with_products(DType::F32, f32_products!(f32::dot))
+    .with_products(DType::F16, Products::F32 { dot: f16::dot })
+    .with_products(DType::BF16, Products::F32 { dot: bf16::dot })
+    .with_products(DType::Q8_0, q8_0_products!(blocks: as_q8_0, q8_0::dot))
+    .with_products(
+        DType::Q4_0,
+        q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
+    )
 }
 
 /// How far ahead of the current block the Q8_0 loop (and the AVX-512 Q8_0/Q4_0 loops) ask for

@@ -24,7 +24,10 @@ mod q8_0;
 use std::arch::x86_64::*;
 
 use super::avx2;
+use crate::blocks::{as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
+use crate::format::{f32_products, q8_0_products, Products};
+use crate::DType;
 
 /// The AVX-512 table. `dispatch` calls this only where [`super::avx512_supported`] holds: the safety
 /// of every function pointer in it rests on that (and on the VNNI check below for the VNNI kernels).
@@ -34,12 +37,6 @@ pub(crate) fn table() -> Kernels {
         tier: Tier::Avx512,
         features: &[],
         dot_f32: f32::dot,
-        dot_f16: f16::dot,
-        dot_bf16: bf16::dot,
-        dot_q8_0: avx2::q8_0::dot,
-        dot_q4_0: avx2::q4_0::dot,
-        dot_q4_0_rows: avx2::q4_0::dot_rows,
-        matmul_q4_0_rows: avx2::q4_0::matmul_rows,
         quantize_row_q8_0: avx2::q8_0::quantize_row,
         axpy: f32::axpy,
         rmsnorm: avx2::ops::rmsnorm,
@@ -47,28 +44,43 @@ pub(crate) fn table() -> Kernels {
         attn_mix: avx2::attn::attn_mix,
         rope_neox: avx2::ops::rope_neox,
         ..SCALAR
-    };
-    if super::avx512_vbmi_supported() && super::avx512_vnni_supported() {
-        Kernels {
-            features: &["vnni", "vbmi"],
-            dot_q8_0: q8_0::dot,
-            dot_q4_0: q4_0::dot_vbmi,
-            dot_q4_0_rows: q4_0::dot_rows_vbmi,
-            matmul_q4_0_rows: q4_0::matmul_rows_vbmi,
-            ..base
-        }
-    } else if super::avx512_vnni_supported() {
-        Kernels {
-            features: &["vnni"],
-            dot_q8_0: q8_0::dot,
-            dot_q4_0: q4_0::dot,
-            dot_q4_0_rows: q4_0::dot_rows,
-            matmul_q4_0_rows: q4_0::matmul_rows,
-            ..base
-        }
-    } else {
-        base
     }
+    .with_products(DType::F32, f32_products!(f32::dot))
+    .with_products(DType::F16, Products::F32 { dot: f16::dot })
+    .with_products(DType::BF16, Products::F32 { dot: bf16::dot })
+    .with_products(
+        DType::Q8_0,
+        q8_0_products!(blocks: as_q8_0, avx2::q8_0::dot),
+    )
+    .with_products(
+        DType::Q4_0,
+        q8_0_products!(
+            as_q4_0,
+            avx2::q4_0::dot,
+            avx2::q4_0::dot_rows,
+            avx2::q4_0::matmul_rows
+        ),
+    );
+    let vnni = super::avx512_vnni_supported();
+    let (features, q4_0): (&'static [&'static str], _) = match super::avx512_vbmi_supported() {
+        true if vnni => (
+            &["vnni", "vbmi"],
+            q8_0_products!(
+                as_q4_0,
+                q4_0::dot_vbmi,
+                q4_0::dot_rows_vbmi,
+                q4_0::matmul_rows_vbmi
+            ),
+        ),
+        _ if vnni => (
+            &["vnni"],
+            q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
+        ),
+        _ => return base,
+    };
+    Kernels { features, ..base }
+        .with_products(DType::Q8_0, q8_0_products!(blocks: as_q8_0, q8_0::dot))
+        .with_products(DType::Q4_0, q4_0)
 }
 
 /// `(1 << n) - 1`: the first `n < 16` lanes of a 16-lane vector.
