@@ -271,3 +271,58 @@ fn bad_arguments_are_clear_errors() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// A model whose tokenizer cosmoe cannot build (here a pre-tokenizer it does not know) still runs on
+/// token ids: the tokenizer is only an error when text needs it, and that error names it.
+#[test]
+fn ids_need_no_tokenizer() {
+    let src = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gguf/mixtral.q8_0.gguf"),
+    )
+    .unwrap();
+    // The string value of `tokenizer.ggml.pre`, "gpt-2", becomes "smaug" (the same length).
+    let key = b"tokenizer.ggml.pre";
+    let at = src.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4 + 8;
+    assert_eq!(&src[at..at + 5], b"gpt-2");
+    let mut patched = src.clone();
+    patched[at..at + 5].copy_from_slice(b"smaug");
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = (dir.path().join("good.gguf"), dir.path().join("smaug.gguf"));
+    std::fs::write(&good, &src).unwrap();
+    std::fs::write(&bad, &patched).unwrap();
+
+    let ids = |m: &std::path::Path| {
+        let out = cosmoe(&[
+            "run",
+            "--model",
+            m.to_str().unwrap(),
+            "--ids",
+            "1,15,27",
+            "-n",
+            "6",
+            "--print-ids",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(ids(&bad), ids(&good));
+    assert_eq!(ids(&bad).split_whitespace().count(), 6);
+
+    let out = cosmoe(&[
+        "run",
+        "--model",
+        bad.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "-n",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pre-tokenizer `smaug`"), "{err}");
+}
