@@ -1,11 +1,14 @@
-//! `--quantize q8_0|q4_0`: logits stay close to the unquantised path.
+//! `--quantize q8_0|q4_0|q4_1|q5_0|q5_1|iq4_nl`: logits stay close to the unquantised path (the
+//! fixtures are too narrow for the 256-value K-quant blocks: those are checked against llama.cpp's
+//! own C code in kernels/tests/ggml_ref_*.rs).
 //!
 //! Measured on the golden fixtures whose widths are multiples of 32 (llama, olmoe, qwen2, qwen3, qwen3_moe
 //! and its sharded copy: tiny random models, where quantisation error is at its worst relative to the
 //! signal), over the prompt and greedy-continuation positions (33 per fixture), every matrix quantised
 //! (routed experts included, whatever their checkpoint layout). Measured 2026-11-23: Q8_0 top-1
 //! agreement 194/198 (0.980), worst max|diff|/max|logit| 0.039 (qwen2); Q4_0 147/198 (0.742), worst 0.56
-//! (qwen2). The limits below leave a margin over those figures; the test prints its own
+//! (qwen2). 2026-12-07: Q4_1 155/198 (0.783), worst 0.42; Q5_0 185/198 (0.934), 0.42; Q5_1 168/198
+//! (0.848), 0.25; IQ4_NL 160/198 (0.808), 0.39. The limits below leave a margin over those figures; the test prints its own
 //! (`--nocapture`).
 
 mod common;
@@ -19,7 +22,14 @@ use cosmoe_kernels::DType;
 use std::sync::Arc;
 
 /// (format, least top-1 agreement, largest max|diff| / max|logit|) over all positions of all fixtures.
-const LIMITS: [(DType, f64, f32); 2] = [(DType::Q8_0, 0.95, 0.06), (DType::Q4_0, 0.65, 0.7)];
+const LIMITS: [(DType, f64, f32); 6] = [
+    (DType::Q8_0, 0.95, 0.06),
+    (DType::Q4_0, 0.65, 0.7),
+    (DType::Q4_1, 0.70, 0.6),
+    (DType::Q5_0, 0.85, 0.6),
+    (DType::Q5_1, 0.75, 0.4),
+    (DType::IQ4_NL, 0.70, 0.55),
+];
 
 #[test]
 fn quantised_logits_stay_close() {
