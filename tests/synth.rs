@@ -40,6 +40,7 @@ fn wearable_synthesises_loads_and_runs() {
         out: out.clone(),
         seed: 7,
         progress: false,
+        alignment: cosmoe::convert::ALIGNMENT,
     };
     let n = synth(&cfg).unwrap();
     assert_eq!(n, std::fs::metadata(&out).unwrap().len());
@@ -80,6 +81,7 @@ fn synth_refuses_float_types() {
         out: tmp.path().join("x.gguf"),
         seed: 0,
         progress: false,
+        alignment: cosmoe::convert::ALIGNMENT,
     })
     .unwrap_err()
     .to_string();

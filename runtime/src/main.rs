@@ -108,6 +108,9 @@ struct SynthArgs {
     /// Random seed of the weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Tensor alignment in bytes (power of two, >= 32); 32 for a file llama-quantize will rewrite.
+    #[arg(long, default_value_t = cosmoe::convert::ALIGNMENT)]
+    alignment: u32,
 }
 
 #[derive(Args)]
@@ -541,6 +544,7 @@ fn synth(a: SynthArgs) -> Result<()> {
         out: a.out,
         seed: a.seed,
         progress: true,
+        alignment: a.alignment,
     };
     let t0 = Instant::now();
     let n = cosmoe::synth::synth(&cfg)?;
@@ -643,6 +647,7 @@ fn demo(a: DemoArgs) -> Result<()> {
             out: path.clone(),
             seed: 0,
             progress: !a.json,
+            alignment: cosmoe::convert::ALIGNMENT,
         })?;
     }
     let routing = RoutingArgs {

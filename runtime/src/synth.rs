@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::arch::{Naming, Part, QkNorm, TensorNames};
-use crate::convert::{metadata, ALIGNMENT};
+use crate::convert::metadata;
 use crate::{Error, Result};
 use cosmoe_loader::config::Multipliers;
 
@@ -167,6 +167,36 @@ pub fn presets() -> Vec<Preset> {
             norm_topk: true,
             multipliers: plain,
         },
+        // Test fixtures: every row a whole number of 256-value super-blocks (hidden 256, expert
+        // FFN 512), small enough to quantise and run in a test.
+        Preset {
+            name: "fixture-llama-moe-256",
+            about: "test fixture: llama-architecture MoE, 2 layers, hidden 256, 4 experts top-2",
+            vocab: 512,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 64,
+            experts: 4,
+            context: 256,
+            rope_theta: 10_000.0,
+            ..llama_moe("", "", 2, 256, 4, 2, 512)
+        },
+        Preset {
+            name: "fixture-qwen3moe-256",
+            about: "test fixture: qwen3moe, 2 layers, hidden 256, head_dim 64, 4 experts top-2",
+            arch: Architecture::Qwen3Moe,
+            vocab: 512,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 64,
+            experts: 4,
+            context: 256,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            ..llama_moe("", "", 2, 256, 4, 2, 512)
+        },
     ]
 }
 
@@ -224,11 +254,15 @@ impl Preset {
 #[derive(Clone, Debug)]
 pub struct SynthConfig {
     pub preset: Preset,
-    /// Q4_0 or Q8_0 for the matrices (norms and routers are F32).
+    /// Q4_0 or Q8_0 for the matrices (random blocks), or F32 (uniform values, a source to quantise;
+    /// norms and routers are F32).
     pub dtype: DType,
     pub out: PathBuf,
     pub seed: u64,
     pub progress: bool,
+    /// Tensor alignment (`general.alignment`); 4096 lets one aligned read fetch an expert, 32 suits a
+    /// file `llama-quantize` will rewrite (it pads to 32 whatever the file says).
+    pub alignment: u32,
 }
 
 /// What kind of values a tensor holds.
@@ -261,7 +295,10 @@ fn plan(c: &ModelConfig, dtype: DType) -> Vec<Planned> {
             name,
             ne,
             dtype,
-            fill: Fill::Blocks { std },
+            fill: match dtype {
+                DType::F32 => Fill::Uniform { std },
+                _ => Fill::Blocks { std },
+            },
         })
     };
     let vec_ones = |v: &mut Vec<Planned>, name: String, n: usize| {
@@ -375,15 +412,15 @@ fn byte_symbols() -> Vec<String> {
 
 /// Writes the preset's file; returns its size in bytes.
 pub fn synth(cfg: &SynthConfig) -> Result<u64> {
-    if !matches!(cfg.dtype, DType::Q4_0 | DType::Q8_0) {
+    if !matches!(cfg.dtype, DType::Q4_0 | DType::Q8_0 | DType::F32) {
         return Err(Error::InvalidArgument(format!(
-            "synth writes q4_0 or q8_0, not {:?}",
+            "synth writes q4_0, q8_0 or f32 (to quantise), not {}",
             cfg.dtype
         )));
     }
     let c = cfg.preset.config();
     let mut w = GgufWriter::new();
-    w.set_alignment(ALIGNMENT)?;
+    w.set_alignment(cfg.alignment)?;
     metadata(&mut w, &c, Path::new(cfg.preset.name), cfg.dtype);
     w.set(
         "general.name",
