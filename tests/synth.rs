@@ -18,7 +18,15 @@ fn presets_have_their_published_sizes() {
         ("granite-1b-a400m", 1335.0),
         ("qwen3-30b-a3b", 30532.0),
     ];
-    assert_eq!(presets().len(), want.len());
+    // The real shapes, and the two small test-fixture presets (tests/quant_golden.rs).
+    assert_eq!(presets().len(), want.len() + 2);
+    let fixtures = presets()
+        .into_iter()
+        .filter(|p| p.name.starts_with("fixture-"));
+    for p in fixtures {
+        let m = n_params(&p) as f64 / 1e6;
+        assert!((3.0..5.0).contains(&m), "{}: {m}M parameters", p.name);
+    }
     for (name, m) in want {
         let got = n_params(&Preset::find(name).unwrap()) as f64 / 1e6;
         assert!(
@@ -73,7 +81,7 @@ fn wearable_synthesises_loads_and_runs() {
 }
 
 #[test]
-fn synth_refuses_float_types() {
+fn synth_refuses_formats_it_cannot_write() {
     let tmp = tempfile::tempdir().unwrap();
     let e = synth(&SynthConfig {
         preset: Preset::find("cosmoe-wearable").unwrap(),
@@ -85,5 +93,5 @@ fn synth_refuses_float_types() {
     })
     .unwrap_err()
     .to_string();
-    assert!(e.contains("q4_0 or q8_0"), "{e}");
+    assert!(e.contains("q4_0, q8_0 or f32") && e.contains("F16"), "{e}");
 }
