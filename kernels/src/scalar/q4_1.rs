@@ -2,21 +2,27 @@
 
 use crate::blocks::{scale, to_scale, BlockQ4_1, BlockQ8_1, QK};
 
+/// The smallest and largest of `xs`, as ggml's `_ref` quantisers find them (a NaN is never taken).
+pub(crate) fn min_max(xs: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in xs {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
 /// ggml's `quantize_row_q4_1_ref` (what `quantize_q4_1` writes without an importance matrix):
 /// `m = min(x)`, `d = (max - min) / 15`, `q = min(15, trunc((x - m) / d + 0.5))`, with the f32 `d`
 /// and `m` (not their f16 roundings). `x.len()` must be `out.len() * 32`.
 pub fn quantize(x: &[f32], out: &mut [BlockQ4_1]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let (mut min, mut max) = (f32::MAX, -f32::MAX);
-        for &v in xs {
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
+        let (min, max) = min_max(xs);
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         b.d = to_scale(d);

@@ -1,5 +1,6 @@
 //! Q5_1 weights (`x = d * q + m`, 5-bit `q`) against Q8_1-quantised activations.
 
+use super::q4_1::min_max;
 use crate::blocks::{scale, to_scale, BlockQ5_1, BlockQ8_1, QK};
 
 /// ggml's `quantize_row_q5_1_ref` (what `quantize_q5_1` writes without an importance matrix):
@@ -8,15 +9,7 @@ use crate::blocks::{scale, to_scale, BlockQ5_1, BlockQ8_1, QK};
 pub fn quantize(x: &[f32], out: &mut [BlockQ5_1]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let (mut min, mut max) = (f32::MAX, -f32::MAX);
-        for &v in xs {
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
+        let (min, max) = min_max(xs);
         let d = (max - min) / 31.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         b.d = to_scale(d);
