@@ -262,7 +262,7 @@ fn pre_name(pre: &J) -> Result<&'static str, String> {
         if p["type"] == "Split" {
             if let Some(re) = p["pattern"]["Regex"].as_str() {
                 for name in ["gpt-2", "llama-bpe", "qwen2"] {
-                    if crate::tokenizer::pre_regex(name) == Some(re) {
+                    if crate::pretokenize::tokenizer_json_regex(name) == Some(re) {
                         return Ok(name);
                     }
                 }

@@ -7,6 +7,8 @@
 //! - [`gguf`]: GGUF files (versions 2 and 3) over a memory map, validated against hostile input;
 //!   metadata, tensor infos, weights and per-expert slices used in place.
 //! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate.
+//! - [`pretokenize`]: the pre-tokenizers llama.cpp knows for BPE vocabularies in GGUF files, by
+//!   `tokenizer.ggml.pre` name.
 //!
 //! Every error names the file, and the tensor or key where there is one.
 
@@ -18,6 +20,7 @@ pub mod gguf;
 mod gguf_config;
 pub mod gguf_vocab;
 pub mod gguf_writer;
+pub mod pretokenize;
 pub mod safetensors;
 pub mod source;
 pub mod tokenizer;

@@ -23,27 +23,13 @@ pub fn load(path: &Path) -> Result<Tokenizer> {
     })
 }
 
-/// The pre-tokenizer regex llama.cpp uses for a `tokenizer.ggml.pre` name (llama-vocab.cpp).
-pub(crate) fn pre_regex(pre: &str) -> Option<&'static str> {
-    const GPT2: &str =
-        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-    const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-    const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-    Some(match pre {
-        "default" | "gpt-2" | "gpt2" | "olmo" | "mpt" => GPT2,
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => LLAMA3,
-        "qwen2" | "deepseek-r1-qwen" => QWEN2,
-        _ => return None,
-    })
-}
-
 /// Rebuilds the tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata as a `tokenizers`
 /// tokenizer, so a lone `.gguf` runs with text prompts. `Ok(None)` if the file has no vocabulary.
 ///
 /// Supported `tokenizer.ggml.model`s:
 ///
-/// * `"gpt2"`, byte-level BPE (`tokens` + `merges`), with the pre-tokenizers of the GPT-2, Llama 3 and
-///   Qwen2 families.
+/// * `"gpt2"`, BPE (`tokens` + `merges`), with every pre-tokenizer (`tokenizer.ggml.pre`) llama.cpp
+///   knows, told at [`crate::pretokenize`]; `"gemma4"` is the same with the `gemma4` pre-tokenizer.
 /// * `"llama"`, SentencePiece (Llama 2, Mistral, Mixtral, TinyLlama): `tokens`, f32 `scores`, optional
 ///   `token_type`, `bos/eos/unknown_token_id`, `add_bos_token` (default true), `add_eos_token` (default
 ///   false), `add_space_prefix` (default true). Encodes as llama.cpp's SPM tokenizer does (llama-vocab.cpp,
@@ -64,16 +50,28 @@ pub fn from_gguf(f: &crate::GgufFile) -> Result<Option<Tokenizer>> {
         .as_str()
         .ok_or_else(|| err("tokenizer.ggml.model is not a string".into()))?;
     match model {
-        "gpt2" => gpt2(f).map(Some),
+        "gpt2" => gpt2(f, None).map(Some),
+        // llama.cpp: a Gemma 4 vocabulary is BPE with the gemma4 pre-tokenizer, whatever `pre` says.
+        "gemma4" => gpt2(f, Some("gemma4")).map(Some),
         "llama" => spm(f).map(Some),
         _ => Err(err(format!(
-            "vocabulary type `{model}` is not supported (only byte-level BPE, `gpt2`, and SentencePiece, `llama`); pass a tokenizer.json with --tokenizer"
+            "vocabulary type `{model}` is not supported (only BPE, `gpt2` or `gemma4`, and SentencePiece, `llama`); pass a tokenizer.json with --tokenizer"
         ))),
     }
 }
 
-/// `tokenizer.ggml.model = "gpt2"`: byte-level BPE.
-fn gpt2(f: &crate::GgufFile) -> Result<Tokenizer> {
+/// `tokenizer.ggml.model = "gpt2"` (or `"gemma4"`, with `pre` forced): BPE, as llama.cpp's
+/// `llm_tokenizer_bpe` encodes.
+///
+/// * pre-tokenizer: llama.cpp's regexes for `tokenizer.ggml.pre` ([`crate::pretokenize`]; none means
+///   `default`), each a `Split` (behaviour `Isolated`) of the pieces of the one before, then the GPT-2
+///   byte mapping (`ByteLevel` without its own regex) unless the type keeps raw UTF-8;
+/// * normalizer: ' ' to '▁' for the types that escape whitespace (Gemma 4, Sarvam);
+/// * model: BPE over `merges`, `ignore_merges` where llama.cpp sets it; `<0xXX>` byte fallback for the
+///   raw UTF-8 types;
+/// * added tokens: CONTROL (special) and USER_DEFINED tokens, matched whole on the raw text;
+/// * post-processor: BOS if `tokenizer.ggml.add_bos_token` (default: llama.cpp's for the pre type).
+fn gpt2(f: &crate::GgufFile, force_pre: Option<&str>) -> Result<Tokenizer> {
     use serde_json::{json, Map, Value as J};
     let path = f.path();
     let err = |msg: String| LoaderError::Tokenizer {
@@ -87,20 +85,36 @@ fn gpt2(f: &crate::GgufFile) -> Result<Tokenizer> {
             .ok_or_else(|| err(format!("{key} is missing or not a list of strings")))
     };
     let tokens = strings("tokenizer.ggml.tokens")?;
-    let merges = strings("tokenizer.ggml.merges")?;
     let types = f
         .get("tokenizer.ggml.token_type")
         .and_then(|v| v.as_array())
         .and_then(|a| a.to_i64s());
-    let pre = f
-        .get("tokenizer.ggml.pre")
-        .and_then(|v| v.as_str())
-        .unwrap_or("default");
-    let regex = pre_regex(pre).ok_or_else(|| {
+    // llama.cpp: no name, or an empty one, is `default`.
+    let pre_name = match force_pre {
+        Some(p) => p,
+        None => match f.get("tokenizer.ggml.pre") {
+            None => "default",
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| err("tokenizer.ggml.pre is not a string".into()))?,
+        },
+    };
+    let pre_name = if pre_name.is_empty() {
+        "default"
+    } else {
+        pre_name
+    };
+    let pre = crate::pretokenize::lookup(pre_name).ok_or_else(|| {
         err(format!(
-            "pre-tokenizer `{pre}` is not supported (gpt-2, llama-bpe, qwen2 families); pass a tokenizer.json with --tokenizer"
+            "pre-tokenizer `{pre_name}` is not supported (it is none of those llama.cpp knows); pass a tokenizer.json with --tokenizer"
         ))
     })?;
+    let byte_encode = pre.kind.byte_encode;
+    // llama.cpp lets a Kimi-K2 vocabulary go without merges.
+    let merges: &[String] = match f.get("tokenizer.ggml.merges") {
+        None if pre.name == "kimi-k2" => &[],
+        _ => strings("tokenizer.ggml.merges")?,
+    };
 
     let mut vocab = Map::new();
     let mut added = Vec::new();
@@ -129,10 +143,12 @@ fn gpt2(f: &crate::GgufFile) -> Result<Tokenizer> {
         })
         .collect::<Result<_>>()?;
 
-    let add_bos = f
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let add_bos = match f.get("tokenizer.ggml.add_bos_token") {
+        None => pre.add_bos,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| err("tokenizer.ggml.add_bos_token is not a bool".into()))?,
+    } || pre.forces_bos();
     let bos = f
         .get("tokenizer.ggml.bos_token_id")
         .and_then(|v| v.as_u64())
@@ -147,21 +163,47 @@ fn gpt2(f: &crate::GgufFile) -> Result<Tokenizer> {
         }),
         _ => J::Null,
     };
+
+    let mut pretokenizers: Vec<J> = pre
+        .kind
+        .regexes
+        .iter()
+        .map(|re| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false}))
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false});
+    if byte_encode {
+        pretokenizers.push(byte_level.clone());
+    }
+    let normalizer = match pre.escape_whitespaces {
+        true => json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}),
+        false => J::Null,
+    };
+    let decoder = match (byte_encode, pre.escape_whitespaces) {
+        (true, _) => byte_level,
+        (false, escaped) => {
+            let mut steps = Vec::new();
+            if escaped {
+                steps.push(
+                    json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+                );
+            }
+            steps.push(json!({"type": "ByteFallback"}));
+            steps.push(json!({"type": "Fuse"}));
+            json!({"type": "Sequence", "decoders": steps})
+        }
+    };
     let spec = json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
         "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
-        ]},
+        "normalizer": normalizer,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": pretokenizers},
         "post_processor": post,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+        "decoder": decoder,
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": pre_regex(pre) == pre_regex("llama-bpe"),
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": !byte_encode,
+                  "ignore_merges": pre.ignore_merges,
                   "vocab": vocab, "merges": merges}
     });
     let text = spec.to_string();
