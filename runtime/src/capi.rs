@@ -377,6 +377,52 @@ unsafe fn copy_out<T: Copy>(
     Ok(())
 }
 
+/// Writes NULL to `*out`, then a new handle made by `make` (NULL stays on failure).
+///
+/// # Safety
+/// `out` is NULL or valid for a write.
+unsafe fn create<T>(out: *mut *mut T, make: impl FnOnce() -> Res<T>) -> Res {
+    if out.is_null() {
+        return invalid("out is NULL");
+    }
+    // SAFETY: non-NULL, valid for a write (the caller's contract).
+    unsafe { out.write(std::ptr::null_mut()) };
+    let handle = Box::into_raw(Box::new(make()?));
+    // SAFETY: as above.
+    unsafe { out.write(handle) };
+    Ok(())
+}
+
+/// Frees the handle `*slot` holds and sets it to NULL; NULL or `*slot == NULL` does nothing.
+///
+/// # Safety
+/// `slot` is NULL or points to NULL or to a handle `create` made and nobody freed.
+unsafe fn destroy<T>(slot: *mut *mut T) {
+    // SAFETY: the caller's contract.
+    if let Some(slot) = unsafe { slot.as_mut() } {
+        let p = std::mem::replace(slot, std::ptr::null_mut());
+        if !p.is_null() {
+            // SAFETY: made by Box::into_raw in `create`, and not freed (the slot held it).
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// `n` token ids at `ids` to evaluate, checked against the session's vocabulary.
+///
+/// # Safety
+/// `ids` is valid for `n` ids.
+unsafe fn eval_ids(session: &Session, ids: *const i32, n: usize) -> Res<Vec<u32>> {
+    if n == 0 {
+        return invalid("no tokens to evaluate (n_ids is 0)");
+    }
+    // SAFETY: the caller's contract.
+    token_ids(
+        unsafe { slice(ids, n, "ids")? },
+        session.model().config.vocab_size,
+    )
+}
+
 /// Token ids checked against the vocabulary.
 fn token_ids(ids: &[i32], vocab: usize) -> Res<Vec<u32>> {
     ids.iter()
@@ -520,27 +566,20 @@ pub unsafe extern "C" fn cosmoe_model_load(
     params: *const cosmoe_model_params,
     out: *mut *mut cosmoe_model,
 ) -> cosmoe_status {
-    entry(|| {
-        if out.is_null() {
-            return invalid("out is NULL");
-        }
-        // SAFETY: non-NULL, valid for a write (the caller's contract).
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: the caller's contract.
-        let path = unsafe { c_str(path, "path")? };
-        // SAFETY: the caller's contract.
-        let params = match unsafe { params.as_ref() } {
-            Some(p) => *p,
-            None => cosmoe_model_default_params(),
-        };
-        let opts = load_options(&params)?;
-        let model = Model::load_with(std::path::Path::new(path), &opts)?;
-        let handle = Box::new(cosmoe_model {
-            model: Arc::new(model),
-        });
-        // SAFETY: checked above.
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
+    // SAFETY: the caller's contract, for `out`, `path` and `params`.
+    entry(|| unsafe {
+        create(out, || {
+            let path = c_str(path, "path")?;
+            let params = match params.as_ref() {
+                Some(p) => *p,
+                None => cosmoe_model_default_params(),
+            };
+            let opts = load_options(&params)?;
+            let model = Model::load_with(std::path::Path::new(path), &opts)?;
+            Ok(cosmoe_model {
+                model: Arc::new(model),
+            })
+        })
     })
 }
 
@@ -554,13 +593,7 @@ pub unsafe extern "C" fn cosmoe_model_load(
 pub unsafe extern "C" fn cosmoe_model_free(model: *mut *mut cosmoe_model) {
     let _ = entry(|| {
         // SAFETY: the caller's contract.
-        if let Some(slot) = unsafe { model.as_mut() } {
-            let p = std::mem::replace(slot, std::ptr::null_mut());
-            if !p.is_null() {
-                // SAFETY: made by Box::into_raw in cosmoe_model_load, and not freed (the slot held it).
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
+        unsafe { destroy(model) };
         Ok(())
     });
 }
@@ -577,22 +610,15 @@ pub unsafe extern "C" fn cosmoe_session_new(
     model: *mut cosmoe_model,
     out: *mut *mut cosmoe_session,
 ) -> cosmoe_status {
-    entry(|| {
-        if out.is_null() {
-            return invalid("out is NULL");
-        }
-        // SAFETY: non-NULL, valid for a write.
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: the caller's contract.
-        let m = unsafe { deref(model, "model")? };
-        let session = Session::new(m.model.clone());
-        let handle = Box::new(cosmoe_session {
-            cancel: session.cancel_handle(),
-            session: Mutex::new(session),
-        });
-        // SAFETY: checked above.
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
+    // SAFETY: the caller's contract, for `out` and `model`.
+    entry(|| unsafe {
+        create(out, || {
+            let session = Session::new(deref(model, "model")?.model.clone());
+            Ok(cosmoe_session {
+                cancel: session.cancel_handle(),
+                session: Mutex::new(session),
+            })
+        })
     })
 }
 
@@ -605,13 +631,7 @@ pub unsafe extern "C" fn cosmoe_session_new(
 pub unsafe extern "C" fn cosmoe_session_free(session: *mut *mut cosmoe_session) {
     let _ = entry(|| {
         // SAFETY: the caller's contract.
-        if let Some(slot) = unsafe { session.as_mut() } {
-            let p = std::mem::replace(slot, std::ptr::null_mut());
-            if !p.is_null() {
-                // SAFETY: made by Box::into_raw in cosmoe_session_new, not freed yet.
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
+        unsafe { destroy(session) };
         Ok(())
     });
 }
@@ -724,12 +744,8 @@ pub unsafe extern "C" fn cosmoe_session_eval(
         // SAFETY: the caller's contract.
         let s = unsafe { deref(session, "session")? };
         let mut guard = lock(s)?;
-        if n_ids == 0 {
-            return invalid("no tokens to evaluate (n_ids is 0)");
-        }
-        let vocab = guard.model().config.vocab_size;
         // SAFETY: the caller's contract.
-        let ids = token_ids(unsafe { slice(ids, n_ids, "ids")? }, vocab)?;
+        let ids = unsafe { eval_ids(&guard, ids, n_ids)? };
         guard.eval(&ids, Logits::Last)?;
         Ok(())
     })
@@ -958,12 +974,9 @@ pub unsafe extern "C" fn cosmoe_session_eval_all(
             return invalid("logits or n_vocab is NULL");
         }
         let mut guard = lock(s)?;
-        if n_ids == 0 {
-            return invalid("no tokens to evaluate (n_ids is 0)");
-        }
-        let vocab = guard.model().config.vocab_size;
         // SAFETY: the caller's contract.
-        let ids = token_ids(unsafe { slice(ids, n_ids, "ids")? }, vocab)?;
+        let ids = unsafe { eval_ids(&guard, ids, n_ids)? };
+        let vocab = guard.model().config.vocab_size;
         let rows = guard.eval(&ids, Logits::All)?;
         // SAFETY: non-NULL checked; the rows live in the session until its next mutation.
         unsafe {

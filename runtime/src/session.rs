@@ -26,8 +26,8 @@ use crate::{Error, Model, Result};
 pub struct Session {
     model: Arc<Model>,
     pub(crate) st: PassState,
-    /// Rows of logits the last pass left in `st.scratch.logits` (0: nothing evaluated since reset).
-    pub(crate) logit_rows: usize,
+    /// Whether `st.scratch.logits` holds the logits of a pass since the last reset.
+    pub(crate) has_logits: bool,
     /// Sampled and in the context, not yet evaluated.
     pub(crate) pending: Option<u32>,
     routing_name: String,
@@ -77,7 +77,7 @@ impl Session {
         Session {
             model,
             st,
-            logit_rows: 0,
+            has_logits: false,
             pending: None,
             routing_name: "the model's routers".into(),
             log: RunLog::default(),
@@ -121,7 +121,7 @@ impl Session {
         // A new account, so the statistics start from zero (late prefetch outcomes of the old one
         // are not counted to it).
         self.st.cache_user = CacheUser::new();
-        self.logit_rows = 0;
+        self.has_logits = false;
         self.pending = None;
         self.log = RunLog::default();
     }
@@ -147,7 +147,6 @@ impl Session {
         let v = self.model.config.vocab_size;
         if want == Logits::All && extra == 1 {
             // The pending token's row is not one of `tokens`'.
-            self.logit_rows -= 1;
             return Ok(&self.st.scratch.logits[v..]);
         }
         Ok(&self.st.scratch.logits)
@@ -155,15 +154,11 @@ impl Session {
 
     /// The logits of the last evaluated position, `(vocab)`; `None` before anything is evaluated.
     pub fn logits(&self) -> Option<&[f32]> {
+        let logits = &self.st.scratch.logits;
         let v = self.model.config.vocab_size;
-        match self.logit_rows {
-            0 => None,
-            _ => self
-                .st
-                .scratch
-                .logits
-                .get(self.st.scratch.logits.len() - v..),
-        }
+        self.has_logits
+            .then(|| logits.get(logits.len().saturating_sub(v)..))
+            .flatten()
     }
 
     /// Samples up to `cfg.max_new_tokens` tokens from the current logits on, evaluating each before
@@ -181,7 +176,7 @@ impl Session {
     ) -> Result<Generation> {
         self.begin();
         let mut sampler = Sampler::new(cfg.sampler.clone())?;
-        if self.logit_rows == 0 && self.pending.is_none() {
+        if !self.has_logits && self.pending.is_none() {
             return Err(Error::InvalidArgument(
                 "nothing to generate from: evaluate a prompt first".into(),
             ));
@@ -293,10 +288,7 @@ impl Session {
     fn pass(&mut self, tokens: &[u32], want: Logits) -> Result<()> {
         let (model, st) = (&*self.model, &mut self.st);
         model.on_pool(|| forward(model, st, tokens, want))?;
-        self.logit_rows = match want {
-            Logits::Last => 1,
-            Logits::All => tokens.len(),
-        };
+        self.has_logits = true;
         Ok(())
     }
 

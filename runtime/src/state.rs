@@ -258,7 +258,7 @@ impl Session {
         self.pending = pending;
         if let Some(l) = logits {
             self.st.scratch.logits = l;
-            self.logit_rows = 1;
+            self.has_logits = true;
         }
         Ok(())
     }

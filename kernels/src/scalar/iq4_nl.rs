@@ -44,14 +44,7 @@ pub(crate) fn best_index(x: f32) -> u8 {
 /// the fit that explains most of `sum w x^2`. 0 for a block below [`GROUP_MAX_EPS`]. Float sums in
 /// ggml's order, for bit-exact scales.
 pub(crate) fn block_scale(xb: &[f32]) -> f32 {
-    let (mut amax, mut max) = (0f32, 0f32);
-    for &v in xb {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    let (amax, max) = super::q4_0::signed_abs_max(xb);
     if amax < GROUP_MAX_EPS {
         return 0.0;
     }

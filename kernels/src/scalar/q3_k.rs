@@ -4,6 +4,7 @@
 //! dequantised values and the dot products equal those of `ggml-quants.c` / `ggml-cpu/quants.c`
 //! compiled for x86-64 without FMA.
 
+use super::q4_0::signed_abs_max;
 use super::q4_k::nearest_int;
 use crate::blocks::{scale, to_scale, BlockQ3K, BlockQ8K, QK_K};
 
@@ -16,15 +17,7 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 /// the scale.
 pub(crate) fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8], do_rmse: bool) -> f32 {
     debug_assert_eq!(x.len(), l_out.len());
-    let mut max = 0f32;
-    let mut amax = 0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    let (amax, max) = signed_abs_max(x);
     if amax < GROUP_MAX_EPS {
         l_out.fill(0);
         return 0.0;

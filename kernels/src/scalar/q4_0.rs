@@ -3,18 +3,25 @@
 use crate::acts::{Q8Acts, Q8Prepared};
 use crate::blocks::{scale, to_scale, BlockQ4_0, QK};
 
+/// `(max |x|, the x that has it)`: the first value of largest magnitude, with its sign, as ggml's
+/// quantisers scan for it (`amax < |x|`, so a NaN is never taken).
+pub(crate) fn signed_abs_max(xs: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in xs {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (amax, max)
+}
+
 /// ggml's `quantize_row_q4_0_ref`: the value of largest magnitude `m` (with its sign) maps to -8,
 /// `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`.
 pub fn quantize_row(x: &[f32], out: &mut [BlockQ4_0]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let (mut amax, mut max) = (0f32, 0f32);
-        for &v in xs {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (_, max) = signed_abs_max(xs);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         b.d = to_scale(d);

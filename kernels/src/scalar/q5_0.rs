@@ -1,5 +1,6 @@
 //! Q5_0 weights (`x = d * (q - 16)`, 5-bit `q`) against Q8_0-quantised activations.
 
+use super::q4_0::signed_abs_max;
 use crate::blocks::{scale, to_scale, BlockQ5_0, BlockQ8_0, QK};
 
 /// ggml's `quantize_row_q5_0_ref` (what `quantize_q5_0` writes without an importance matrix): the
@@ -8,13 +9,7 @@ use crate::blocks::{scale, to_scale, BlockQ5_0, BlockQ8_0, QK};
 pub fn quantize(x: &[f32], out: &mut [BlockQ5_0]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let (mut amax, mut max) = (0f32, 0f32);
-        for &v in xs {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (_, max) = signed_abs_max(xs);
         let d = max / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         b.d = to_scale(d);

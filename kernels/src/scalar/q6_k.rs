@@ -1,6 +1,7 @@
 //! Q6_K weights against Q8_K-quantised activations, ported from llama.cpp's `ggml-quants.c` /
 //! `ggml-cpu/quants.c` float operation for float operation (see `q4_k.rs`), bit-identical to it.
 
+use super::q4_0::signed_abs_max;
 use super::q4_k::nearest_int;
 use crate::blocks::{scale, to_scale, BlockQ6K, BlockQ8K, QK_K};
 
@@ -13,14 +14,7 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 /// scale; an all-zero group gets scale 0 and `L` 0 (not `nmax`), as in C.
 fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
     debug_assert_eq!(x.len(), l.len());
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    let (amax, max) = signed_abs_max(x);
     if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;

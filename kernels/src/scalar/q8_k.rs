@@ -1,6 +1,7 @@
 //! Q8_K, the activations K-quant (and IQ4_XS) weights multiply: 256 `i8` per block with an `f32`
 //! scale and the sums of each 16 values. Ported from llama.cpp's `ggml-quants.c`, bit-identical to it.
 
+use super::q4_0::signed_abs_max;
 use super::q4_k::nearest_int;
 use crate::blocks::{BlockQ8K, QK_K};
 
@@ -11,14 +12,7 @@ use crate::blocks::{BlockQ8K, QK_K};
 pub fn quantize_row_activations(x: &[f32], out: &mut [BlockQ8K]) {
     debug_assert_eq!(x.len(), out.len() * QK_K);
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in xs {
-            let ax = v.abs();
-            if ax > amax {
-                amax = ax;
-                max = v;
-            }
-        }
+        let (amax, max) = signed_abs_max(xs);
         if amax == 0.0 {
             *b = bytemuck::Zeroable::zeroed();
             continue;
