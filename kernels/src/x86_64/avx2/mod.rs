@@ -10,15 +10,21 @@ pub(in crate::x86_64) mod attn;
 mod bf16;
 mod f16;
 mod f32;
+pub(in crate::x86_64) mod iq4_xs;
 pub(in crate::x86_64) mod ops;
+pub(in crate::x86_64) mod q2_k;
+pub(in crate::x86_64) mod q3_k;
 pub(in crate::x86_64) mod q4_0;
+pub(in crate::x86_64) mod q4_k;
+pub(in crate::x86_64) mod q5_k;
+pub(in crate::x86_64) mod q6_k;
 pub(in crate::x86_64) mod q8_0;
 
 use std::arch::x86_64::*;
 
 use crate::blocks::{as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
-use crate::format::{f32_products, q8_0_products, Products};
+use crate::format::{block_products, f32_products, q8_0_products, Products};
 use crate::DType;
 
 /// The AVX2 table. `dispatch` calls this only where [`super::avx2_supported`] holds: the safety of
@@ -45,6 +51,20 @@ pub(crate) fn table() -> Kernels {
         DType::Q4_0,
         q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
     )
+    .with_k_quants()
+}
+
+impl Kernels {
+    /// The AVX2 kernels of the formats with Q8_K activations (the K-quants and IQ4_XS), which the
+    /// AVX-512 tier uses too.
+    pub(in crate::x86_64) fn with_k_quants(self) -> Kernels {
+        self.with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot))
+            .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot))
+            .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot))
+            .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot))
+            .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot))
+            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot))
+    }
 }
 
 /// How far ahead of the current block the Q8_0 loop (and the AVX-512 Q8_0/Q4_0 loops) ask for
@@ -59,6 +79,25 @@ const PREFETCH_BYTES: usize = 1024;
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(in crate::x86_64) fn prefetch_ahead<T>(p: *const T) {
     _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(PREFETCH_BYTES));
+}
+
+/// How far ahead of the current super-block the K-quant and IQ4_XS loops ask for weights.
+const PREFETCH_SPAN_BYTES: usize = 2048;
+
+/// Prefetches every 64-byte line of the `N` bytes at `PREFETCH_SPAN_BYTES` past `p` (a super-block
+/// of 84 to 210 bytes: one hint per line, as the Q4_0 loop measured best). A hint: it never faults,
+/// also past the end of the weights, and `wrapping_add` keeps the address arithmetic defined there.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn prefetch_span<const N: usize>(p: *const u8) {
+    let ahead = p.wrapping_add(PREFETCH_SPAN_BYTES);
+    let mut off = 0;
+    while off < N {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off).cast());
+        off += 64;
+    }
+    // The last byte's line, which the steps of 64 miss when the block straddles one more line.
+    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(N - 1).cast());
 }
 
 /// Sum of the eight lanes of `v`.
