@@ -12,6 +12,10 @@ pub type Q8RowsFn = fn(&[u8], &Q8Acts<'_>, &mut [f32]);
 /// `yt[r * n + t] = w[r] . x[t]` over rows back to back and `n` prepared vectors.
 pub type Q8TileFn = fn(&[u8], &Q8Prepared, &mut [f32]);
 
+/// Prefill for the Q8_K formats: `yt[r * n + t] = w[r] . x[t]` for rows back to back and the `n`
+/// (third argument) vectors of `x.len() / n` blocks each, back to back.
+pub type Q8KTileFn = fn(&[u8], &[BlockQ8K], usize, &mut [f32]);
+
 /// How a format's products take their activations, and its kernels for them. Every function takes
 /// the raw bytes of whole weight rows (any alignment) and one token's activations.
 #[derive(Clone, Copy)]
@@ -31,7 +35,12 @@ pub enum Products {
     /// Q8_1 activations (Q8_0 with `d * sum(q)` per block: the formats with a minimum).
     Q8_1 { dot: fn(&[u8], &[BlockQ8_1]) -> f32 },
     /// Q8_K activations (256-value super-blocks with sums of 16: the K-quants and IQ4_XS).
-    Q8K { dot: fn(&[u8], &[BlockQ8K]) -> f32 },
+    Q8K {
+        dot: fn(&[u8], &[BlockQ8K]) -> f32,
+        /// Prefill (bit for bit `dot` for each row and token; a tier may unpack each row once for
+        /// several tokens). `None`: `dot` for each row and token.
+        matmul_rows: Option<Q8KTileFn>,
+    },
 }
 
 /// The activation form a format's products take.
@@ -94,8 +103,22 @@ macro_rules! q8_0_products {
 }
 pub(crate) use q8_0_products;
 
-/// [`Products::Q8_1`] / [`Products::Q8K`] from a kernel over typed blocks.
+/// [`Products::Q8_1`] / [`Products::Q8K`] from a kernel over typed blocks:
+/// `block_products!(Q8K, dot)` or, with a prefill tile over byte rows, `block_products!(Q8K, dot,
+/// matmul_rows)`.
 macro_rules! block_products {
+    (Q8K, $dot:path) => {
+        $crate::format::Products::Q8K {
+            dot: |row, x| $dot($crate::blocks::as_blocks(row), x),
+            matmul_rows: None,
+        }
+    };
+    (Q8K, $dot:path, $tile:path) => {
+        $crate::format::Products::Q8K {
+            dot: |row, x| $dot($crate::blocks::as_blocks(row), x),
+            matmul_rows: Some($tile),
+        }
+    };
     ($kind:ident, $dot:path) => {
         $crate::format::Products::$kind {
             dot: |row, x| $dot($crate::blocks::as_blocks(row), x),

@@ -60,14 +60,27 @@ impl Kernels {
         }
         // yt: (rows, n), so each task owns a contiguous block; transposed into y below.
         let mut yt = vec![0f32; rows * n];
-        let tile = match self.format(w.dtype()).products {
-            Products::Q8_0 { matmul_rows, .. } => matmul_rows,
-            _ => None,
-        };
-        let task = |(c, block): (usize, &mut [f32])| match (&acts, tile) {
-            (Acts::Q8_0(q), Some(matmul_rows)) => {
+        let products = self.format(w.dtype()).products;
+        let task = |(c, block): (usize, &mut [f32])| match (&acts, products) {
+            (
+                Acts::Q8_0(q),
+                Products::Q8_0 {
+                    matmul_rows: Some(matmul_rows),
+                    ..
+                },
+            ) => {
                 let rows = w.rows_slice(c * chunk, block.len() / n);
                 matmul_rows(rows.bytes(), q, block)
+            }
+            (
+                Acts::Q8K(q),
+                Products::Q8K {
+                    matmul_rows: Some(matmul_rows),
+                    ..
+                },
+            ) => {
+                let rows = w.rows_slice(c * chunk, block.len() / n);
+                matmul_rows(rows.bytes(), q, n, block)
             }
             _ => {
                 for t in 0..n {
@@ -225,7 +238,7 @@ impl Kernels {
                 let x = &q[t * nb..(t + 1) * nb];
                 pairs.for_each(|(y, row)| *y = dot(row, x))
             }
-            (Acts::Q8K(q), Products::Q8K { dot }) => {
+            (Acts::Q8K(q), Products::Q8K { dot, .. }) => {
                 let nb = cols / QK_K;
                 let x = &q[t * nb..(t + 1) * nb];
                 pairs.for_each(|(y, row)| *y = dot(row, x))

@@ -510,20 +510,22 @@ fn matmul_equals_matvec_bit_for_bit() {
                 let w = values(rows * cols, 15, 0.1);
                 let bytes = quantize(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
-                let n = 3;
-                let x = values(n * cols, 16, 1.0);
-                let mut y = vec![0f32; n * rows];
-                k.matmul(m, &x, n, &mut y);
-                for t in 0..n {
-                    let mut yv = vec![0f32; rows];
-                    k.matvec(m, &x[t * cols..(t + 1) * cols], &mut yv);
-                    for r in 0..rows {
-                        assert_eq!(
-                            y[t * rows + r].to_bits(),
-                            yv[r].to_bits(),
-                            "{:?} {dtype} {rows}x{cols} t={t} r={r}",
-                            k.tier
-                        );
+                // 9: two tiles of four tokens (the Q8_K tiles) and one token left over.
+                for n in [3, 9] {
+                    let x = values(n * cols, 16, 1.0);
+                    let mut y = vec![0f32; n * rows];
+                    k.matmul(m, &x, n, &mut y);
+                    for t in 0..n {
+                        let mut yv = vec![0f32; rows];
+                        k.matvec(m, &x[t * cols..(t + 1) * cols], &mut yv);
+                        for r in 0..rows {
+                            assert_eq!(
+                                y[t * rows + r].to_bits(),
+                                yv[r].to_bits(),
+                                "{:?} {dtype} {rows}x{cols} n={n} t={t} r={r}",
+                                k.tier
+                            );
+                        }
                     }
                 }
             }

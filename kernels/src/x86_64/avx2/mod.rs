@@ -22,7 +22,7 @@ pub(in crate::x86_64) mod q8_0;
 
 use std::arch::x86_64::*;
 
-use crate::blocks::{as_q4_0, as_q8_0};
+use crate::blocks::{as_blocks, as_q4_0, as_q8_0, BlockQ8K};
 use crate::dispatch::{Kernels, Tier, SCALAR};
 use crate::format::{block_products, f32_products, q8_0_products, Products};
 use crate::DType;
@@ -60,10 +60,22 @@ impl Kernels {
     pub(in crate::x86_64) fn with_k_quants(self) -> Kernels {
         self.with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot))
             .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot))
-            .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot))
-            .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot))
-            .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot))
-            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot))
+            .with_products(
+                DType::Q4_K,
+                block_products!(Q8K, q4_k::dot, q4_k::matmul_rows),
+            )
+            .with_products(
+                DType::Q5_K,
+                block_products!(Q8K, q5_k::dot, q5_k::matmul_rows),
+            )
+            .with_products(
+                DType::Q6_K,
+                block_products!(Q8K, q6_k::dot, q6_k::matmul_rows),
+            )
+            .with_products(
+                DType::IQ4_XS,
+                block_products!(Q8K, iq4_xs::dot, iq4_xs::matmul_rows),
+            )
     }
 }
 
@@ -98,6 +110,45 @@ pub(in crate::x86_64) fn prefetch_span<const N: usize>(p: *const u8) {
     }
     // The last byte's line, which the steps of 64 miss when the block straddles one more line.
     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(N - 1).cast());
+}
+
+/// Tokens a Q8_K prefill tile multiplies each weight row by at once.
+pub(in crate::x86_64) const TILE: usize = 4;
+
+/// Prefill of a Q8_K format, `yt[r * n + t] = w[r] . x[t]` for the rows of blocks `B` back to back
+/// in `w` and `n` vectors back to back in `x`: `TILE` tokens at a time by `dot_tile` (each row's weights
+/// unpacked once for them), rows inner so those tokens' activations stay in L1 while the rows stream
+/// from L2; the tokens left over by `dot`. Both compute every output as `dot` does.
+pub(in crate::x86_64) fn tile_rows<B: bytemuck::Pod>(
+    w: &[u8],
+    x: &[BlockQ8K],
+    n: usize,
+    yt: &mut [f32],
+    dot_tile: impl Fn(&[B], [&[BlockQ8K]; TILE]) -> [f32; TILE],
+    dot: fn(&[B], &[BlockQ8K]) -> f32,
+) {
+    let nb = x.len().checked_div(n).unwrap_or(0);
+    let rb = nb * std::mem::size_of::<B>();
+    if rb == 0 {
+        yt.fill(0.0);
+        return;
+    }
+    let rows = (w.len() / rb).min(yt.len() / n);
+    let row = |r: usize| as_blocks::<B>(&w[r * rb..(r + 1) * rb]);
+    let xs = |t: usize| &x[t * nb..(t + 1) * nb];
+    let mut t0 = 0;
+    while t0 + TILE <= n {
+        let tile: [&[BlockQ8K]; TILE] = std::array::from_fn(|k| xs(t0 + k));
+        for r in 0..rows {
+            yt[r * n + t0..r * n + t0 + TILE].copy_from_slice(&dot_tile(row(r), tile));
+        }
+        t0 += TILE;
+    }
+    for t in t0..n {
+        for r in 0..rows {
+            yt[r * n + t] = dot(row(r), xs(t));
+        }
+    }
 }
 
 /// Sum of the eight lanes of `v`.

@@ -10,14 +10,20 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::acts32;
-use super::{hsum_ps, prefetch_span};
+use super::{hsum_ps, prefetch_span, tile_rows, TILE};
 use crate::blocks::{scale, BlockQ6K, BlockQ8K};
 
 /// `sum_b d_w * d_x * sum_j s_j * ((q - 32) . x)_j`.
 pub(crate) fn dot(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
     // SAFETY: reached only through the AVX2 and AVX-512 tables, which are built only where
     // `avx2_supported()` (AVX2, FMA, F16C) holds.
-    unsafe { dot_avx2(w, a) }
+    unsafe { dot_n::<1>(w, [a])[0] }
+}
+
+/// Prefill: `yt[r * n + t] = w[r] . x[t]`, bit for bit `dot`.
+pub(crate) fn matmul_rows(w: &[u8], x: &[BlockQ8K], n: usize, yt: &mut [f32]) {
+    // SAFETY: as for `dot`.
+    tile_rows(w, x, n, yt, |w, a| unsafe { dot_n::<TILE>(w, a) }, dot)
 }
 
 /// `vpshufb` masks: `PAIR_SHUFFLE[g]` puts byte `2g` in bytes 0..8 and byte `2g + 1` in bytes 8..16.
@@ -55,21 +61,28 @@ pub(in crate::x86_64) fn scaled_bsums(s: __m128i, a: &BlockQ8K) -> __m256i {
     _mm256_madd_epi16(_mm256_cvtepi8_epi16(s), bs)
 }
 
+/// `dot` of `w` against `T` token vectors at once: each super-block's levels and scales unpacked once
+/// for all of them, every token's float operations those of `dot` (which is `T = 1`), in its order.
+///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_avx2(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+unsafe fn dot_n<const T: usize>(w: &[BlockQ6K], a: [&[BlockQ8K]; T]) -> [f32; T] {
+    let nb = a.iter().fold(w.len(), |n, a| n.min(a.len()));
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x30);
-    let mut acc = _mm256_setzero_ps();
-    for (b, y) in w.iter().zip(a) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for (i, b) in w[..nb].iter().enumerate() {
         prefetch_span::<{ std::mem::size_of::<BlockQ6K>() }>((b as *const BlockQ6K).cast());
         // SAFETY: `scales` is 16 readable bytes; `loadu` has no alignment requirement.
         let sc = unsafe { _mm_loadu_si128(b.scales.as_ptr().cast()) };
-        let mut sumi = _mm256_sub_epi32(
-            _mm256_setzero_si256(),
-            _mm256_slli_epi32::<5>(scaled_bsums(sc, y)),
-        );
+        // The bias of the levels: 32 * sum_j s_j * sum(x_j).
+        let mut sumi: [__m256i; T] = std::array::from_fn(|t| {
+            _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_slli_epi32::<5>(scaled_bsums(sc, &a[t][i])),
+            )
+        });
         for n in 0..2 {
             let (ql, qh) = (&b.ql[64 * n..64 * n + 64], &b.qh[32 * n..32 * n + 32]);
             // SAFETY: 64 and 32 readable bytes; `loadu` has no alignment requirement.
@@ -102,16 +115,22 @@ unsafe fn dot_avx2(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
                 ),
             ];
             for (k, q) in q.into_iter().enumerate() {
-                // Levels <= 63 against |x| <= 127: pair sums within 2^15, no saturation.
-                let p = _mm256_maddubs_epi16(q, acts32(y, 128 * n + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, pair_scales(sc, 4 * n + k)));
+                let s = pair_scales(sc, 4 * n + k);
+                for t in 0..T {
+                    // Levels <= 63 against |x| <= 127: pair sums within 2^15, no saturation.
+                    let p = _mm256_maddubs_epi16(q, acts32(&a[t][i], 128 * n + 32 * k));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                }
             }
         }
-        acc = _mm256_fmadd_ps(
-            _mm256_set1_ps(scale(b.d) * y.d),
-            _mm256_cvtepi32_ps(sumi),
-            acc,
-        );
+        let d = scale(b.d);
+        for t in 0..T {
+            acc[t] = _mm256_fmadd_ps(
+                _mm256_set1_ps(d * a[t][i].d),
+                _mm256_cvtepi32_ps(sumi[t]),
+                acc[t],
+            );
+        }
     }
-    hsum_ps(acc)
+    std::array::from_fn(|t| hsum_ps(acc[t]))
 }
