@@ -22,14 +22,14 @@
 //! requirement, and the pointers given to them are `u8`/`i8` pointers, of alignment 1, or the
 //! `i16` sums of our own Q8_K activation blocks, aligned as their type).
 //!
-//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0) and the Q8_0 quantiser are
-//! bit-identical to the scalar reference (exact integer block sums, then the same float operations
-//! in the same order). The super-block formats (Q4_K, Q5_K, Q6_K, IQ4_XS) sum each 256-value
-//! super-block exactly in `i32` (sub-block sums times their scales; the mins' term and Q6_K's
-//! offset from the activations' `bsums`) and then take one or two float products per super-block,
-//! where the reference keeps eight float lanes (or, for IQ4_XS, one float product per 32 values):
-//! they differ from it by float reassociation only, within a few roundings of the super-block
-//! terms. Either way the widening and `sdot` variants of a kernel give the same bits. `axpy` is
+//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0) and of Q2_K, and the Q8_0
+//! quantiser, are bit-identical to the scalar reference (exact integer block or super-block sums,
+//! then the same float operations in the same order). The other super-block formats (Q3_K, Q4_K,
+//! Q5_K, Q6_K, IQ4_XS) sum each 256-value super-block exactly in `i32` too (sub-block sums times
+//! their scales; the mins' term and the offsets of Q3_K and Q6_K from the activations' `bsums`) and
+//! then take one or two float products per super-block, where the reference keeps eight float
+//! lanes (or, for IQ4_XS, one float product per 32 values): they differ from it by float
+//! reassociation only, within a few roundings of the super-block terms. Either way the widening and `sdot` variants of a kernel give the same bits. `axpy` is
 //! bit-identical (separate multiply and add, as the scalar loop); the float dot products (f32, f16,
 //! bf16) use fused multiply-adds in sixteen lanes and differ from the reference by reassociation
 //! only.
@@ -38,6 +38,8 @@ pub mod bf16;
 pub mod f16;
 pub mod f32;
 pub mod iq4_xs;
+pub mod q2_k;
+pub mod q3_k;
 pub mod q4_0;
 pub mod q4_k;
 pub mod q5_k;
@@ -96,6 +98,8 @@ pub fn table() -> Kernels {
                     q4_0::matmul_rows_dotprod
                 ),
             )
+            .with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot_dotprod))
+            .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot_dotprod))
             .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot_dotprod))
             .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot_dotprod))
             .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot_dotprod))
@@ -106,6 +110,8 @@ pub fn table() -> Kernels {
                 DType::Q4_0,
                 q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
             )
+            .with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot))
+            .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot))
             .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot))
             .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot))
             .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot))
@@ -197,6 +203,15 @@ pub(super) fn cvt_f16x4_high(h: uint16x8_t) -> float32x4_t {
 #[inline(always)]
 pub(super) unsafe fn s8(v: uint8x16_t) -> int8x16_t {
     vreinterpretq_s8_u8(v)
+}
+
+/// Eight bytes as `i16` lanes (zero-extended).
+///
+/// # Safety
+/// None beyond NEON (baseline on aarch64); `unsafe` as the intrinsics are in some Rust versions.
+#[inline(always)]
+pub(super) unsafe fn widen_u8(v: uint8x8_t) -> int16x8_t {
+    vreinterpretq_s16_u16(vmovl_u8(v))
 }
 
 /// `[sum p[0], sum p[1], sum p[2], sum p[3]]`: the lane sums of four vectors in one (`addp`

@@ -3,7 +3,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{lane_sums4, s8, scale, scaled_sum8, I8Dot, SDot, Widen};
+use super::{lane_sums4, s8, scale, scaled_sum8, widen_u8, I8Dot, SDot, Widen};
 use crate::blocks::{BlockQ4K, BlockQ8K, K_SCALE_SIZE};
 
 /// `sum d_w * d_a * sc * sum(q_w * q_a) - dmin_w * d_a * m * sum(q_a)` over the super-blocks (ggml's
@@ -55,15 +55,6 @@ pub(super) fn scales_mins(s: &[u8; K_SCALE_SIZE]) -> (u64, u64) {
     )
 }
 
-/// Eight bytes (little-endian in a `u64`) as eight `i16` lanes.
-///
-/// # Safety
-/// None beyond NEON (baseline on aarch64); `unsafe` as the intrinsics are in some Rust versions.
-#[inline(always)]
-pub(super) unsafe fn bytes_i16(b: u64) -> int16x8_t {
-    vreinterpretq_s16_u16(vmovl_u8(vcreate_u8(b)))
-}
-
 /// `sum_j m[j] * (bsums[2j] + bsums[2j + 1])`: the mins' term of a super-block of eight 32-value
 /// sub-blocks, exact (pairs of sums of 16 quants fit `i16`, each product and the total `i32`).
 ///
@@ -107,8 +98,8 @@ unsafe fn dot_blocks<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
             lane_sums4([p[4], p[5], p[6], p[7]]),
         ];
         // |sum| <= 8 * 63 * 32 * 15 * 128 < 2^25: exact in i32.
-        let isum = vaddvq_s32(scaled_sum8(s, bytes_i16(sc)));
-        let imin = mins_dot(y, bytes_i16(m));
+        let isum = vaddvq_s32(scaled_sum8(s, widen_u8(vcreate_u8(sc))));
+        let imin = mins_dot(y, widen_u8(vcreate_u8(m)));
         sumf += (scale(b.d) * y.d) * isum as f32 - (scale(b.dmin) * y.d) * imin as f32;
     }
     sumf

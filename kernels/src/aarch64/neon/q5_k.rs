@@ -2,8 +2,8 @@
 
 use std::arch::aarch64::*;
 
-use super::q4_k::{bytes_i16, mins_dot, scales_mins};
-use super::{lane_sums4, s8, scale, scaled_sum8, I8Dot, SDot, Widen};
+use super::q4_k::{mins_dot, scales_mins};
+use super::{lane_sums4, s8, scale, scaled_sum8, widen_u8, I8Dot, SDot, Widen};
 use crate::blocks::{BlockQ5K, BlockQ8K};
 
 /// `sum d_w * d_a * sc * sum(q_w * q_a) - dmin_w * d_a * m * sum(q_a)` (ggml's
@@ -71,8 +71,8 @@ unsafe fn dot_blocks<D: I8Dot>(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
             lane_sums4([p[4], p[5], p[6], p[7]]),
         ];
         // |sum| <= 8 * 63 * 32 * 31 * 128 < 2^26: exact in i32.
-        let isum = vaddvq_s32(scaled_sum8(s, bytes_i16(sc)));
-        let imin = mins_dot(y, bytes_i16(m));
+        let isum = vaddvq_s32(scaled_sum8(s, widen_u8(vcreate_u8(sc))));
+        let imin = mins_dot(y, widen_u8(vcreate_u8(m)));
         sumf += (scale(b.d) * y.d) * isum as f32 - (scale(b.dmin) * y.d) * imin as f32;
     }
     sumf
