@@ -22,26 +22,30 @@
 //! requirement, and the pointers given to them are `u8`/`i8` pointers, of alignment 1, or the
 //! `i16` sums of our own Q8_K activation blocks, aligned as their type).
 //!
-//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0) and of Q2_K, and the Q8_0
-//! quantiser, are bit-identical to the scalar reference (exact integer block or super-block sums,
-//! then the same float operations in the same order). The other super-block formats (Q3_K, Q4_K,
-//! Q5_K, Q6_K, IQ4_XS) sum each 256-value super-block exactly in `i32` too (sub-block sums times
-//! their scales; the mins' term and the offsets of Q3_K and Q6_K from the activations' `bsums`) and
-//! then take one or two float products per super-block, where the reference keeps eight float
-//! lanes (or, for IQ4_XS, one float product per 32 values): they differ from it by float
-//! reassociation only, within a few roundings of the super-block terms. Either way the widening and `sdot` variants of a kernel give the same bits. `axpy` is
-//! bit-identical (separate multiply and add, as the scalar loop); the float dot products (f32, f16,
-//! bf16) use fused multiply-adds in sixteen lanes and differ from the reference by reassociation
-//! only.
+//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL)
+//! and of Q2_K, and the Q8_0 quantiser, are bit-identical to the scalar reference (exact integer
+//! block or super-block sums, then the same float operations in the same order). The other
+//! super-block formats (Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) sum each 256-value super-block exactly in
+//! `i32` too (sub-block sums times their scales; the mins' term and the offsets of Q3_K and Q6_K
+//! from the activations' `bsums`), then take one or two float products per super-block where the
+//! reference keeps eight float lanes (IQ4_XS: one float product per 32 values), so they differ from
+//! it by float reassociation only, within a few roundings of the super-block terms. Either way, the
+//! widening and `sdot` variants of a kernel give the same bits. `axpy` is bit-identical (separate
+//! multiply and add, as the scalar loop); the float dot products (f32, f16, bf16) use fused
+//! multiply-adds in sixteen lanes and differ from the reference by reassociation only.
 
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod iq4_nl;
 pub mod iq4_xs;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
+pub mod q4_1;
 pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8_0;
@@ -49,7 +53,7 @@ pub mod q8_0;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use crate::blocks::{as_q4_0, as_q8_0};
+use crate::blocks::{as_blocks, as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
 use crate::format::{block_products, f32_products, q8_0_products, Products};
 use crate::DType;
@@ -83,6 +87,7 @@ pub fn table() -> Kernels {
     .with_products(DType::F32, f32_products!(f32::dot))
     .with_products(DType::F16, Products::F32 { dot: f16::dot })
     .with_products(DType::BF16, Products::F32 { dot: bf16::dot });
+    // The integer formats in `DType::ALL` order, taking the activations the scalar entries take.
     match dotprod {
         true => base
             .with_products(
@@ -98,11 +103,21 @@ pub fn table() -> Kernels {
                     q4_0::matmul_rows_dotprod
                 ),
             )
+            .with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot_dotprod))
+            .with_products(
+                DType::Q5_0,
+                q8_0_products!(blocks: as_blocks, q5_0::dot_dotprod),
+            )
+            .with_products(DType::Q5_1, block_products!(Q8_1, q5_1::dot_dotprod))
             .with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot_dotprod))
             .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot_dotprod))
             .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot_dotprod))
             .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot_dotprod))
             .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot_dotprod))
+            .with_products(
+                DType::IQ4_NL,
+                q8_0_products!(blocks: as_blocks, iq4_nl::dot_dotprod),
+            )
             .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot_dotprod)),
         false => base
             .with_products(DType::Q8_0, q8_0_products!(blocks: as_q8_0, q8_0::dot))
@@ -110,11 +125,18 @@ pub fn table() -> Kernels {
                 DType::Q4_0,
                 q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
             )
+            .with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot))
+            .with_products(DType::Q5_0, q8_0_products!(blocks: as_blocks, q5_0::dot))
+            .with_products(DType::Q5_1, block_products!(Q8_1, q5_1::dot))
             .with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot))
             .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot))
             .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot))
             .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot))
             .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot))
+            .with_products(
+                DType::IQ4_NL,
+                q8_0_products!(blocks: as_blocks, iq4_nl::dot),
+            )
             .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot)),
     }
 }
@@ -297,9 +319,9 @@ pub(super) mod tests {
     /// with).
     pub(crate) const CASES: usize = 4;
 
-    /// `n` Q8_K blocks for each of [`CASES`] cases, with their `bsums`: random quants in -127..=127,
-    /// the extremes -127 and 127 mixed, all -128 (below what the quantiser writes, but an `i8`), and
-    /// random quants again; scales of both signs.
+    /// `n` Q8_K blocks for each of [`CASES`] cases, with their `bsums`: random quants in
+    /// -127..=127, the extremes -127 and 127 mixed, all -128 (below what the quantiser writes, but
+    /// an `i8`), and random quants again; scales of both signs.
     pub(crate) fn q8k_blocks(n: usize, seed: u32) -> Vec<Vec<BlockQ8K>> {
         let mut next = rng(seed);
         (0..CASES)
@@ -329,8 +351,8 @@ pub(super) mod tests {
             .collect()
     }
 
-    /// `n` weight blocks for activation case `case` of [`q8k_blocks`]: random bytes, or every bit set
-    /// (the largest levels and scales) in cases 1 and 2; `fix` then sets the float scales.
+    /// `n` weight blocks for activation case `case` of [`q8k_blocks`]: random bytes, or every bit
+    /// set (the largest levels and scales) in cases 1 and 2; `fix` then sets the float scales.
     pub(crate) fn raw_blocks<T: bytemuck::Pod>(
         n: usize,
         seed: u32,
@@ -353,10 +375,28 @@ pub(super) mod tests {
             .collect()
     }
 
+    /// `n` Q8_0/Q8_1 activation blocks (f16 scale, 32 quants) for case `case` of [`CASES`], as
+    /// [`q8k_blocks`] makes them.
+    pub(crate) fn legacy_acts(n: usize, seed: u32, case: usize) -> Vec<([u8; 2], [i8; 32])> {
+        let mut next = rng(seed);
+        (0..n)
+            .map(|i| {
+                let d = (next() % 1000) as f32 * 1e-3 * if i % 2 == 0 { 1.0 } else { -1.0 };
+                let qs = core::array::from_fn(|j| match case {
+                    1 if (j / 3 + i) % 2 == 0 => 127,
+                    1 => -127,
+                    2 => -128,
+                    _ => ((next() % 255) as i32 - 127) as i8,
+                });
+                (crate::blocks::to_scale(d), qs)
+            })
+            .collect()
+    }
+
     /// A super-block product against the scalar reference: within `1e-6` of the sum over blocks of
-    /// `bound(b) * sum_i |q_a[b][i]|` (`bound(b)`: the largest magnitude a weight's terms reach times
-    /// the activation scale), and the `sdot` result, if any, bit-identical to the base one (the same
-    /// exact integers, then the same float operations).
+    /// `bound(b) * sum_i |q_a[b][i]|` (`bound(b)`: the largest magnitude a weight's terms reach,
+    /// times the activation scale), and the `sdot` result, if any, bit-identical to the base one
+    /// (the same exact integers, then the same float operations).
     pub(crate) fn check_k(
         x: &[BlockQ8K],
         bound: impl Fn(usize) -> f32,

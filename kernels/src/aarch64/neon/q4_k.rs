@@ -6,8 +6,8 @@ use std::arch::aarch64::*;
 use super::{lane_sums4, s8, scale, scaled_sum8, widen_u8, I8Dot, SDot, Widen};
 use crate::blocks::{BlockQ4K, BlockQ8K, K_SCALE_SIZE};
 
-/// `sum d_w * d_a * sc * sum(q_w * q_a) - dmin_w * d_a * m * sum(q_a)` over the super-blocks (ggml's
-/// `ggml_vec_dot_q4_K_q8_K`) with base NEON: per super-block the eight sub-block sums of
+/// `sum d_w * d_a * sc * sum(q_w * q_a) - dmin_w * d_a * m * sum(q_a)` over the super-blocks
+/// (ggml's `ggml_vec_dot_q4_K_q8_K`) with base NEON: per super-block the eight sub-block sums of
 /// `q_w * q_a` exact in `i32` (`smull` + `sadalp`), times their 6-bit scales, summed exactly; the
 /// mins' term from the activations' `bsums` (which must be the sums of their quants, as the
 /// quantiser writes them; the scalar reference reads them too); then two float products per
@@ -37,9 +37,10 @@ unsafe fn dot_sdot(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
 }
 
 /// The 6-bit scales and mins of the eight sub-blocks (ggml's `get_scale_min_k4` for `j` in 0..8),
-/// one per byte, little-endian: `(scales, mins)`. Sub-blocks 0..4 are the low 6 bits of bytes 0..4
-/// (scales) and 4..8 (mins); 4..8 take their low 4 bits from the nibbles of bytes 8..12 and their top
-/// 2 from the top bits of bytes 0..4 (scales) and 4..8 (mins). A few word operations per super-block.
+/// one per byte, little-endian: `(scales, mins)`. Sub-blocks 0..4 are the low 6 bits of bytes
+/// 0..4 (scales) and 4..8 (mins); 4..8 take their low 4 bits from the nibbles of bytes 8..12 and
+/// their top 2 from the top bits of bytes 0..4 (scales) and 4..8 (mins). A few word operations per
+/// super-block.
 #[inline(always)]
 pub(super) fn scales_mins(s: &[u8; K_SCALE_SIZE]) -> (u64, u64) {
     const LOW6: u32 = 0x3f3f_3f3f;

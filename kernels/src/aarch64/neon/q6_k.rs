@@ -49,9 +49,9 @@ unsafe fn dot_blocks<D: I8Dot>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
         let sc = [vmovl_s8(vget_low_s8(sc)), vmovl_high_s8(sc)];
         let mut isum = zero;
         for (n, &sc) in sc.iter().enumerate() {
-            // One 128-value half: ql[64n..64n + 64], qh[32n..32n + 32]; value i + 32k (i < 32) has its
-            // low 4 bits in the low (k = 0, 1) or high (k = 2, 3) nibble of ql[i + 32 * (k % 2)] and
-            // its top 2 bits at bit 2k of qh[i].
+            // One 128-value half: ql[64n..64n + 64], qh[32n..32n + 32]; value i + 32k (i < 32)
+            // has its low 4 bits in the low (k = 0, 1) or high (k = 2, 3) nibble of
+            // ql[i + 32 * (k % 2)] and its top 2 bits at bit 2k of qh[i].
             // SAFETY (loads): 64 of the 128 bytes of `b.ql`, 32 of the 64 of `b.qh`, borrowed for
             // the call; byte pointers need no alignment.
             let ql = b.ql.as_ptr().add(64 * n);
