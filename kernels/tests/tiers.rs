@@ -449,11 +449,14 @@ fn matvec_and_matmul() {
     let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
     for k in simd_tiers() {
         for dtype in DType::ALL {
+            // Rows of 1, 2, 3 and 4 super-blocks for the 256-value formats.
             for (rows, cols) in [
                 (1usize, 32usize),
                 (3, 64),
                 (33, 96),
                 (130, 256),
+                (2, 512),
+                (5, 768),
                 (517, 1024),
             ] {
                 if !cols.is_multiple_of(dtype.block_len()) {

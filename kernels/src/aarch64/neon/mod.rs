@@ -4,8 +4,9 @@
 //! need no run-time check. The one optional extension used is the dot-product instructions (`sdot`,
 //! FEAT_DotProd: Cortex-A55/A76 and later, e.g. the Raspberry Pi 5, Apple M1, Graviton 2; absent on
 //! Cortex-A53/A72, e.g. the Raspberry Pi 3 and 4): [`table`] detects it once and installs the
-//! `*_dotprod` variants of the Q8_0/Q4_0 dot products, listing `"dotprod"` in
-//! [`Kernels::features`].
+//! `*_dotprod` variants of the integer dot products, listing `"dotprod"` in [`Kernels::features`].
+//! Each integer kernel is written once, generic over `I8Dot` (16 `i8` products into four `i32`
+//! lanes: widening multiplies on any Armv8.0 CPU, such as the Cortex-A53, or `sdot`).
 //!
 //! Two instructions are written with `asm!` rather than `std::arch` intrinsics, because the
 //! intrinsics are unstable (`vdotq_s32`, feature `stdarch_neon_dotprod`) or newer than the crate's
@@ -18,26 +19,43 @@
 //! `unsafe` changed across the Rust versions we build with (register-only ones became safe to call
 //! where NEON is enabled); the loads are commented where they happen. All loads are in bounds of
 //! the slices handed in; blocks and byte rows may sit at any address (NEON loads have no alignment
-//! requirement, and the pointers given to them are `u8`/`i8` pointers, of alignment 1).
+//! requirement, and the pointers given to them are `u8`/`i8` pointers, of alignment 1, or the
+//! `i16` sums of our own Q8_K activation blocks, aligned as their type).
 //!
-//! Numerics: the block dot products (Q8_0, Q4_0) and the Q8_0 quantiser are bit-identical to the
-//! scalar reference (exact integer block sums, then the same float operations in the same order);
-//! `axpy` is bit-identical (separate multiply and add, as the scalar loop); the float dot products
-//! (f32, f16, bf16) use fused multiply-adds in sixteen lanes and differ from the reference by
-//! reassociation only.
+//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL)
+//! and of Q2_K, and the Q8_0 quantiser, are bit-identical to the scalar reference (exact integer
+//! block or super-block sums, then the same float operations in the same order). The other
+//! super-block formats (Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) sum each 256-value super-block exactly in
+//! `i32` too (sub-block sums times their scales; the mins' term and the offsets of Q3_K and Q6_K
+//! from the activations' `bsums`), then take one or two float products per super-block where the
+//! reference keeps eight float lanes (IQ4_XS: one float product per 32 values), so they differ from
+//! it by float reassociation only, within a few roundings of the super-block terms. Either way, the
+//! widening and `sdot` variants of a kernel give the same bits. `axpy` is bit-identical (separate
+//! multiply and add, as the scalar loop); the float dot products (f32, f16, bf16) use fused
+//! multiply-adds in sixteen lanes and differ from the reference by reassociation only.
 
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod iq4_nl;
+pub mod iq4_xs;
+pub mod q2_k;
+pub mod q3_k;
 pub mod q4_0;
+pub mod q4_1;
+pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
+pub mod q5_k;
+pub mod q6_k;
 pub mod q8_0;
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use crate::blocks::{as_q4_0, as_q8_0};
+use crate::blocks::{as_blocks, as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
-use crate::format::{f32_products, q8_0_products, Products};
+use crate::format::{block_products, f32_products, q8_0_products, Products};
 use crate::DType;
 
 /// Whether this CPU has the dot-product instructions (`sdot`/`udot`), checked at run time.
@@ -58,22 +76,7 @@ pub fn table() -> Kernels {
         .with_products(DType::F32, f32_products!(f32::dot));
     }
     let dotprod = dotprod_supported();
-    let (q8_0, q4_0) = match dotprod {
-        true => (
-            q8_0_products!(blocks: as_q8_0, q8_0::dot_dotprod),
-            q8_0_products!(
-                as_q4_0,
-                q4_0::dot_dotprod,
-                q4_0::dot_rows_dotprod,
-                q4_0::matmul_rows_dotprod
-            ),
-        ),
-        false => (
-            q8_0_products!(blocks: as_q8_0, q8_0::dot),
-            q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
-        ),
-    };
-    Kernels {
+    let base = Kernels {
         tier: Tier::Neon,
         features: if dotprod { &["dotprod"] } else { &[] },
         dot_f32: f32::dot,
@@ -83,9 +86,59 @@ pub fn table() -> Kernels {
     }
     .with_products(DType::F32, f32_products!(f32::dot))
     .with_products(DType::F16, Products::F32 { dot: f16::dot })
-    .with_products(DType::BF16, Products::F32 { dot: bf16::dot })
-    .with_products(DType::Q8_0, q8_0)
-    .with_products(DType::Q4_0, q4_0)
+    .with_products(DType::BF16, Products::F32 { dot: bf16::dot });
+    // The integer formats in `DType::ALL` order, taking the activations the scalar entries take.
+    match dotprod {
+        true => base
+            .with_products(
+                DType::Q8_0,
+                q8_0_products!(blocks: as_q8_0, q8_0::dot_dotprod),
+            )
+            .with_products(
+                DType::Q4_0,
+                q8_0_products!(
+                    as_q4_0,
+                    q4_0::dot_dotprod,
+                    q4_0::dot_rows_dotprod,
+                    q4_0::matmul_rows_dotprod
+                ),
+            )
+            .with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot_dotprod))
+            .with_products(
+                DType::Q5_0,
+                q8_0_products!(blocks: as_blocks, q5_0::dot_dotprod),
+            )
+            .with_products(DType::Q5_1, block_products!(Q8_1, q5_1::dot_dotprod))
+            .with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot_dotprod))
+            .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot_dotprod))
+            .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot_dotprod))
+            .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot_dotprod))
+            .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot_dotprod))
+            .with_products(
+                DType::IQ4_NL,
+                q8_0_products!(blocks: as_blocks, iq4_nl::dot_dotprod),
+            )
+            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot_dotprod)),
+        false => base
+            .with_products(DType::Q8_0, q8_0_products!(blocks: as_q8_0, q8_0::dot))
+            .with_products(
+                DType::Q4_0,
+                q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
+            )
+            .with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot))
+            .with_products(DType::Q5_0, q8_0_products!(blocks: as_blocks, q5_0::dot))
+            .with_products(DType::Q5_1, block_products!(Q8_1, q5_1::dot))
+            .with_products(DType::Q2_K, block_products!(Q8K, q2_k::dot))
+            .with_products(DType::Q3_K, block_products!(Q8K, q3_k::dot))
+            .with_products(DType::Q4_K, block_products!(Q8K, q4_k::dot))
+            .with_products(DType::Q5_K, block_products!(Q8K, q5_k::dot))
+            .with_products(DType::Q6_K, block_products!(Q8K, q6_k::dot))
+            .with_products(
+                DType::IQ4_NL,
+                q8_0_products!(blocks: as_blocks, iq4_nl::dot),
+            )
+            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot)),
+    }
 }
 
 /// One step of a block dot product: `acc` plus the products of the 16 `i8` pairs of `a` and `b`,
@@ -165,6 +218,63 @@ pub(super) fn cvt_f16x4_high(h: uint16x8_t) -> float32x4_t {
     out
 }
 
+/// Bytes as `i8` lanes (levels below 128, so the same values).
+///
+/// # Safety
+/// None beyond NEON (baseline on aarch64); `unsafe` as the intrinsics are in some Rust versions.
+#[inline(always)]
+pub(super) unsafe fn s8(v: uint8x16_t) -> int8x16_t {
+    vreinterpretq_s8_u8(v)
+}
+
+/// Eight bytes as `i16` lanes (zero-extended).
+///
+/// # Safety
+/// None beyond NEON (baseline on aarch64); `unsafe` as the intrinsics are in some Rust versions.
+#[inline(always)]
+pub(super) unsafe fn widen_u8(v: uint8x8_t) -> int16x8_t {
+    vreinterpretq_s16_u16(vmovl_u8(v))
+}
+
+/// `[sum p[0], sum p[1], sum p[2], sum p[3]]`: the lane sums of four vectors in one (`addp`
+/// twice), exact as long as each sum fits `i32` (true of every sub-block sum here).
+///
+/// # Safety
+/// None beyond NEON (baseline on aarch64); `unsafe` as the intrinsics are in some Rust versions.
+#[inline(always)]
+pub(super) unsafe fn lane_sums4(p: [int32x4_t; 4]) -> int32x4_t {
+    vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]))
+}
+
+/// `sum_j s[j] * sc[j]` over eight `i32` sub-block sums in two vectors and eight scales in one
+/// `i16` vector: exact where the products and their sum fit `i32` (the callers bound them).
+///
+/// # Safety
+/// None beyond NEON (baseline on aarch64); `unsafe` as the intrinsics are in some Rust versions.
+#[inline(always)]
+pub(super) unsafe fn scaled_sum8(s: [int32x4_t; 2], sc: int16x8_t) -> int32x4_t {
+    let lo = vmulq_s32(s[0], vmovl_s16(vget_low_s16(sc)));
+    vmlaq_s32(lo, s[1], vmovl_high_s16(sc))
+}
+
+/// `sum_j bsums[j] * m[j]` for the sixteen sums of 16 activations of a Q8_K block and sixteen `i16`
+/// factors (in two vectors): exact (`smull`/`smlal`, at most 16 * 2^11 * 2^8 in `i32`).
+///
+/// # Safety
+/// None beyond NEON (baseline on aarch64); `unsafe` as the loads are.
+#[inline(always)]
+pub(super) unsafe fn bsums_dot16(bsums: &[i16; 16], m: [int16x8_t; 2]) -> i32 {
+    // SAFETY (loads): 8 + 8 `i16` of the 16 borrowed.
+    let (b0, b1) = (vld1q_s16(bsums.as_ptr()), vld1q_s16(bsums.as_ptr().add(8)));
+    let lo = vmlal_s16(
+        vmull_s16(vget_low_s16(b0), vget_low_s16(m[0])),
+        vget_low_s16(b1),
+        vget_low_s16(m[1]),
+    );
+    let hi = vmlal_high_s16(vmull_high_s16(b0, m[0]), b1, m[1]);
+    vaddvq_s32(vaddq_s32(lo, hi))
+}
+
 /// One half-precision value (bit pattern) to single precision, exactly (scalar `fcvt`, Armv8.0 FP;
 /// no run-time feature check, unlike `half`'s conversion).
 #[inline(always)]
@@ -190,8 +300,126 @@ pub(super) fn scale(d: [u8; 2]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::blocks::{BlockQ8K, QK_K};
+
+    /// A xorshift generator for test data.
+    pub(crate) fn rng(seed: u32) -> impl FnMut() -> u32 {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        }
+    }
+
+    /// Number of activation cases [`q8k_blocks`] makes (and weight cases [`raw_blocks`] pairs them
+    /// with).
+    pub(crate) const CASES: usize = 4;
+
+    /// `n` Q8_K blocks for each of [`CASES`] cases, with their `bsums`: random quants in
+    /// -127..=127, the extremes -127 and 127 mixed, all -128 (below what the quantiser writes, but
+    /// an `i8`), and random quants again; scales of both signs.
+    pub(crate) fn q8k_blocks(n: usize, seed: u32) -> Vec<Vec<BlockQ8K>> {
+        let mut next = rng(seed);
+        (0..CASES)
+            .map(|case| {
+                (0..n)
+                    .map(|i| {
+                        let mut b = BlockQ8K {
+                            d: (next() % 1000) as f32 * 1e-5 * if i % 2 == 0 { 1.0 } else { -1.0 },
+                            qs: [0; QK_K],
+                            bsums: [0; QK_K / 16],
+                        };
+                        for (j, q) in b.qs.iter_mut().enumerate() {
+                            *q = match case {
+                                1 if (j / 3 + i) % 2 == 0 => 127,
+                                1 => -127,
+                                2 => -128,
+                                _ => ((next() % 255) as i32 - 127) as i8,
+                            };
+                        }
+                        for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+                            *s = q.iter().map(|&q| q as i16).sum();
+                        }
+                        b
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `n` weight blocks for activation case `case` of [`q8k_blocks`]: random bytes, or every bit
+    /// set (the largest levels and scales) in cases 1 and 2; `fix` then sets the float scales.
+    pub(crate) fn raw_blocks<T: bytemuck::Pod>(
+        n: usize,
+        seed: u32,
+        case: usize,
+        fix: impl Fn(&mut T),
+    ) -> Vec<T> {
+        let mut next = rng(seed);
+        (0..n)
+            .map(|_| {
+                let mut b: T = bytemuck::Zeroable::zeroed();
+                for byte in bytemuck::bytes_of_mut(&mut b) {
+                    *byte = match case {
+                        1 | 2 => 0xff,
+                        _ => next() as u8,
+                    };
+                }
+                fix(&mut b);
+                b
+            })
+            .collect()
+    }
+
+    /// `n` Q8_0/Q8_1 activation blocks (f16 scale, 32 quants) for case `case` of [`CASES`], as
+    /// [`q8k_blocks`] makes them.
+    pub(crate) fn legacy_acts(n: usize, seed: u32, case: usize) -> Vec<([u8; 2], [i8; 32])> {
+        let mut next = rng(seed);
+        (0..n)
+            .map(|i| {
+                let d = (next() % 1000) as f32 * 1e-3 * if i % 2 == 0 { 1.0 } else { -1.0 };
+                let qs = core::array::from_fn(|j| match case {
+                    1 if (j / 3 + i) % 2 == 0 => 127,
+                    1 => -127,
+                    2 => -128,
+                    _ => ((next() % 255) as i32 - 127) as i8,
+                });
+                (crate::blocks::to_scale(d), qs)
+            })
+            .collect()
+    }
+
+    /// A super-block product against the scalar reference: within `1e-6` of the sum over blocks of
+    /// `bound(b) * sum_i |q_a[b][i]|` (`bound(b)`: the largest magnitude a weight's terms reach,
+    /// times the activation scale), and the `sdot` result, if any, bit-identical to the base one
+    /// (the same exact integers, then the same float operations).
+    pub(crate) fn check_k(
+        x: &[BlockQ8K],
+        bound: impl Fn(usize) -> f32,
+        want: f32,
+        got: f32,
+        got_sdot: Option<f32>,
+        what: &str,
+    ) {
+        let mag: f32 = x
+            .iter()
+            .enumerate()
+            .map(|(i, b)| bound(i) * b.qs.iter().map(|&q| (q as f32).abs()).sum::<f32>())
+            .sum();
+        let tol = 1e-6 * mag + 1e-30;
+        assert!(
+            (got - want).abs() <= tol,
+            "{what}: got {got}, reference {want}, |diff| {} > {tol}",
+            (got - want).abs()
+        );
+        if let Some(g) = got_sdot {
+            assert_eq!(g.to_bits(), got.to_bits(), "{what}: sdot {g} != base {got}");
+        }
+    }
 
     /// Every f16 bit pattern converts exactly as `half` does (NaNs: to some NaN).
     #[test]
