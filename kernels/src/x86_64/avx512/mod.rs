@@ -9,7 +9,9 @@
 //!
 //! What this tier takes from the AVX2 tier (its CPUs run every AVX2 kernel, and these gain little
 //! from 512-bit vectors): the Q8_0/Q4_0 dot products when the CPU lacks VNNI, the activation
-//! quantiser (once per vector, and it must match the reference bit for bit), RMSNorm and RoPE.
+//! quantisers (once per vector, and they must match the reference bit for bit), RMSNorm and RoPE,
+//! and the Q4_1, Q5_0, Q5_1 and IQ4_NL dot products (written and tested on an AVX2-only machine;
+//! no AVX-512 kernels of their own yet, which would need an AVX-512 machine to test).
 //!
 //! AVX-512 BF16 (`vdpbf16ps`) is not used: it multiplies bf16 by bf16, so the f32 activations would
 //! first be rounded to bf16 (a relative error near 2^-9 per term), far from the reference's
@@ -24,9 +26,9 @@ mod q8_0;
 use std::arch::x86_64::*;
 
 use super::avx2;
-use crate::blocks::{as_q4_0, as_q8_0};
+use crate::blocks::{as_blocks, as_q4_0, as_q8_0};
 use crate::dispatch::{Kernels, Tier, SCALAR};
-use crate::format::{f32_products, q8_0_products, Products};
+use crate::format::{block_products, f32_products, q8_0_products, Products};
 use crate::DType;
 
 /// The AVX-512 table. `dispatch` calls this only where [`super::avx512_supported`] holds: the safety
@@ -38,6 +40,7 @@ pub(crate) fn table() -> Kernels {
         features: &[],
         dot_f32: f32::dot,
         quantize_row_q8_0: avx2::q8_0::quantize_row,
+        quantize_row_q8_1: avx2::q8_1::quantize_row,
         axpy: f32::axpy,
         rmsnorm: avx2::ops::rmsnorm,
         attn_scores: avx2::attn::attn_scores,
@@ -60,6 +63,16 @@ pub(crate) fn table() -> Kernels {
             avx2::q4_0::dot_rows,
             avx2::q4_0::matmul_rows
         ),
+    )
+    .with_products(DType::Q4_1, block_products!(Q8_1, avx2::q4_1::dot))
+    .with_products(
+        DType::Q5_0,
+        q8_0_products!(blocks: as_blocks, avx2::q5_0::dot),
+    )
+    .with_products(DType::Q5_1, block_products!(Q8_1, avx2::q5_1::dot))
+    .with_products(
+        DType::IQ4_NL,
+        q8_0_products!(blocks: as_blocks, avx2::iq4_nl::dot),
     );
     let vnni = super::avx512_vnni_supported();
     let (features, q4_0): (&'static [&'static str], _) = match super::avx512_vbmi_supported() {
