@@ -68,8 +68,8 @@ const PREFETCH_BYTES: usize = 1024;
 
 /// How far ahead the Q4_1, Q5_0, Q5_1 and IQ4_NL loops ask for weights (a hint for every 40 to 48
 /// bytes, so for every line). Measured on this project's 2-core AMD EPYC build machine, shared and
-/// noisy (256 MiB rows, two threads, medians of five runs against the read probe): 1 KiB ahead
-/// 74-83 %, 2 KiB ahead 76-87 %.
+/// noisy (256 MiB of rows, two threads, medians of five runs against the read probe of each run):
+/// 1 KiB ahead 74-83 % over the four formats, 2 KiB ahead 76-87 % and 87-96 % (two sets of runs).
 const PREFETCH_FAR_BYTES: usize = 2048;
 
 /// Prefetches the cache line `PREFETCH_BYTES` past `p`. A hint: it never faults, also past the end
