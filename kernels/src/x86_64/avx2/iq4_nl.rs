@@ -4,12 +4,15 @@
 use std::arch::x86_64::*;
 
 use super::q4_0::nibbles;
-use super::{hsum_ps, load32, mul_sum_i8_abs_x, prefetch_far, scale_products, splat0, splat1};
-use crate::blocks::{BlockIq4Nl, BlockQ8_0, KVALUES_IQ4NL};
+use super::{
+    hsum_ps, load32, mul_sum_i8_abs_x, prefetch_far, prepared_scale_products, splat0, splat1,
+};
+use crate::acts::Q8Acts;
+use crate::blocks::{BlockIq4Nl, KVALUES_IQ4NL};
 
 /// `sum_b d_w[b] * d_x[b] * sum_i KVALUES_IQ4NL[q_w[b][i]] * q_x[b][i]`, the integer sum of each
 /// block exact (`scalar::iq4_nl::dot`, the float sums reassociated).
-pub(crate) fn dot(w: &[BlockIq4Nl], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot(w: &[BlockIq4Nl], x: &Q8Acts<'_>) -> f32 {
     // SAFETY: reached only through the AVX2 and AVX-512 tables, which are built only where
     // `avx2_supported()` (AVX2, FMA, F16C) holds.
     unsafe { dot_avx2(w, x) }
@@ -32,15 +35,15 @@ pub(in crate::x86_64) fn grid() -> __m256i {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_avx2(w: &[BlockIq4Nl], x: &[BlockQ8_0]) -> f32 {
+unsafe fn dot_avx2(w: &[BlockIq4Nl], x: &Q8Acts<'_>) -> f32 {
     let n = w.len().min(x.len());
-    let (w, x) = (&w[..n], &x[..n]);
+    let (w, x, xd) = (&w[..n], &x.blocks()[..n], &x.d()[..n]);
     let grid = grid();
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let (mut wp, mut xp) = (w.chunks_exact(2), x.chunks_exact(2));
-    for (wb, xb) in (&mut wp).zip(&mut xp) {
+    for ((wb, xb), xd) in (&mut wp).zip(&mut xp).zip(xd.as_chunks::<2>().0) {
         prefetch_far(wb.as_ptr());
-        let d = scale_products(wb[0].d, wb[1].d, xb[0].d, xb[1].d);
+        let d = prepared_scale_products(wb[0].d, wb[1].d, xd);
         let v0 = _mm256_shuffle_epi8(grid, nibbles(&wb[0].qs));
         let v1 = _mm256_shuffle_epi8(grid, nibbles(&wb[1].qs));
         let s0 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(v0, load32(&xb[0].qs)));
@@ -49,7 +52,7 @@ unsafe fn dot_avx2(w: &[BlockIq4Nl], x: &[BlockQ8_0]) -> f32 {
         acc1 = _mm256_fmadd_ps(splat1(d), s1, acc1);
     }
     if let ([wb], [xb]) = (wp.remainder(), xp.remainder()) {
-        let d = scale_products(wb.d, [0; 2], xb.d, [0; 2]);
+        let d = prepared_scale_products(wb.d, [0; 2], &[xd[n - 1], 0.0]);
         let v0 = _mm256_shuffle_epi8(grid, nibbles(&wb.qs));
         let s0 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(v0, load32(&xb.qs)));
         acc0 = _mm256_fmadd_ps(splat0(d), s0, acc0);
@@ -60,7 +63,8 @@ unsafe fn dot_avx2(w: &[BlockIq4Nl], x: &[BlockQ8_0]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocks::to_scale;
+    use crate::acts::Q8Prepared;
+    use crate::blocks::{to_scale, BlockQ8_0};
     use crate::scalar;
 
     /// Every grid index, the all-0 (-127) and all-15 (113) blocks against -128 and 127 activations
@@ -104,7 +108,12 @@ mod tests {
                 })
                 .collect();
             // Scale 1: every partial sum is an exact small integer.
-            assert_eq!(dot(&w, &x), scalar::iq4_nl::dot(&w, &x), "blocks={nb}");
+            let xa = Q8Prepared::from_blocks(x.clone(), 1);
+            assert_eq!(
+                dot(&w, &xa.get(0)),
+                scalar::iq4_nl::dot(&w, &x),
+                "blocks={nb}"
+            );
         }
     }
 }

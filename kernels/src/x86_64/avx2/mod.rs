@@ -52,12 +52,9 @@ pub(crate) fn table() -> Kernels {
         q8_0_products!(as_q4_0, q4_0::dot, q4_0::dot_rows, q4_0::matmul_rows),
     )
     .with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot))
-    .with_products(DType::Q5_0, q8_0_products!(blocks: as_blocks, q5_0::dot))
+    .with_products(DType::Q5_0, q8_0_products!(as_blocks, q5_0::dot))
     .with_products(DType::Q5_1, block_products!(Q8_1, q5_1::dot))
-    .with_products(
-        DType::IQ4_NL,
-        q8_0_products!(blocks: as_blocks, iq4_nl::dot),
-    )
+    .with_products(DType::IQ4_NL, q8_0_products!(as_blocks, iq4_nl::dot))
 }
 
 /// How far ahead of the current block the Q8_0 loop (and the AVX-512 Q8_0/Q4_0 loops) ask for
@@ -210,6 +207,23 @@ pub(in crate::x86_64) fn scale_products(
     let f = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
     // [w0 * x0, w1 * x1, x0 * x0, x1 * x1].
     _mm_mul_ps(f, _mm_movehl_ps(f, f))
+}
+
+/// `[d_w0 * d_x0, d_w1 * d_x1, 0, 0]` for two weight blocks' f16 scales and the activations' f32
+/// scales ([`Q8Acts::d`](crate::acts::Q8Acts::d), exact conversions of theirs): each weight scale
+/// converted exactly (F16C), then one f32 product, as the reference's `scale(w.d) * scale(x.d)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn prepared_scale_products(
+    w0: [u8; 2],
+    w1: [u8; 2],
+    xd: &[f32; 2],
+) -> __m128 {
+    let bits = u16::from_le_bytes(w0) as i32 | (u16::from_le_bytes(w1) as i32) << 16;
+    let w = _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
+    // SAFETY: `xd` is two readable f32 (8 bytes); `load_sd` has no alignment requirement.
+    let x = unsafe { _mm_castpd_ps(_mm_load_sd(xd.as_ptr().cast())) };
+    _mm_mul_ps(w, x)
 }
 
 /// Lane 0 of `p` in all eight lanes.

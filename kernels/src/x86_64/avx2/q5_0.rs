@@ -3,12 +3,15 @@
 use std::arch::x86_64::*;
 
 use super::q4_0::nibbles;
-use super::{hsum_ps, load32, mul_sum_i8_abs_x, prefetch_far, scale_products, splat0, splat1};
-use crate::blocks::{BlockQ5_0, BlockQ8_0};
+use super::{
+    hsum_ps, load32, mul_sum_i8_abs_x, prefetch_far, prepared_scale_products, splat0, splat1,
+};
+use crate::acts::Q8Acts;
+use crate::blocks::BlockQ5_0;
 
 /// `sum_b d_w[b] * d_x[b] * sum_i (q_w[b][i] - 16) * q_x[b][i]`, the integer sum of each block exact
 /// (`scalar::q5_0::dot`, the float sums reassociated).
-pub(crate) fn dot(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot(w: &[BlockQ5_0], x: &Q8Acts<'_>) -> f32 {
     // SAFETY: reached only through the AVX2 and AVX-512 tables, which are built only where
     // `avx2_supported()` (AVX2, FMA, F16C) holds.
     unsafe { dot_avx2(w, x) }
@@ -54,21 +57,21 @@ fn levels(b: &BlockQ5_0) -> __m256i {
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_avx2(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+unsafe fn dot_avx2(w: &[BlockQ5_0], x: &Q8Acts<'_>) -> f32 {
     let n = w.len().min(x.len());
-    let (w, x) = (&w[..n], &x[..n]);
+    let (w, x, xd) = (&w[..n], &x.blocks()[..n], &x.d()[..n]);
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let (mut wp, mut xp) = (w.chunks_exact(2), x.chunks_exact(2));
-    for (wb, xb) in (&mut wp).zip(&mut xp) {
+    for ((wb, xb), xd) in (&mut wp).zip(&mut xp).zip(xd.as_chunks::<2>().0) {
         prefetch_far(wb.as_ptr());
-        let d = scale_products(wb[0].d, wb[1].d, xb[0].d, xb[1].d);
+        let d = prepared_scale_products(wb[0].d, wb[1].d, xd);
         let s0 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(levels(&wb[0]), load32(&xb[0].qs)));
         let s1 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(levels(&wb[1]), load32(&xb[1].qs)));
         acc0 = _mm256_fmadd_ps(splat0(d), s0, acc0);
         acc1 = _mm256_fmadd_ps(splat1(d), s1, acc1);
     }
     if let ([wb], [xb]) = (wp.remainder(), xp.remainder()) {
-        let d = scale_products(wb.d, [0; 2], xb.d, [0; 2]);
+        let d = prepared_scale_products(wb.d, [0; 2], &[xd[n - 1], 0.0]);
         let s0 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(levels(wb), load32(&xb.qs)));
         acc0 = _mm256_fmadd_ps(splat0(d), s0, acc0);
     }
@@ -78,7 +81,8 @@ unsafe fn dot_avx2(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocks::to_scale;
+    use crate::acts::Q8Prepared;
+    use crate::blocks::{to_scale, BlockQ8_0};
     use crate::scalar;
 
     /// Every level (all 32 fifth-bit patterns' positions), the all-0 (-16) and all-31 (15) blocks
@@ -129,7 +133,12 @@ mod tests {
                 })
                 .collect();
             // Scale 1: every partial sum is an exact small integer.
-            assert_eq!(dot(&w, &x), scalar::q5_0::dot(&w, &x), "blocks={nb}");
+            let xa = Q8Prepared::from_blocks(x.clone(), 1);
+            assert_eq!(
+                dot(&w, &xa.get(0)),
+                scalar::q5_0::dot(&w, &x),
+                "blocks={nb}"
+            );
         }
     }
 

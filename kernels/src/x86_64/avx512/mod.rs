@@ -65,15 +65,9 @@ pub(crate) fn table() -> Kernels {
         ),
     )
     .with_products(DType::Q4_1, block_products!(Q8_1, avx2::q4_1::dot))
-    .with_products(
-        DType::Q5_0,
-        q8_0_products!(blocks: as_blocks, avx2::q5_0::dot),
-    )
+    .with_products(DType::Q5_0, q8_0_products!(as_blocks, avx2::q5_0::dot))
     .with_products(DType::Q5_1, block_products!(Q8_1, avx2::q5_1::dot))
-    .with_products(
-        DType::IQ4_NL,
-        q8_0_products!(blocks: as_blocks, avx2::iq4_nl::dot),
-    );
+    .with_products(DType::IQ4_NL, q8_0_products!(as_blocks, avx2::iq4_nl::dot));
     let vnni = super::avx512_vnni_supported();
     let (features, q4_0): (&'static [&'static str], _) = match super::avx512_vbmi_supported() {
         true if vnni => (
