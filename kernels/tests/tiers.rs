@@ -4,7 +4,7 @@
 //! relative to the sum of the magnitudes of its terms. Integer parts (Q8_0/Q4_0 block sums) and the
 //! activation quantiser must match exactly.
 
-use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, QK};
+use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, BlockQ8_1, QK};
 use cosmoe_kernels::format::Products;
 use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Q8Acts, Q8Prepared, Tier};
 
@@ -201,6 +201,73 @@ fn dot_q8_0_and_q4_0() {
     }
 }
 
+/// The dot products of the formats with Q8_0 or Q8_1 activations other than Q8_0/Q4_0 (Q4_1, Q5_0,
+/// Q5_1, IQ4_NL): every tier against the scalar table's, over block counts of one, odd and even
+/// (a tier may take two blocks a step), unaligned starts, and activations with and without the
+/// extreme bytes -128 and 127.
+#[test]
+fn dot_legacy_formats() {
+    let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
+    for k in simd_tiers() {
+        for &nb in &BLOCKS {
+            let n = nb * QK;
+            for (xi, x) in [values(n, 17, 1.0), values(n, 18, 1e-3)].iter().enumerate() {
+                let mut x8 = vec![BlockQ8_0::default(); nb];
+                scalar::q8_0::quantize_row_activations(x, &mut x8);
+                let mut x1 = vec![BlockQ8_1::default(); nb];
+                scalar::q8_1::quantize_row_activations(x, &mut x1);
+                if xi == 1 {
+                    // The extreme bytes the activation quantisers write only for degenerate blocks.
+                    for (b8, b1) in x8.iter_mut().zip(&mut x1) {
+                        for j in (0..QK).step_by(3) {
+                            b8.qs[j] = [-128, 127][j % 2];
+                            b1.qs[j] = [-128, 127][j % 2];
+                        }
+                    }
+                }
+                let prepared = Q8Prepared::from_blocks(x8.clone(), 1);
+                let xa = prepared.get(0);
+                let mut deq_x = vec![0f32; n];
+                scalar::q8_0::dequantize_row(&x8, &mut deq_x);
+                for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::IQ4_NL] {
+                    let w = values(n, 19, 0.1);
+                    let bytes = quantize(dtype, &w, n.max(QK)).unwrap_or_default();
+                    let bytes = &bytes[..nb * dtype.block_bytes()];
+                    let mut deq = vec![0f32; n];
+                    scalar::dequantize_row(dtype, bytes, &mut deq);
+                    // With the mins: |m| times |x| too, as the min terms are summed apart.
+                    let mag = deq
+                        .iter()
+                        .zip(&deq_x)
+                        .map(|(a, b)| (a.abs() + 0.2) * b.abs())
+                        .sum::<f32>()
+                        + 1e-20;
+                    for off in 0..3 {
+                        let buf = at_offset(bytes, off);
+                        let row = &buf[off..];
+                        let (got, want) =
+                            match (k.format(dtype).products, scalar_k.format(dtype).products) {
+                                (Products::Q8_0 { dot, .. }, Products::Q8_0 { dot: r, .. }) => {
+                                    (dot(row, &xa), r(row, &xa))
+                                }
+                                (Products::Q8_1 { dot }, Products::Q8_1 { dot: r }) => {
+                                    (dot(row, &x1), r(row, &x1))
+                                }
+                                _ => panic!("{dtype}: the tier's activations differ from scalar's"),
+                            };
+                        close(
+                            got,
+                            want,
+                            mag,
+                            &format!("{:?} dot_{dtype} blocks={nb} x={xi} off={off}", k.tier),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The rows kernel of every tier (decode's matvec) gives each row exactly what the tier's one-row dot
 /// product gives (so decode and prefill agree bit for bit), over row counts around its four-row
 /// steps and rows short and long enough to take each of its paths (a 129-block row is hinted in the
@@ -370,6 +437,28 @@ fn quantize_row_q8_0_is_bit_identical() {
             (k.quantize_row_q8_0)(&x, &mut a);
             scalar::q8_0::quantize_row_activations(&x, &mut b);
             assert_eq!(a, b, "{:?} quantize_row_q8_0 blocks={nb}", k.tier);
+        }
+    }
+}
+
+#[test]
+fn quantize_row_q8_1_is_bit_identical() {
+    for k in simd_tiers() {
+        for &nb in &BLOCKS {
+            let mut x = values(nb * QK, 20, 3.0);
+            if nb > 2 {
+                // An all-zero block and exact .5 ties (amax 127: d = 1).
+                x[..QK].fill(0.0);
+                x[QK] = 127.0;
+                x[QK + 1] = 0.5;
+                x[QK + 2] = -2.5;
+                x[QK + 3] = -0.5;
+            }
+            let mut a = vec![BlockQ8_1::default(); nb];
+            let mut b = vec![BlockQ8_1::default(); nb];
+            (k.quantize_row_q8_1)(&x, &mut a);
+            scalar::q8_1::quantize_row_activations(&x, &mut b);
+            assert_eq!(a, b, "{:?} quantize_row_q8_1 blocks={nb}", k.tier);
         }
     }
 }

@@ -112,7 +112,7 @@ fn round_even_to_i8_lanes(r: __m256) -> __m256i {
 /// `half` cost more than the rest of a block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn f16_bits(d: f32) -> [u8; 2] {
+pub(in crate::x86_64) fn f16_bits(d: f32) -> [u8; 2] {
     let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d));
     (_mm_extract_epi16::<0>(h) as u16).to_le_bytes()
 }

@@ -9,9 +9,10 @@
 //!
 //! What this tier takes from the AVX2 tier (its CPUs run every AVX2 kernel, and these gain little
 //! from 512-bit vectors): the Q8_0/Q4_0 dot products when the CPU lacks VNNI, the activation
-//! quantiser (once per vector, and it must match the reference bit for bit), RMSNorm and RoPE, and the
-//! K-quant and IQ4_XS products (`Kernels::with_k_quants`; no AVX-512 kernel of theirs yet: none could be
-//! tested on the AVX2-only machines they were written on).
+//! quantisers (once per vector, and they must match the reference bit for bit), RMSNorm and RoPE,
+//! and the products of the other block formats, Q4_1, Q5_0, Q5_1, IQ4_NL, the K-quants and IQ4_XS
+//! (`Kernels::with_block_formats`; written and tested on AVX2-only machines: no AVX-512 kernels of
+//! their own yet, which would need an AVX-512 machine to test).
 //!
 //! AVX-512 BF16 (`vdpbf16ps`) is not used: it multiplies bf16 by bf16, so the f32 activations would
 //! first be rounded to bf16 (a relative error near 2^-9 per term), far from the reference's
@@ -40,6 +41,7 @@ pub(crate) fn table() -> Kernels {
         features: &[],
         dot_f32: f32::dot,
         quantize_row_q8_0: avx2::q8_0::quantize_row,
+        quantize_row_q8_1: avx2::q8_1::quantize_row,
         axpy: f32::axpy,
         rmsnorm: avx2::ops::rmsnorm,
         attn_scores: avx2::attn::attn_scores,
@@ -63,7 +65,7 @@ pub(crate) fn table() -> Kernels {
             avx2::q4_0::matmul_rows
         ),
     )
-    .with_k_quants();
+    .with_block_formats();
     let vnni = super::avx512_vnni_supported();
     let (features, q4_0): (&'static [&'static str], _) = match super::avx512_vbmi_supported() {
         true if vnni => (
