@@ -34,7 +34,7 @@ fn config(src: &Path, out: &Path, dtype: DType) -> ConvertConfig {
     ConvertConfig {
         src: src.to_owned(),
         out: out.to_owned(),
-        dtype,
+        quant: dtype.into(),
         tokenizer: None,
         alignment: ALIGNMENT,
         progress: false,

@@ -1,33 +1,50 @@
-//! Models quantised by llama.cpp's `llama-quantize --pure` to every block type cosmoe computes with,
-//! against llama.cpp's own outputs on those files (tests/fixtures/quant/make_quant_fixtures.py; the files
-//! themselves are not committed):
+//! Models quantised by llama.cpp's `llama-quantize`, against llama.cpp's own outputs on those files
+//! (tests/fixtures/quant/make_quant_fixtures.py; the files themselves are not committed):
 //!
 //! - the F32 source is `cosmoe synth` of a fixture preset (deterministic: the file the script quantised);
-//! - cosmoe's quantisers turn each of its tensors into the bytes llama-quantize wrote (sha256, tensor by
-//!   tensor, with the type llama-quantize chose);
+//! - `--pure` to every block type cosmoe computes with (two presets), and llama-quantize's file types
+//!   ("mixes": Q4_K_M, Q5_K_M, Q3_K_M, Q2_K, Q4_K_S, Q6_K, Q4_0, Q8_0; three presets, one with 8
+//!   experts and expert rows that are no whole 256-value super-block): cosmoe chooses the type
+//!   llama-quantize chose for every tensor, and its quantisers turn each tensor into the bytes
+//!   llama-quantize wrote (sha256, tensor by tensor); `cosmoe synth` of a mix writes those bytes too;
 //! - the model quantised on load (`--quantize`) gives llama.cpp's 24 greedy ids, and its logits at the
 //!   first position to 1e-5 (the prompt is one on which no near-tie of the random weights tips: see the
 //!   script; llama.cpp's batched logits at later prompt positions differ on a few types, as a tipped
-//!   routing tie would make them, and are printed, not asserted).
+//!   routing tie would make them, and are printed, not asserted);
+//! - llama.cpp's own converter's F32 fixtures (dense and MoE, tied embeddings, 48-wide rows, 8 experts)
+//!   in every file type cosmoe names: the same type for every tensor and the same bytes;
+//! - the cosmoe-wearable preset in Q4_K_M (448-wide rows, which fall back): the same types.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cosmoe::forward::Logits;
 use cosmoe::generate::GenerateConfig;
-use cosmoe::synth::{synth, Preset, SynthConfig};
+use cosmoe::quant::{FileType, QuantScheme, TypePlan};
+use cosmoe::synth::{planned_types, synth, Preset, SynthConfig};
 use cosmoe::{LoadOptions, Model, Session};
 use cosmoe_kernels::{quantize, DType};
-use cosmoe_loader::GgufFile;
+use cosmoe_loader::{GgufFile, ModelConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const PRESETS: [&str; 2] = ["fixture-llama-moe-256", "fixture-qwen3moe-256"];
+const PRESETS: [&str; 3] = [
+    "fixture-llama-moe-256",
+    "fixture-qwen3moe-256",
+    "fixture-mixtral-8x-160",
+];
+const MIXES: [&str; 8] = [
+    "Q4_K_M", "Q5_K_M", "Q3_K_M", "Q2_K", "Q4_K_S", "Q6_K", "Q4_0", "Q8_0",
+];
 
-fn fixture(name: &str) -> std::path::PathBuf {
+fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/quant")
         .join(name)
+}
+
+fn json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
@@ -36,98 +53,218 @@ fn f32s(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// A tensor of an F32 file in `dtype`: its bytes as they are for F32, else quantised row by row.
+fn tensor_bytes(file: &GgufFile, bytes: &[u8], name: &str, dtype: DType) -> Vec<u8> {
+    let t = file.info(name).unwrap();
+    let at = file.data_offset() + t.offset();
+    let raw = &bytes[at..at + t.n_bytes()];
+    assert_eq!(t.ggml_type().name(), "F32", "{name}");
+    match dtype {
+        DType::F32 => raw.to_vec(),
+        _ => quantize(dtype, &f32s(raw), t.ne()[0]).unwrap(),
+    }
+}
+
+fn sha(b: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(b))
+}
+
+/// One preset's F32 file: written by `synth`, and read back.
+struct Source {
+    preset: Preset,
+    path: PathBuf,
+    bytes: Vec<u8>,
+    file: GgufFile,
+}
+
+fn check_case(src: &Source, prompt: &[u32], scheme: QuantScheme, what: &str, want: &Value) {
+    // The types llama-quantize chose, and the same bytes, tensor by tensor.
+    let tensors = want["tensors"].as_object().unwrap();
+    let planned = planned_types(&src.preset, scheme).unwrap();
+    assert_eq!(tensors.len(), planned.len(), "{what}");
+    assert_eq!(tensors.len(), src.file.tensors().len(), "{what}");
+    for (name, dtype) in &planned {
+        let w = &tensors[name.as_str()];
+        assert_eq!(dtype.name(), w["type"].as_str().unwrap(), "{what}: {name}");
+        let ours = tensor_bytes(&src.file, &src.bytes, name, *dtype);
+        assert_eq!(sha(&ours), w["sha256"].as_str().unwrap(), "{what}: {name}");
+    }
+
+    // Quantised on load, the model gives llama.cpp's greedy ids and close logits.
+    let opts = LoadOptions {
+        quantize: Some(scheme),
+        ..Default::default()
+    };
+    let model = Arc::new(Model::load_with(&src.path, &opts).unwrap());
+    let mut s = Session::new(model.clone());
+    let got = s.eval(prompt, Logits::All).unwrap().to_vec();
+    let lc = f32s(&std::fs::read(fixture(want["llama_cpp_logits"].as_str().unwrap())).unwrap());
+    assert_eq!(got.len(), lc.len(), "{what}");
+    let rel = |a: &[f32], b: &[f32]| {
+        let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / max
+    };
+    let v = model.config.vocab_size;
+    let (first, all) = (rel(&got[..v], &lc[..v]), rel(&got, &lc));
+    eprintln!("{what}: max|diff|/max|logit| first position {first:.1e}, whole prompt {all:.1e}");
+    assert!(
+        first <= 1e-5,
+        "{what}: first-position logits off by {first:e}"
+    );
+    let greedy = ids(&want["llama_cpp_greedy"]);
+    let cfg = GenerateConfig {
+        max_new_tokens: greedy.len(),
+        stop_at_eos: false,
+        sampler: Default::default(),
+    };
+    let g = Session::new(model)
+        .complete(prompt, &cfg, |_, _| true)
+        .unwrap();
+    assert_eq!(
+        g.tokens, greedy,
+        "{what}: greedy ids differ from llama.cpp's"
+    );
+}
+
 #[test]
 fn llama_quantize_files_match_llama_cpp() {
     let dir = tempfile::tempdir().unwrap();
     for name in PRESETS {
-        let rec: Value = serde_json::from_str(
-            &std::fs::read_to_string(fixture(&format!("{name}.json"))).unwrap(),
-        )
-        .unwrap();
-        let src = dir.path().join(format!("{name}.f32.gguf"));
-        synth(&SynthConfig {
-            preset: Preset::find(name).unwrap(),
-            dtype: DType::F32,
-            out: src.clone(),
+        let rec = json(&format!("{name}.json"));
+        let preset = Preset::find(name).unwrap();
+        let path = dir.path().join(format!("{name}.f32.gguf"));
+        let cfg = SynthConfig {
+            preset: preset.clone(),
+            quant: QuantScheme::pure(DType::F32),
+            out: path.clone(),
             seed: 0,
             progress: false,
             alignment: 32,
-        })
-        .unwrap();
-        let bytes = std::fs::read(&src).unwrap();
-        let file = GgufFile::open(&src).unwrap();
-        let prompt: Vec<u32> = rec["prompt_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let types = rec["types"].as_object().unwrap();
-        assert!(types.len() >= 12, "{name}: {} types", types.len());
-        for (ty, want) in types {
-            let dtype = DType::parse(ty).unwrap_or_else(|| panic!("{ty}"));
-            let what = format!("{name} {ty}");
+        };
+        synth(&cfg).unwrap();
+        let src = Source {
+            preset,
+            bytes: std::fs::read(&path).unwrap(),
+            file: GgufFile::open(&path).unwrap(),
+            path,
+        };
+        let prompt = ids(&rec["prompt_ids"]);
 
-            // The same bytes as llama-quantize, tensor by tensor.
-            let tensors = want["tensors"].as_object().unwrap();
-            assert_eq!(tensors.len(), file.tensors().len(), "{what}");
+        let pure = rec["types"].as_object().unwrap();
+        if name != "fixture-mixtral-8x-160" {
+            assert!(pure.len() >= 12, "{name}: {} types", pure.len());
+        }
+        for (ty, want) in pure {
+            let dtype = DType::parse(ty).unwrap_or_else(|| panic!("{ty}"));
+            check_case(
+                &src,
+                &prompt,
+                QuantScheme::pure(dtype),
+                &format!("{name} {ty} (pure)"),
+                want,
+            );
+        }
+
+        let mixes = rec["mixes"].as_object().unwrap();
+        assert_eq!(mixes.len(), MIXES.len(), "{name}");
+        for ty in MIXES {
+            let scheme = QuantScheme::mix(FileType::parse(ty).unwrap());
+            let what = format!("{name} {ty}");
+            check_case(&src, &prompt, scheme, &what, &mixes[ty]);
+
+            // `synth` of the mix writes llama-quantize's bytes of the F32 file.
+            let out = dir.path().join(format!("{name}.{ty}.gguf"));
+            synth(&SynthConfig {
+                quant: scheme,
+                out: out.clone(),
+                ..cfg.clone()
+            })
+            .unwrap();
+            let (bytes, file) = (std::fs::read(&out).unwrap(), GgufFile::open(&out).unwrap());
             for t in file.tensors() {
-                let w = &tensors[t.name()];
                 let at = file.data_offset() + t.offset();
-                let values = f32s(&bytes[at..at + t.n_bytes()]);
-                let out_type = DType::parse(w["type"].as_str().unwrap()).unwrap();
-                let ours = quantize(out_type, &values, t.ne()[0]).unwrap();
-                let digest = format!("{:x}", Sha256::digest(&ours));
+                let w = &mixes[ty]["tensors"][t.name()];
+                let got = sha(&bytes[at..at + t.n_bytes()]);
                 assert_eq!(
-                    digest,
+                    got,
                     w["sha256"].as_str().unwrap(),
-                    "{what}: {}",
+                    "synth {what}: {}",
                     t.name()
                 );
             }
-
-            // Quantised on load, the model gives llama.cpp's greedy ids and close logits.
-            let opts = LoadOptions {
-                quantize: Some(dtype),
-                ..Default::default()
-            };
-            let model = Arc::new(Model::load_with(&src, &opts).unwrap());
-            let mut s = Session::new(model.clone());
-            let got = s.eval(&prompt, Logits::All).unwrap().to_vec();
-            let lc =
-                f32s(&std::fs::read(fixture(want["llama_cpp_logits"].as_str().unwrap())).unwrap());
-            assert_eq!(got.len(), lc.len(), "{what}");
-            let rel = |a: &[f32], b: &[f32]| {
-                let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-                a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / max
-            };
-            let v = model.config.vocab_size;
-            let (first, all) = (rel(&got[..v], &lc[..v]), rel(&got, &lc));
-            eprintln!(
-                "{what}: max|diff|/max|logit| first position {first:.1e}, whole prompt {all:.1e}"
-            );
-            assert!(
-                first <= 1e-5,
-                "{what}: first-position logits off by {first:e}"
-            );
-            let greedy: Vec<u32> = want["llama_cpp_greedy"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect();
-            let cfg = GenerateConfig {
-                max_new_tokens: greedy.len(),
-                stop_at_eos: false,
-                sampler: Default::default(),
-            };
-            let g = Session::new(model)
-                .complete(&prompt, &cfg, |_, _| true)
-                .unwrap();
-            assert_eq!(
-                g.tokens, greedy,
-                "{what}: greedy ids differ from llama.cpp's"
-            );
         }
+    }
+}
+
+/// The converter's F32 fixtures in every file type: llama-quantize's type for every tensor, and its
+/// bytes (one digest over all tensors in name order).
+#[test]
+fn every_file_type_of_the_gguf_fixtures_matches_llama_quantize() {
+    let rec = json("gguf_fixture_mixes.json");
+    let files = rec["files"].as_object().unwrap();
+    assert!(files.len() >= 6, "{} files", files.len());
+    let gguf_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf");
+    for (name, ftypes) in files {
+        let path = gguf_dir.join(format!("{name}.f32.gguf"));
+        let (bytes, file) = (
+            std::fs::read(&path).unwrap(),
+            GgufFile::open(&path).unwrap(),
+        );
+        let config = ModelConfig::from_gguf(&file).unwrap();
+        let list: Vec<(String, Vec<usize>)> = file
+            .tensors()
+            .iter()
+            .map(|t| (t.name().to_owned(), t.ne().to_vec()))
+            .collect();
+        let ftypes = ftypes.as_object().unwrap();
+        assert_eq!(ftypes.len(), FileType::ALL.len(), "{name}");
+        for f in FileType::ALL {
+            let want = &ftypes[f.name()];
+            let plan = TypePlan::new(QuantScheme::mix(f), &config, &list).unwrap();
+            let mut names: Vec<&str> = list.iter().map(|t| t.0.as_str()).collect();
+            names.sort_unstable();
+            let mut h = Sha256::new();
+            let mut n_checked = 0;
+            for t in names {
+                let dtype = plan.get(t).map_or(DType::F32, |p| p.dtype);
+                if let Some(w) = want["types"].get(t) {
+                    assert_eq!(dtype.name(), w.as_str().unwrap(), "{name} {f}: {t}");
+                    n_checked += 1;
+                }
+                h.update(tensor_bytes(&file, &bytes, t, dtype));
+            }
+            assert_eq!(
+                n_checked,
+                want["types"].as_object().unwrap().len(),
+                "{name} {f}"
+            );
+            let got = format!("{:x}", h.finalize());
+            assert_eq!(got, want["sha256"].as_str().unwrap(), "{name} {f}: bytes");
+        }
+    }
+}
+
+/// The wearable preset's 448-wide rows fall back as llama-quantize's do (the script checked that
+/// `cosmoe synth --type q4_k_m` writes llama-quantize's bytes; here, the types without the file).
+#[test]
+fn wearable_q4_k_m_types_match_llama_quantize() {
+    let rec = json("wearable.Q4_K_M.types.json");
+    let want = rec["types"].as_object().unwrap();
+    let planned = planned_types(
+        &Preset::find("cosmoe-wearable").unwrap(),
+        QuantScheme::mix(FileType::Q4_K_M),
+    )
+    .unwrap();
+    assert_eq!(planned.len(), want.len());
+    for (name, dtype) in planned {
+        assert_eq!(dtype.name(), want[&name].as_str().unwrap(), "{name}");
     }
 }

@@ -49,7 +49,7 @@ fn quantised_logits_stay_close() {
                 Model::load_with(
                     &dir,
                     &LoadOptions {
-                        quantize: Some(dtype),
+                        quantize: Some(dtype.into()),
                         ..Default::default()
                     },
                 )

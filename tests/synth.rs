@@ -1,7 +1,8 @@
 //! `cosmoe synth`: presets at their published sizes, files that load and run, and clear errors.
 
 use cosmoe::forward::Logits;
-use cosmoe::synth::{n_params, presets, synth, Preset, SynthConfig};
+use cosmoe::quant::{FileType, QuantScheme};
+use cosmoe::synth::{n_params, planned_types, presets, synth, Preset, SynthConfig};
 use cosmoe::Session;
 use cosmoe::{LoadOptions, Model};
 use cosmoe_kernels::DType;
@@ -18,8 +19,8 @@ fn presets_have_their_published_sizes() {
         ("granite-1b-a400m", 1335.0),
         ("qwen3-30b-a3b", 30532.0),
     ];
-    // The real shapes, and the two small test-fixture presets (tests/quant_golden.rs).
-    assert_eq!(presets().len(), want.len() + 2);
+    // The real shapes, and the three small test-fixture presets (tests/quant_golden.rs).
+    assert_eq!(presets().len(), want.len() + 3);
     let fixtures = presets()
         .into_iter()
         .filter(|p| p.name.starts_with("fixture-"));
@@ -44,7 +45,7 @@ fn wearable_synthesises_loads_and_runs() {
     let out = tmp.path().join("w.gguf");
     let cfg = SynthConfig {
         preset: Preset::find("cosmoe-wearable").unwrap(),
-        dtype: DType::Q4_0,
+        quant: QuantScheme::pure(DType::Q4_0),
         out: out.clone(),
         seed: 7,
         progress: false,
@@ -81,17 +82,74 @@ fn wearable_synthesises_loads_and_runs() {
 }
 
 #[test]
-fn synth_refuses_formats_it_cannot_write() {
+fn mixes_write_llama_quantize_types_and_load() {
+    // The wearable's 448-wide rows are no whole Q4_K super-block: llama-quantize's fallback (Q5_0);
+    // its 1280-wide expert down rows are, and take the mix's own types.
+    let types = planned_types(
+        &Preset::find("cosmoe-wearable").unwrap(),
+        QuantScheme::mix(FileType::Q4_K_M),
+    )
+    .unwrap();
+    let ty = |n: &str| types.iter().find(|t| t.0 == n).unwrap().1;
+    assert_eq!(ty("blk.0.attn_q.weight"), DType::Q5_0);
+    assert_eq!(ty("blk.0.attn_v.weight"), DType::Q8_0); // 8 experts
+    assert_eq!(ty("blk.0.ffn_down_exps.weight"), DType::Q6_K); // use_more_bits
+    assert_eq!(ty("blk.2.ffn_down_exps.weight"), DType::Q4_K);
+    assert_eq!(ty("output.weight"), DType::Q8_0);
+    assert_eq!(ty("blk.0.ffn_gate_inp.weight"), DType::F32);
+
+    // A small preset in a mix: every tensor in its planned type, and the file runs.
     let tmp = tempfile::tempdir().unwrap();
-    let e = synth(&SynthConfig {
-        preset: Preset::find("cosmoe-wearable").unwrap(),
-        dtype: DType::F16,
-        out: tmp.path().join("x.gguf"),
+    let out = tmp.path().join("m.gguf");
+    let preset = Preset::find("fixture-mixtral-8x-160").unwrap();
+    let quant = QuantScheme::mix(FileType::Q3_K_M);
+    synth(&SynthConfig {
+        preset: preset.clone(),
+        quant,
+        out: out.clone(),
         seed: 0,
         progress: false,
-        alignment: cosmoe::convert::ALIGNMENT,
+        alignment: 32,
     })
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("q4_0, q8_0 or f32") && e.contains("F16"), "{e}");
+    .unwrap();
+    let f = GgufFile::open(&out).unwrap();
+    for (name, dtype) in planned_types(&preset, quant).unwrap() {
+        assert_eq!(
+            f.info(&name).unwrap().ggml_type().name(),
+            dtype.name(),
+            "{name}"
+        );
+    }
+    let model = Arc::new(Model::load(&out).unwrap());
+    let logits = Session::new(model)
+        .eval(&[1, 2, 3], Logits::Last)
+        .unwrap()
+        .to_vec();
+    assert!(logits.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn unknown_types_are_refused_with_the_accepted_names() {
+    let e = QuantScheme::parse("q4_k_x", false).unwrap_err().to_string();
+    assert!(
+        e.contains("q4_k_x") && e.contains("q4_k_m") && e.contains("iq4_xs"),
+        "{e}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .args([
+            "synth",
+            "--preset",
+            "cosmoe-wearable",
+            "--type",
+            "q9_k",
+            "-o",
+        ])
+        .arg(std::env::temp_dir().join("never.gguf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("q9_k") && err.contains("q5_k_s"),
+        "{err}"
+    );
 }

@@ -7,6 +7,7 @@
 //! - [`gguf`]: GGUF files (versions 2 and 3) over a memory map, validated against hostile input;
 //!   metadata, tensor infos, weights and per-expert slices used in place.
 //! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate.
+//! - [`quant`]: llama-quantize's file types (`Q4_K_M`, ...) and the type each tensor gets in them.
 //! - [`pretokenize`]: the pre-tokenizers llama.cpp knows for BPE vocabularies in GGUF files, by
 //!   `tokenizer.ggml.pre` name.
 //!
@@ -21,6 +22,7 @@ mod gguf_config;
 pub mod gguf_vocab;
 pub mod gguf_writer;
 pub mod pretokenize;
+pub mod quant;
 pub mod safetensors;
 pub mod source;
 pub mod tokenizer;
@@ -33,6 +35,7 @@ pub use cosmoe_kernels::DType;
 pub use gguf::{GgmlType, GgufFile, GgufTensorInfo};
 pub use gguf_config::gguf_rope_interleaved;
 pub use gguf_writer::GgufWriter;
+pub use quant::{FileType, QuantScheme};
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
 pub use source::{TensorStat, WeightSource};
 
@@ -105,6 +108,10 @@ pub enum LoaderError {
     },
     #[error("{path}: tokenizer: {msg}")]
     Tokenizer { path: PathBuf, msg: String },
+    #[error("unknown quantisation type `{name}` (accepted: {accepted}; see docs/formats.md)")]
+    UnknownFileType { name: String, accepted: String },
+    #[error("tensor `{tensor}`: {msg}")]
+    Quantize { tensor: String, msg: String },
 }
 
 pub type Result<T, E = LoaderError> = std::result::Result<T, E>;

@@ -8,8 +8,10 @@
 //!   contiguous range; every tensor aligned to 4096 bytes (`general.alignment`), so that range starts on
 //!   a page and can be read with one aligned read;
 //! - Q and K rows permuted for `llama` and `granitemoe`, whose llama.cpp graphs use interleaved RoPE;
-//! - norms, biases and routers in F32, every other matrix in the requested type (F16 where a quantised
-//!   type does not fit the row length, as llama.cpp's converter does);
+//! - norms, biases and routers in F32, every other matrix in the type llama-quantize would give it
+//!   under the requested file type (`Q4_K_M`, `Q8_0`, ..., or one type throughout with `pure`;
+//!   [`crate::quant`]), its fallbacks included (F16 where no quantised type fits the row length, as
+//!   llama.cpp's converter does);
 //! - the vocabulary from `tokenizer.json` ([`cosmoe_loader::gguf_vocab`]).
 //!
 //! Tensors are converted a chunk of rows at a time and streamed to disk: the model is never in RAM whole.
@@ -27,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::arch::{Naming, Part, TensorNames};
 use crate::model::{Ffn, Linear, Mlp};
+use crate::quant::{QuantScheme, TypePlan};
 use crate::{Error, Model, Result};
 
 /// What to convert, and how.
@@ -36,8 +39,9 @@ pub struct ConvertConfig {
     pub src: PathBuf,
     /// GGUF file to write (replaced atomically once complete).
     pub out: PathBuf,
-    /// Type of the weight matrices.
-    pub dtype: DType,
+    /// Types of the weight matrices: a llama-quantize file type, or one type throughout
+    /// (`DType::Q8_0.into()`).
+    pub quant: QuantScheme,
     /// tokenizer.json to use instead of the folder's.
     pub tokenizer: Option<PathBuf>,
     /// Alignment of every tensor in bytes: a power of two, at least 32 (ggml's default);
@@ -73,28 +77,6 @@ pub fn gguf_arch(a: Architecture) -> &'static str {
         Architecture::Qwen3Moe => "qwen3moe",
         Architecture::Olmoe => "olmoe",
         Architecture::GraniteMoe => "granitemoe",
-    }
-}
-
-/// `general.file_type` (llama_ftype) of a file whose matrices are `dtype`.
-fn file_type(dtype: DType) -> u32 {
-    match dtype {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::Q4_0 => 2,
-        DType::Q4_1 => 3,
-        DType::Q8_0 => 7,
-        DType::Q5_0 => 8,
-        DType::Q5_1 => 9,
-        DType::Q2_K => 10,
-        // A file of one K-quant throughout is llama.cpp's "_S" mix of it (Q6_K has no mix).
-        DType::Q3_K => 11,
-        DType::Q4_K => 14,
-        DType::Q5_K => 16,
-        DType::Q6_K => 18,
-        DType::IQ4_NL => 25,
-        DType::IQ4_XS => 30,
-        DType::BF16 => 32,
     }
 }
 
@@ -140,7 +122,7 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
     if cfg.alignment != 32 {
         w.set_alignment(cfg.alignment)?;
     }
-    metadata(&mut w, c, &cfg.src, cfg.dtype);
+    metadata(&mut w, c, &cfg.src, cfg.quant);
 
     let tok = cfg
         .tokenizer
@@ -164,7 +146,23 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
         )),
     }
 
-    let items = plan(&model, cfg.dtype, &mut notices)?;
+    let mut items = plan(&model)?;
+    let list: Vec<(String, Vec<usize>)> = items
+        .iter()
+        .map(|i| (i.name.clone(), i.ne.clone()))
+        .collect();
+    let types = TypePlan::new(cfg.quant, c, &list)?;
+    let mut fallbacks = Vec::new();
+    for it in &mut items {
+        if let Some(t) = types.get(&it.name) {
+            it.dtype = t.dtype;
+            fallbacks.extend(
+                t.fallback_from
+                    .map(|from| (it.name.clone(), it.ne[0], from, t.dtype)),
+            );
+        }
+    }
+    notices.extend(fallback_notices(&fallbacks));
     for it in &items {
         w.add_tensor(&it.name, &it.ne, GgmlType::from_dtype(it.dtype))?;
     }
@@ -308,8 +306,41 @@ fn check_convertible(c: &ModelConfig, src: &Path, notices: &mut Vec<String>) -> 
     Ok(())
 }
 
-/// The `general.*` and `{arch}.*` keys, as llama.cpp's converter writes them.
-pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, dtype: DType) {
+/// One line per kind of fallback: matrices whose rows are not whole blocks of the type the rules
+/// chose, and the type they got instead (`(name, row length, chosen, written)`).
+fn fallback_notices(f: &[(String, usize, DType, DType)]) -> Vec<String> {
+    let mut kinds: Vec<(DType, DType)> = f.iter().map(|x| (x.2, x.3)).collect();
+    kinds.sort_by_key(|&(a, b)| (a.index(), b.index()));
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .map(|(from, to)| {
+            let of: Vec<String> = f
+                .iter()
+                .filter(|x| (x.2, x.3) == (from, to))
+                .map(|x| format!("{} ({})", x.0, x.1))
+                .collect();
+            let shown = of.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            let more = match of.len() {
+                n if n > 3 => format!(" and {} more", n - 3),
+                _ => String::new(),
+            };
+            let what = match of.len() {
+                1 => "1 matrix whose rows are".to_owned(),
+                n => format!("{n} matrices whose rows are"),
+            };
+            format!(
+                "{what} not whole {from:?} blocks of {} values: written as {to:?}, as \
+                 llama-quantize does: {shown}{more}",
+                from.block_len()
+            )
+        })
+        .collect()
+}
+
+/// The `general.*` and `{arch}.*` keys, as llama.cpp's converter writes them (`general.file_type` is
+/// `quant`'s llama-quantize file type).
+pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, quant: QuantScheme) {
     let arch = gguf_arch(c.architecture);
     let u32v = |n: usize| Value::U32(n as u32);
     let name = src
@@ -319,7 +350,7 @@ pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, dtype: D
     w.set("general.architecture", Value::String(arch.into()));
     w.set("general.type", Value::String("model".into()));
     w.set("general.name", Value::String(name));
-    w.set("general.file_type", Value::U32(file_type(dtype)));
+    w.set("general.file_type", Value::U32(quant.ftype.llama_ftype()));
     w.set("general.quantization_version", Value::U32(2));
     let mut set = |k: &str, v: Value| w.set(&format!("{arch}.{k}"), v);
     set("block_count", u32v(c.n_layers));
@@ -374,22 +405,19 @@ pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, dtype: D
     }
 }
 
-/// Collects the tensors of the file.
-struct Planner<'a> {
+/// Collects the tensors of the file; the matrices' types are chosen once all are known (F32 until
+/// then).
+struct Planner {
     items: Vec<Item>,
-    notices: &'a mut Vec<String>,
-    dtype: DType,
 }
 
-impl Planner<'_> {
-    /// A matrix in the requested type (F16 where its rows do not split into whole blocks); its rows
-    /// permuted for interleaved RoPE when `heads` is set.
+impl Planner {
+    /// A matrix; its rows permuted for interleaved RoPE when `heads` is set.
     fn matrix(&mut self, name: String, w: &Weight, heads: Option<usize>) {
-        let dtype = fitting(self.dtype, w.cols, &name, self.notices);
         self.push(
             name,
             vec![w.cols, w.rows],
-            dtype,
+            DType::F32,
             Data::Matrix {
                 w: w.clone(),
                 heads,
@@ -431,8 +459,12 @@ impl Planner<'_> {
     /// One projection of every expert of a layer, stacked: ne = [cols, rows, n_experts].
     fn experts(&mut self, name: String, ws: Vec<Weight>) {
         let (rows, cols) = (ws[0].rows, ws[0].cols);
-        let dtype = fitting(self.dtype, cols, &name, self.notices);
-        self.push(name, vec![cols, rows, ws.len()], dtype, Data::Stack(ws));
+        self.push(
+            name,
+            vec![cols, rows, ws.len()],
+            DType::F32,
+            Data::Stack(ws),
+        );
     }
 
     fn push(&mut self, name: String, ne: Vec<usize>, dtype: DType, data: Data) {
@@ -446,14 +478,10 @@ impl Planner<'_> {
 }
 
 /// Every tensor of the file, in llama.cpp's names.
-fn plan(model: &Model, dtype: DType, notices: &mut Vec<String>) -> Result<Vec<Item>> {
+fn plan(model: &Model) -> Result<Vec<Item>> {
     let c = &model.config;
     let names = TensorNames::new(c.architecture, Naming::Gguf);
-    let mut p = Planner {
-        items: Vec::new(),
-        notices,
-        dtype,
-    };
+    let mut p = Planner { items: Vec::new() };
     // llama.cpp's `llama` and `granitemoe` graphs rotate adjacent pairs: permute Q and K rows per head.
     let (qh, kh) = match gguf_arch(c.architecture) {
         "llama" | "granitemoe" => (Some(c.n_heads), Some(c.n_kv_heads)),
@@ -510,24 +538,10 @@ fn plan(model: &Model, dtype: DType, notices: &mut Vec<String>) -> Result<Vec<It
     }
     p.vector(names.final_norm().into(), &model.norm, None);
     // llama.cpp's qwen2moe and olmoe require `output` even when the embeddings are tied.
-    let output_required = matches!(c.architecture, Architecture::Qwen2Moe | Architecture::Olmoe);
-    if !c.tie_word_embeddings || output_required {
+    if crate::quant::writes_output(c) {
         p.matrix(names.lm_head().into(), &model.lm_head, None);
     }
     Ok(p.items)
-}
-
-/// `want`, unless rows of `cols` values do not split into its blocks: then F16 (llama.cpp's converter
-/// does the same).
-fn fitting(want: DType, cols: usize, name: &str, notices: &mut Vec<String>) -> DType {
-    if cols.is_multiple_of(want.block_len()) {
-        return want;
-    }
-    notices.push(format!(
-        "{name}: rows of {cols} values are not whole {want:?} blocks of {}; written as F16",
-        want.block_len()
-    ));
-    DType::F16
 }
 
 /// llama.cpp's Q/K permutation for interleaved RoPE: output row `h*D + 2i + s` is input row
@@ -625,7 +639,7 @@ fn write_rows(
             .map(|&r| {
                 let mut x = vec![0f32; w.cols];
                 cosmoe_kernels::dequantize_row(w.dtype, m.row(r), &mut x);
-                // `fitting` chose a type whose blocks divide the row, so this cannot fail.
+                // The plan chose a type whose blocks divide the row, so this cannot fail.
                 cosmoe_kernels::quantize(dtype, &x, w.cols).unwrap_or_default()
             })
             .collect();

@@ -5,6 +5,7 @@
 //!   model run at once on different threads.
 //! - [`forward`]: the pass itself; [`attention`] and [`moe`] its layers.
 //! - [`arch`]: what differs between architectures (one place per difference) and their tensor names.
+//! - [`quant`]: llama-quantize's file types (`Q4_K_M`, ...) for `convert`, `synth` and `--quantize`.
 //! - [`sampler`], [`generate`]: from logits to tokens.
 //! - [`report`]: what a run measured; [`inspect`]: sizes, parameter counts, the expert/resident split.
 //! - [`capi`]: the C ABI (`include/cosmoe.h`).
@@ -21,6 +22,7 @@ pub mod inspect;
 pub mod kv;
 pub mod model;
 pub mod moe;
+pub mod quant;
 pub mod report;
 pub mod rope;
 pub mod routing;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use cosmoe::forward::Logits;
 use cosmoe::generate::{GenerateConfig, TextStream};
 use cosmoe::inspect::ModelReport;
+use cosmoe::quant::{FileType, QuantScheme};
 use cosmoe::sampler::SamplerConfig;
 use cosmoe::{LoadOptions, Model, Session, TokenizerSource};
 use cosmoe_kernels::DType;
@@ -99,9 +100,16 @@ struct SynthArgs {
     /// Model shapes: cosmoe-wearable, cosmoe-phone, olmoe-1b-7b, granite-1b-a400m, qwen3-30b-a3b.
     #[arg(long)]
     preset: String,
-    /// Weight format: q4_0 or q8_0.
-    #[arg(long = "type", value_parser = parse_dtype)]
-    dtype: DType,
+    /// Types of the weight matrices: a llama-quantize file type (q4_k_m, q4_k_s, q5_k_m, q5_k_s,
+    /// q3_k_s, q3_k_m, q3_k_l, q2_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs; each
+    /// tensor's type as llama-quantize picks it, e.g. q4_0 puts output.weight in Q6_K), or f32 (a
+    /// source to quantise), f16, bf16. Their values are the f32 file's quantised; `--pure` q4_0 and
+    /// q8_0 are random blocks, faster for the large presets.
+    #[arg(long = "type", value_parser = parse_ftype)]
+    ftype: FileType,
+    /// Every matrix in the file type's one block type (llama-quantize's --pure).
+    #[arg(long)]
+    pure: bool,
     /// GGUF file to write.
     #[arg(short, long)]
     out: PathBuf,
@@ -120,10 +128,15 @@ struct ConvertArgs {
     /// GGUF file to write.
     #[arg(short, long)]
     out: PathBuf,
-    /// Type of the weight matrices: f32, f16, bf16, or a block format (q8_0, q4_0, q4_1, q5_0, q5_1,
-    /// q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs); norms, biases and routers stay f32.
-    #[arg(long = "type", value_parser = parse_dtype)]
-    dtype: DType,
+    /// Types of the weight matrices: a llama-quantize file type (q4_k_m, q4_k_s, q5_k_m, q5_k_s,
+    /// q3_k_s, q3_k_m, q3_k_l, q2_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs; each
+    /// tensor's type as llama-quantize picks it, e.g. q4_0 puts output.weight in Q6_K), or f32,
+    /// f16, bf16; norms, biases and routers stay f32.
+    #[arg(long = "type", value_parser = parse_ftype)]
+    ftype: FileType,
+    /// Every matrix in the file type's one block type (llama-quantize's --pure).
+    #[arg(long)]
+    pure: bool,
     /// tokenizer.json to write into the file instead of the folder's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -164,10 +177,14 @@ struct ModelArgs {
     /// Worker threads (default: physical cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Convert the weight matrices on load: q8_0, q4_0, q4_k, q6_k, ... (any block format), f16, bf16
-    /// or f32.
-    #[arg(long, value_parser = parse_dtype)]
-    quantize: Option<DType>,
+    /// Convert the weight matrices on load as llama-quantize would: a file type (q4_k_m, q4_k_s,
+    /// q5_k_m, q5_k_s, q3_k_s, q3_k_m, q3_k_l, q2_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl,
+    /// iq4_xs), or f16, bf16, f32.
+    #[arg(long, value_parser = parse_ftype)]
+    quantize: Option<FileType>,
+    /// With --quantize: every matrix in the file type's one block type (llama-quantize's --pure).
+    #[arg(long, requires = "quantize")]
+    pure: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -198,7 +215,11 @@ struct CacheArgs {
 }
 
 impl CacheArgs {
-    fn options(&self, quantize: Option<DType>, tokenizer: TokenizerSource) -> Result<LoadOptions> {
+    fn options(
+        &self,
+        quantize: Option<QuantScheme>,
+        tokenizer: TokenizerSource,
+    ) -> Result<LoadOptions> {
         if let Some(p) = self.expert_cache_pct {
             if !(0.0..=100.0).contains(&p) {
                 bail!("--expert-cache-pct must be in 0..=100, got {p}");
@@ -219,6 +240,12 @@ impl CacheArgs {
             tokenizer,
         })
     }
+}
+
+fn parse_ftype(s: &str) -> Result<FileType, String> {
+    QuantScheme::parse(s, false)
+        .map(|q| q.ftype)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -328,7 +355,11 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
 /// Loads the model (on rayon's global pool, which [`init_threads`] sized), with the tokenizer
 /// `tokenizer` says.
 fn load(m: &ModelArgs, tokenizer: TokenizerSource) -> Result<Arc<Model>> {
-    let opts = m.cache.options(m.quantize, tokenizer)?;
+    let quantize = m.quantize.map(|ftype| QuantScheme {
+        ftype,
+        pure: m.pure,
+    });
+    let opts = m.cache.options(quantize, tokenizer)?;
     // Load errors name the file (and tensor) themselves.
     Ok(Arc::new(Model::load_with(&m.model, &opts)?))
 }
@@ -515,7 +546,10 @@ fn convert(a: ConvertArgs) -> Result<()> {
     let cfg = cosmoe::convert::ConvertConfig {
         src: a.src,
         out: a.out,
-        dtype: a.dtype,
+        quant: QuantScheme {
+            ftype: a.ftype,
+            pure: a.pure,
+        },
         tokenizer: a.tokenizer,
         alignment: a.alignment,
         progress: true,
@@ -540,7 +574,10 @@ fn synth(a: SynthArgs) -> Result<()> {
     let preset = cosmoe::synth::Preset::find(&a.preset)?;
     let cfg = cosmoe::synth::SynthConfig {
         preset,
-        dtype: a.dtype,
+        quant: QuantScheme {
+            ftype: a.ftype,
+            pure: a.pure,
+        },
         out: a.out,
         seed: a.seed,
         progress: true,
@@ -643,7 +680,7 @@ fn demo(a: DemoArgs) -> Result<()> {
         );
         cosmoe::synth::synth(&cosmoe::synth::SynthConfig {
             preset: preset.clone(),
-            dtype: DType::Q4_0,
+            quant: QuantScheme::pure(DType::Q4_0),
             out: path.clone(),
             seed: 0,
             progress: !a.json,
@@ -658,6 +695,7 @@ fn demo(a: DemoArgs) -> Result<()> {
         model: path.clone(),
         threads: Some(threads),
         quantize: None,
+        pure: false,
         cache: CacheArgs {
             expert_cache_mb: None,
             expert_cache_pct: Some(50.0),

@@ -15,6 +15,7 @@ use cosmoe_loader::tokenizer::{self, Tokenizer};
 use cosmoe_loader::{Checkpoint, DType, GgufFile, LoaderError, ModelConfig, Weight, WeightSource};
 
 use crate::arch::{ArchSpec, ExpertLayout, Naming, Part, QkNorm, TensorNames};
+use crate::quant::{QuantScheme, TypePlan};
 use crate::rope::Rope;
 use crate::{Error, Result};
 
@@ -113,10 +114,13 @@ pub enum TokenizerSource {
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Convert the weight matrices to this format on load (`Q8_0`, `Q4_0`, ...). Routers and the
-    /// shared-expert gate stay as stored (routing decisions are sensitive and they are tiny, as in
-    /// llama.cpp), and so does any matrix whose rows are not a whole number of blocks.
-    pub quantize: Option<DType>,
+    /// Convert the weight matrices on load as llama-quantize would quantise a GGUF file of the model
+    /// (`QuantScheme::mix(FileType::Q4_K_M)`, or every matrix in one type:
+    /// `QuantScheme::pure(DType::Q8_0)`, also `DType::Q8_0.into()`), its fallbacks included (a
+    /// matrix whose rows do not split into the blocks gets another type, F16 at worst). Routers and
+    /// the shared-expert gate stay as stored (routing decisions are sensitive and they are tiny, as
+    /// in llama.cpp).
+    pub quantize: Option<QuantScheme>,
     /// The expert cache: budget, I/O mode, prefetch threads. The default is resident.
     pub cache: CacheConfig,
     /// Budget as this share (0..=1) of all expert bytes, instead of `cache.budget`.
@@ -210,12 +214,23 @@ impl Model {
         source: Box<dyn WeightSource>,
         opts: &LoadOptions,
     ) -> Result<Model> {
+        // llama.cpp's GGUF files have `output.weight` unless the embeddings are tied; a checkpoint is
+        // planned as the file `cosmoe convert` writes of it.
+        let output = match naming {
+            Naming::Gguf => !config.tie_word_embeddings,
+            Naming::HuggingFace => crate::quant::writes_output(&config),
+        };
+        let plan = opts
+            .quantize
+            .map(|s| TypePlan::for_config(s, &config, output))
+            .transpose()?;
         let b = Builder {
             ck: source.as_ref(),
             c: &config,
             names: TensorNames::new(config.architecture, naming),
+            gguf: TensorNames::new(config.architecture, Naming::Gguf),
             spec,
-            quantize: opts.quantize,
+            plan,
         };
         let parts = b.build()?;
         let layout = expert_layout(source.as_ref(), parts.experts);
@@ -356,33 +371,49 @@ struct Builder<'a> {
     ck: &'a dyn WeightSource,
     c: &'a ModelConfig,
     names: TensorNames,
+    /// The GGUF names, which the quantisation plan goes by.
+    gguf: TensorNames,
     spec: ArchSpec,
-    quantize: Option<DType>,
+    plan: Option<TypePlan>,
 }
 
 impl Builder<'_> {
-    /// A weight matrix in the format the options ask for (unchanged where the rows do not split into
-    /// whole blocks of it).
-    fn convert(&self, w: Weight) -> Weight {
-        match self.quantize {
+    /// The type the quantisation plan gives the tensor of GGUF name `gguf`, if any.
+    fn planned(&self, gguf: &str) -> Option<DType> {
+        self.plan.as_ref()?.get(gguf).map(|t| t.dtype)
+    }
+
+    /// A weight matrix, whose GGUF name is `gguf`, in the type the plan gives it (as stored without
+    /// a plan, or where the plan keeps it).
+    fn convert(&self, w: Weight, gguf: &str) -> Weight {
+        match self.planned(gguf) {
+            // The plan's fallbacks only choose types whose blocks split the rows.
             Some(dt) => w.converted(dt).unwrap_or(w),
             None => w,
         }
     }
 
-    /// A matrix from the checkpoint, converted as the options ask.
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Weight> {
-        Ok(self.convert(self.ck.matrix(name, rows, cols)?))
+    /// A matrix from the checkpoint, converted as the plan says.
+    fn matrix(&self, name: &str, gguf: &str, rows: usize, cols: usize) -> Result<Weight> {
+        Ok(self.convert(self.ck.matrix(name, rows, cols)?, gguf))
     }
 
     fn build(&self) -> Result<Parts> {
         let c = self.c;
         let h = c.hidden_size;
-        let embed = self.matrix(self.names.embed(), c.vocab_size, h)?;
-        let lm_head = if c.tie_word_embeddings {
-            embed.clone()
+        let (embed_name, lm_name) = (self.gguf.embed(), self.gguf.lm_head());
+        let raw_embed = self.ck.matrix(self.names.embed(), c.vocab_size, h)?;
+        let embed = self.convert(raw_embed.clone(), embed_name);
+        let lm_head = if !c.tie_word_embeddings {
+            self.matrix(self.names.lm_head(), lm_name, c.vocab_size, h)?
+        } else if self
+            .planned(lm_name)
+            .is_some_and(|t| Some(t) != self.planned(embed_name))
+        {
+            // Tied, but the file has both (qwen2moe, olmoe), each quantised its own way.
+            self.convert(raw_embed, lm_name)
         } else {
-            self.matrix(self.names.lm_head(), c.vocab_size, h)?
+            embed.clone()
         };
         let norm = self.ck.vector(self.names.final_norm(), h)?;
         let mut layers = Vec::with_capacity(c.n_layers);
@@ -401,8 +432,11 @@ impl Builder<'_> {
         })
     }
 
-    fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let w = self.matrix(&format!("{name}.weight"), out, inp)?;
+    /// Layer `l`'s projection `part`, (out, inp), and its bias if `bias`.
+    fn linear(&self, l: usize, part: Part, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let name = self.names.part(l, part);
+        let gguf = format!("{}.weight", self.gguf.part(l, part));
+        let w = self.matrix(&format!("{name}.weight"), &gguf, out, inp)?;
         let b = if bias {
             Some(self.ck.vector(&format!("{name}.bias"), out)?)
         } else {
@@ -414,17 +448,15 @@ impl Builder<'_> {
     /// A SwiGLU MLP of layer `l` from its gate/up/down parts.
     fn mlp(&self, l: usize, [gate, up, down]: [Part; 3], ffn: usize) -> Result<Mlp> {
         let (h, bias) = (self.c.hidden_size, self.c.mlp_bias);
-        let n = |p| self.names.part(l, p);
         Ok(Mlp {
-            gate: self.linear(&n(gate), ffn, h, bias)?,
-            up: self.linear(&n(up), ffn, h, bias)?,
-            down: self.linear(&n(down), h, ffn, bias)?,
+            gate: self.linear(l, gate, ffn, h, bias)?,
+            up: self.linear(l, up, ffn, h, bias)?,
+            down: self.linear(l, down, h, ffn, bias)?,
         })
     }
 
     fn layer(&self, l: usize) -> Result<(Layer, Vec<ExpertWeights>)> {
         let c = self.c;
-        let n = |p: Part| self.names.part(l, p);
         let w = |p: Part| format!("{}.weight", self.names.part(l, p));
         let (h, hd) = (c.hidden_size, c.head_dim);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
@@ -442,10 +474,10 @@ impl Builder<'_> {
             ),
         };
         let attn = Attention {
-            q: self.linear(&n(Part::Q), q_dim, h, qkv_bias)?,
-            k: self.linear(&n(Part::K), kv_dim, h, qkv_bias)?,
-            v: self.linear(&n(Part::V), kv_dim, h, qkv_bias)?,
-            o: self.linear(&n(Part::O), h, q_dim, o_bias)?,
+            q: self.linear(l, Part::Q, q_dim, h, qkv_bias)?,
+            k: self.linear(l, Part::K, kv_dim, h, qkv_bias)?,
+            v: self.linear(l, Part::V, kv_dim, h, qkv_bias)?,
+            o: self.linear(l, Part::O, h, q_dim, o_bias)?,
             q_norm,
             k_norm,
             window: c.sliding_window.get(l).copied().flatten(),
@@ -518,6 +550,9 @@ impl Builder<'_> {
             };
             return Err(self.missing(&want));
         };
+        // GGUF stores each projection of all experts as one 3-D tensor, which the plan goes by.
+        let exps = |p: &str| format!("blk.{l}.ffn_{p}_exps.weight");
+        let (g_name, u_name, d_name) = (exps("gate"), exps("up"), exps("down"));
         match layout {
             ExpertLayout::PerExpert {
                 prefix,
@@ -526,10 +561,11 @@ impl Builder<'_> {
                 down,
             } => (0..n_experts)
                 .map(|e| {
+                    let name = |p: &str| format!("{prefix}.{e}.{p}.weight");
                     Ok(ExpertWeights {
-                        gate: self.matrix(&format!("{prefix}.{e}.{gate}.weight"), ffn, h)?,
-                        up: self.matrix(&format!("{prefix}.{e}.{up}.weight"), ffn, h)?,
-                        down: self.matrix(&format!("{prefix}.{e}.{down}.weight"), h, ffn)?,
+                        gate: self.matrix(&name(gate), &g_name, ffn, h)?,
+                        up: self.matrix(&name(up), &u_name, ffn, h)?,
+                        down: self.matrix(&name(down), &d_name, h, ffn)?,
                     })
                 })
                 .collect(),
@@ -541,9 +577,9 @@ impl Builder<'_> {
                     .zip(u)
                     .zip(d)
                     .map(|((gate, up), down)| ExpertWeights {
-                        gate: self.convert(gate),
-                        up: self.convert(up),
-                        down: self.convert(down),
+                        gate: self.convert(gate, &g_name),
+                        up: self.convert(up, &u_name),
+                        down: self.convert(down, &d_name),
                     })
                     .collect())
             }
@@ -559,9 +595,9 @@ impl Builder<'_> {
                             msg: format!("cannot split `{gate_up}` into gate and up halves"),
                         })?;
                         Ok(ExpertWeights {
-                            gate: self.convert(gate),
-                            up: self.convert(up),
-                            down: self.convert(down),
+                            gate: self.convert(gate, &g_name),
+                            up: self.convert(up, &u_name),
+                            down: self.convert(down, &d_name),
                         })
                     })
                     .collect()

@@ -3,6 +3,13 @@
 //! 3-D experts and 4096-byte alignment), so cosmoe and llama.cpp both run it; it is streamed to disk a
 //! chunk of rows at a time.
 //!
+//! The matrices' types follow a llama-quantize file type ([`crate::quant`]): `Q4_K_M` gives each
+//! tensor the type llama-quantize would, its fallbacks for rows that are not whole blocks included
+//! (the wearable's 448-wide rows are no whole 256-value super-block: Q4_K falls back to Q5_0). Their
+//! values are the F32 file's (`f32`, the same seed) quantised, so the file is tensor for tensor what
+//! `llama-quantize` writes of the F32 one; a pure Q4_0 or Q8_0 file (`QuantScheme::pure`) is filled
+//! with random blocks instead, which is faster for the large presets.
+//!
 //! Random weights route almost at random (no locality between tokens): benchmarks drive routing from a
 //! trace or a synthetic generator instead (DESIGN.md, "What a run reports").
 
@@ -18,6 +25,7 @@ use rayon::prelude::*;
 
 use crate::arch::{Naming, Part, QkNorm, TensorNames};
 use crate::convert::metadata;
+use crate::quant::{QuantScheme, TypePlan};
 use crate::{Error, Result};
 use cosmoe_loader::config::Multipliers;
 
@@ -197,6 +205,20 @@ pub fn presets() -> Vec<Preset> {
             rms_eps: 1e-6,
             ..llama_moe("", "", 2, 256, 4, 2, 512)
         },
+        // Eight experts (llama-quantize's `n_expert == 8` rules: attn_v and attn_k in Q8_0,
+        // attn_output in Q5_K) and expert rows of 160 values, no whole 256-value super-block (its
+        // fallbacks: Q4_K to Q5_0, Q6_K to Q8_0, ...).
+        Preset {
+            name: "fixture-mixtral-8x-160",
+            about: "test fixture: Mixtral-style MoE, 4 layers, hidden 256, 8 experts top-2, expert FFN 160",
+            vocab: 512,
+            heads: 4,
+            kv_heads: 1,
+            head_dim: 64,
+            context: 256,
+            rope_theta: 10_000.0,
+            ..llama_moe("", "", 4, 256, 4, 1, 160)
+        },
     ]
 }
 
@@ -254,9 +276,10 @@ impl Preset {
 #[derive(Clone, Debug)]
 pub struct SynthConfig {
     pub preset: Preset,
-    /// Q4_0 or Q8_0 for the matrices (random blocks), or F32 (uniform values, a source to quantise;
-    /// norms and routers are F32).
-    pub dtype: DType,
+    /// Types of the matrices: F32 (uniform values, a source to quantise), a llama-quantize file type
+    /// (those values quantised as llama-quantize would), or pure Q4_0 / Q8_0 (random blocks); norms
+    /// and routers are F32.
+    pub quant: QuantScheme,
     pub out: PathBuf,
     pub seed: u64,
     pub progress: bool,
@@ -274,6 +297,8 @@ enum Fill {
     Uniform { std: f32 },
     /// Random blocks of the file type whose values have standard deviation about `std`.
     Blocks { std: f32 },
+    /// The values of `Uniform { std }` quantised to the tensor's type, row by row.
+    Quantised { std: f32 },
 }
 
 struct Planned {
@@ -283,8 +308,9 @@ struct Planned {
     fill: Fill,
 }
 
-/// The tensors of a preset, as `cosmoe convert` would name and lay them out.
-fn plan(c: &ModelConfig, dtype: DType) -> Vec<Planned> {
+/// The tensors of a preset, as `cosmoe convert` would name and lay them out, every matrix F32 (the
+/// types are chosen once all are known).
+fn plan(c: &ModelConfig) -> Vec<Planned> {
     let names = TensorNames::new(c.architecture, Naming::Gguf);
     let (h, hd) = (c.hidden_size, c.head_dim);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
@@ -294,11 +320,8 @@ fn plan(c: &ModelConfig, dtype: DType) -> Vec<Planned> {
         v.push(Planned {
             name,
             ne,
-            dtype,
-            fill: match dtype {
-                DType::F32 => Fill::Uniform { std },
-                _ => Fill::Blocks { std },
-            },
+            dtype: DType::F32,
+            fill: Fill::Uniform { std },
         })
     };
     let vec_ones = |v: &mut Vec<Planned>, name: String, n: usize| {
@@ -410,18 +433,35 @@ fn byte_symbols() -> Vec<String> {
         .collect()
 }
 
+/// The preset's tensors with the types `quant` gives them, and how each is filled.
+fn typed_plan(c: &ModelConfig, quant: QuantScheme) -> Result<Vec<Planned>> {
+    let mut items = plan(c);
+    let list: Vec<(String, Vec<usize>)> = items
+        .iter()
+        .map(|i| (i.name.clone(), i.ne.clone()))
+        .collect();
+    let types = TypePlan::new(quant, c, &list)?;
+    for it in &mut items {
+        let (Some(t), Fill::Uniform { std }) = (types.get(&it.name), it.fill) else {
+            continue;
+        };
+        it.dtype = t.dtype;
+        it.fill = match t.dtype {
+            DType::F32 => Fill::Uniform { std },
+            DType::Q4_0 | DType::Q8_0 if quant.pure => Fill::Blocks { std },
+            _ => Fill::Quantised { std },
+        };
+    }
+    Ok(items)
+}
+
 /// Writes the preset's file; returns its size in bytes.
 pub fn synth(cfg: &SynthConfig) -> Result<u64> {
-    if !matches!(cfg.dtype, DType::Q4_0 | DType::Q8_0 | DType::F32) {
-        return Err(Error::InvalidArgument(format!(
-            "synth writes q4_0, q8_0 or f32 (to quantise), not {}",
-            cfg.dtype
-        )));
-    }
     let c = cfg.preset.config();
+    let items = typed_plan(&c, cfg.quant)?;
     let mut w = GgufWriter::new();
     w.set_alignment(cfg.alignment)?;
-    metadata(&mut w, &c, Path::new(cfg.preset.name), cfg.dtype);
+    metadata(&mut w, &c, Path::new(cfg.preset.name), cfg.quant);
     w.set(
         "general.name",
         Value::String(format!("{} (random weights)", cfg.preset.name)),
@@ -429,7 +469,6 @@ pub fn synth(cfg: &SynthConfig) -> Result<u64> {
     for (k, v) in synthetic_vocab(c.vocab_size) {
         w.set(&k, v);
     }
-    let items = plan(&c, cfg.dtype);
     for it in &items {
         w.add_tensor(&it.name, &it.ne, GgmlType::from_dtype(it.dtype))?;
     }
@@ -459,8 +498,31 @@ fn fill(
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let a = std * 3f32.sqrt();
             for _ in 0..n_bytes / 4 {
-                let u = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
-                sink.put(&((2.0 * u - 1.0) * a).to_le_bytes())?;
+                sink.put(&uniform(&mut rng, a).to_le_bytes())?;
+            }
+            Ok(())
+        }
+        Fill::Quantised { std } => {
+            // The values `Uniform` writes, drawn in the same order, quantised a chunk of rows at a time.
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let a = std * 3f32.sqrt();
+            let cols = p.ne[0];
+            let rows: usize = p.ne[1..].iter().product();
+            let per_chunk = (CHUNK / 4 / cols).max(1);
+            let mut x = Vec::with_capacity(per_chunk * cols);
+            let mut left = rows;
+            while left > 0 {
+                let n = per_chunk.min(left);
+                x.clear();
+                x.extend((0..n * cols).map(|_| uniform(&mut rng, a)));
+                let q: Vec<Vec<u8>> = x
+                    .par_chunks(cols)
+                    .map(|row| cosmoe_kernels::quantize(p.dtype, row, cols).unwrap_or_default())
+                    .collect();
+                for r in &q {
+                    sink.put(r)?;
+                }
+                left -= n;
             }
             Ok(())
         }
@@ -496,9 +558,23 @@ fn fill(
     }
 }
 
+/// Every tensor of the preset's file and its type under `quant` (norms and routers F32).
+pub fn planned_types(p: &Preset, quant: QuantScheme) -> Result<Vec<(String, DType)>> {
+    Ok(typed_plan(&p.config(), quant)?
+        .into_iter()
+        .map(|t| (t.name, t.dtype))
+        .collect())
+}
+
+/// A value uniform in `[-a, a)` (24 random bits).
+fn uniform(rng: &mut ChaCha8Rng, a: f32) -> f32 {
+    let u = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+    (2.0 * u - 1.0) * a
+}
+
 /// Parameters of a preset's file (every tensor's values).
 pub fn n_params(p: &Preset) -> usize {
-    plan(&p.config(), DType::Q4_0)
+    plan(&p.config())
         .iter()
         .map(|t| t.ne.iter().product::<usize>())
         .sum()
