@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::q4_k::acts32;
+use super::q4_k::{acts32, scale_of};
 use super::{hsum_ps, prefetch_span, tile_rows, TILE};
 use crate::blocks::{scale, BlockIq4Xs, BlockQ8K, KVALUES_IQ4NL};
 
@@ -22,19 +22,43 @@ pub(crate) fn matmul_rows(w: &[u8], x: &[BlockQ8K], n: usize, yt: &mut [f32]) {
     tile_rows(w, x, n, yt, |w, a| unsafe { dot_n::<TILE>(w, a) }, dot)
 }
 
-/// The 32 grid values of block `ib` (`qs` its 16 bytes), in value order: the low nibbles' (values
-/// 0..16) in the low 128 bits, the high nibbles' in the high.
+/// The grid values of blocks `2p` and `2p + 1` of a super-block (`qs` their 32 bytes), each in value
+/// order: values 0..16 of a block are its bytes' low nibbles, 16..32 the high ones.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::x86_64) fn grid32(qs: &[u8], grid: __m128i) -> __m256i {
-    debug_assert!(qs.len() >= 16);
-    let m4 = _mm_set1_epi8(0x0f);
-    // SAFETY: `qs` holds at least 16 readable bytes; `loadu` has no alignment requirement.
-    let v = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
-    _mm256_set_m128i(
-        _mm_shuffle_epi8(grid, _mm_and_si128(_mm_srli_epi16::<4>(v), m4)),
-        _mm_shuffle_epi8(grid, _mm_and_si128(v, m4)),
+fn grid_pair(qs: &[u8], grid: __m256i) -> (__m256i, __m256i) {
+    debug_assert!(qs.len() >= 32);
+    let m4 = _mm256_set1_epi8(0x0f);
+    // SAFETY: `qs` holds at least 32 readable bytes; `loadu` has no alignment requirement.
+    let v = unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) };
+    // [block 2p low | block 2p + 1 low] and [.. high | .. high], then each block's halves together.
+    let lo = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, m4));
+    let hi = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4));
+    (
+        _mm256_permute2x128_si256::<0x20>(lo, hi),
+        _mm256_permute2x128_si256::<0x31>(lo, hi),
     )
+}
+
+/// The eight block scales `ls - 32` of a super-block as i16 lanes 0..8 of both 128-bit halves (for
+/// `q4_k::scale_of`): 4-bit low parts in `scales_l`, 2-bit high parts in `scales_h`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_scales(b: &BlockIq4Xs) -> __m256i {
+    let (l, h) = (
+        u32::from_le_bytes(b.scales_l),
+        u16::from_le_bytes(b.scales_h) as u64,
+    );
+    let mut ls = 0u64;
+    for ib in 0..8 {
+        let v = ((l >> (4 * ib)) & 0x0f) as u64 | ((h >> (2 * ib)) & 3) << 4;
+        ls |= v << (8 * ib);
+    }
+    let v = _mm_sub_epi16(
+        _mm_cvtepu8_epi16(_mm_cvtsi64_si128(ls as i64)),
+        _mm_set1_epi16(32),
+    );
+    _mm256_broadcastsi128_si256(v)
 }
 
 /// `dot` of `w` against `T` token vectors at once: each super-block's grid values and scales looked
@@ -46,24 +70,26 @@ pub(in crate::x86_64) fn grid32(qs: &[u8], grid: __m128i) -> __m256i {
 unsafe fn dot_n<const T: usize>(w: &[BlockIq4Xs], a: [&[BlockQ8K]; T]) -> [f32; T] {
     let nb = a.iter().fold(w.len(), |n, a| n.min(a.len()));
     // SAFETY: the 16-byte grid; `loadu` has no alignment requirement.
-    let grid = unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) };
+    let grid =
+        _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) });
     let mut acc = [_mm256_setzero_ps(); T];
     for (i, b) in w[..nb].iter().enumerate() {
         prefetch_span::<{ std::mem::size_of::<BlockIq4Xs>() }>((b as *const BlockIq4Xs).cast());
-        let h = u16::from_le_bytes(b.scales_h);
+        let scales = block_scales(b);
         let mut sumi = [_mm256_setzero_si256(); T];
-        for ib in 0..8 {
-            let lo = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f;
-            let hi = (h >> (2 * ib)) & 3;
-            let ls = _mm256_set1_epi16((lo as u16 | hi << 4) as i16 - 32);
-            let q = grid32(&b.qs[16 * ib..], grid);
-            // |q| signs applied once; the activations take the signs per token.
-            let aq = _mm256_sign_epi8(q, q);
-            for t in 0..T {
-                let x = _mm256_sign_epi8(acts32(&a[t][i], 32 * ib), q);
-                // |q|, |x| <= 127: pair sums within 2 * 127^2 < 2^15, no saturation.
-                let p = _mm256_maddubs_epi16(aq, x);
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, ls));
+        for p in 0..4 {
+            let (q0, q1) = grid_pair(&b.qs[32 * p..], grid);
+            for (k, q) in [(0, q0), (1, q1)] {
+                let ib = 2 * p + k;
+                let ls = scale_of(scales, ib);
+                // |q| once; the activations take the signs of q per token.
+                let aq = _mm256_abs_epi8(q);
+                for t in 0..T {
+                    let x = _mm256_sign_epi8(acts32(&a[t][i], 32 * ib), q);
+                    // |q|, |x| <= 127: pair sums within 2 * 127^2 < 2^15, no saturation.
+                    let p = _mm256_maddubs_epi16(aq, x);
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, ls));
+                }
             }
         }
         let d = scale(b.d);
