@@ -93,5 +93,47 @@ fn synth_refuses_formats_it_cannot_write() {
     })
     .unwrap_err()
     .to_string();
-    assert!(e.contains("q4_0, q8_0 or f32") && e.contains("F16"), "{e}");
+    assert!(e.contains("q4_0, q8_0") && e.contains("F16"), "{e}");
+}
+
+/// GGUF files of the IQ1/IQ2/IQ3 formats (random blocks) load and run, and give the logits of the
+/// same weights dequantised to F32 on load, within what quantising the activations to Q8_K costs.
+#[test]
+fn iq_files_load_and_run_as_their_dequantised_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dtype in [DType::IQ3_XXS, DType::IQ2_XXS, DType::IQ1_M] {
+        let out = tmp.path().join(format!("{dtype}.gguf"));
+        synth(&SynthConfig {
+            preset: Preset::find("fixture-qwen3moe-256").unwrap(),
+            dtype,
+            out: out.clone(),
+            seed: 3,
+            progress: false,
+            alignment: 32,
+        })
+        .unwrap();
+        let f = GgufFile::open(&out).unwrap();
+        let t = f.info("blk.1.ffn_down_exps.weight").unwrap();
+        assert_eq!(t.ggml_type().name(), dtype.name());
+        let logits = |quantize| {
+            let opts = LoadOptions {
+                quantize,
+                ..Default::default()
+            };
+            let model = Arc::new(Model::load_with(&out, &opts).unwrap());
+            Session::new(model)
+                .eval(&[1, 2, 3, 4], Logits::All)
+                .map(<[f32]>::to_vec)
+                .unwrap()
+        };
+        let (iq, f32s) = (logits(None), logits(Some(DType::F32)));
+        assert!(iq.iter().all(|x| x.is_finite()), "{dtype}");
+        let max = f32s.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = iq
+            .iter()
+            .zip(&f32s)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{dtype}: max|diff| / max|logit| = {}", diff / max);
+        assert!(max > 0.0 && diff <= 0.05 * max, "{dtype}: {diff} vs {max}");
+    }
 }

@@ -6,7 +6,7 @@
 
 use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, QK};
 use cosmoe_kernels::format::Products;
-use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Q8Acts, Q8Prepared, Tier};
+use cosmoe_kernels::{quantize, sample, scalar, DType, Kernels, MatRef, Q8Acts, Q8Prepared, Tier};
 
 type RowDot = fn(&[u8], &[f32]) -> f32;
 type Q8Dot = fn(&[u8], &Q8Acts<'_>) -> f32;
@@ -432,7 +432,7 @@ fn elementwise() {
                 if cols == 0 {
                     continue;
                 }
-                let bytes = quantize(dtype, &x[..cols], cols).unwrap();
+                let bytes = sample::weights(dtype, &x[..cols], cols).unwrap();
                 let (mut d1, mut d2) = (vec![0f32; cols], vec![0f32; cols]);
                 k.dequantize_row(dtype, &bytes, &mut d1);
                 scalar::dequantize_row(dtype, &bytes, &mut d2);
@@ -460,7 +460,7 @@ fn matvec_and_matmul() {
                     continue;
                 }
                 let w = values(rows * cols, 13, 0.1);
-                let bytes = quantize(dtype, &w, cols).unwrap();
+                let bytes = sample::weights(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
                 for n in [1, 2, 5] {
                     let x = values(n * cols, 14, 1.0);
@@ -508,7 +508,7 @@ fn matmul_equals_matvec_bit_for_bit() {
                     continue;
                 }
                 let w = values(rows * cols, 15, 0.1);
-                let bytes = quantize(dtype, &w, cols).unwrap();
+                let bytes = sample::weights(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
                 let n = 3;
                 let x = values(n * cols, 16, 1.0);

@@ -95,6 +95,14 @@ fn file_type(dtype: DType) -> u32 {
         DType::IQ4_NL => 25,
         DType::IQ4_XS => 30,
         DType::BF16 => 32,
+        // Never written by `convert` (no quantiser), named as llama.cpp names such files.
+        DType::IQ2_XXS => 19,
+        DType::IQ2_XS => 20,
+        DType::IQ3_XXS => 23,
+        DType::IQ1_S => 24,
+        DType::IQ3_S => 26,
+        DType::IQ2_S => 28,
+        DType::IQ1_M => 31,
     }
 }
 
@@ -123,6 +131,11 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
             "{}: convert reads a Hugging Face checkpoint folder (config.json + *.safetensors)",
             cfg.src.display()
         )));
+    }
+    if !cfg.dtype.has_quantizer() {
+        return Err(Error::InvalidArgument(
+            cosmoe_kernels::KernelError::NoQuantizer(cfg.dtype).to_string(),
+        ));
     }
     let model = Model::load(&cfg.src)?;
     let c = &model.config;

@@ -99,7 +99,7 @@ struct SynthArgs {
     /// Model shapes: cosmoe-wearable, cosmoe-phone, olmoe-1b-7b, granite-1b-a400m, qwen3-30b-a3b.
     #[arg(long)]
     preset: String,
-    /// Weight format: q4_0 or q8_0.
+    /// Weight format: q4_0, q8_0, an IQ1/IQ2/IQ3 format (iq2_xxs, iq3_s, ...: random blocks), or f32.
     #[arg(long = "type", value_parser = parse_dtype)]
     dtype: DType,
     /// GGUF file to write.
@@ -122,7 +122,7 @@ struct ConvertArgs {
     out: PathBuf,
     /// Type of the weight matrices: f32, f16, bf16, or a block format (q8_0, q4_0, q4_1, q5_0, q5_1,
     /// q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs); norms, biases and routers stay f32.
-    #[arg(long = "type", value_parser = parse_dtype)]
+    #[arg(long = "type", value_parser = parse_target_dtype)]
     dtype: DType,
     /// tokenizer.json to write into the file instead of the folder's.
     #[arg(long)]
@@ -164,9 +164,9 @@ struct ModelArgs {
     /// Worker threads (default: physical cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Convert the weight matrices on load: q8_0, q4_0, q4_k, q6_k, ... (any block format), f16, bf16
-    /// or f32.
-    #[arg(long, value_parser = parse_dtype)]
+    /// Convert the weight matrices on load: q8_0, q4_0, q4_k, q6_k, ... (any block format but the
+    /// IQ1/IQ2/IQ3 ones, which need llama.cpp's importance-matrix quantisers), f16, bf16 or f32.
+    #[arg(long, value_parser = parse_target_dtype)]
     quantize: Option<DType>,
     #[command(flatten)]
     cache: CacheArgs,
@@ -226,6 +226,16 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
         let all: Vec<String> = DType::ALL.iter().map(|d| d.name().to_lowercase()).collect();
         format!("unknown weight format `{s}` ({})", all.join(", "))
     })
+}
+
+/// A format to quantise to: one with a quantiser ([`DType::has_quantizer`]).
+fn parse_target_dtype(s: &str) -> Result<DType, String> {
+    let d = parse_dtype(s)?;
+    if d.has_quantizer() {
+        Ok(d)
+    } else {
+        Err(cosmoe_kernels::KernelError::NoQuantizer(d).to_string())
+    }
 }
 
 #[derive(Args)]

@@ -113,7 +113,8 @@ pub enum TokenizerSource {
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Convert the weight matrices to this format on load (`Q8_0`, `Q4_0`, ...). Routers and the
+    /// Convert the weight matrices to this format on load (`Q8_0`, `Q4_0`, ...; a format with a
+    /// quantiser, [`DType::has_quantizer`], else loading fails). Routers and the
     /// shared-expert gate stay as stored (routing decisions are sensitive and they are tiny, as in
     /// llama.cpp), and so does any matrix whose rows are not a whole number of blocks.
     pub quantize: Option<DType>,
@@ -210,6 +211,12 @@ impl Model {
         source: Box<dyn WeightSource>,
         opts: &LoadOptions,
     ) -> Result<Model> {
+        if let Some(dt) = opts.quantize.filter(|d| !d.has_quantizer()) {
+            return Err(Error::InvalidArgument(format!(
+                "--quantize: {}",
+                cosmoe_kernels::KernelError::NoQuantizer(dt)
+            )));
+        }
         let b = Builder {
             ck: source.as_ref(),
             c: &config,

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cosmoe_kernels::sample::set_super_scale;
 use cosmoe_kernels::DType;
 use cosmoe_loader::gguf::{Array, Value};
 use cosmoe_loader::gguf_writer::{GgufWriter, TensorSink};
@@ -254,8 +255,8 @@ impl Preset {
 #[derive(Clone, Debug)]
 pub struct SynthConfig {
     pub preset: Preset,
-    /// Q4_0 or Q8_0 for the matrices (random blocks), or F32 (uniform values, a source to quantise;
-    /// norms and routers are F32).
+    /// Q4_0, Q8_0 or an IQ1/IQ2/IQ3 format for the matrices (random blocks), or F32 (uniform values,
+    /// a source to quantise; norms and routers are F32).
     pub dtype: DType,
     pub out: PathBuf,
     pub seed: u64,
@@ -412,9 +413,9 @@ fn byte_symbols() -> Vec<String> {
 
 /// Writes the preset's file; returns its size in bytes.
 pub fn synth(cfg: &SynthConfig) -> Result<u64> {
-    if !matches!(cfg.dtype, DType::Q4_0 | DType::Q8_0 | DType::F32) {
+    if !matches!(cfg.dtype, DType::Q4_0 | DType::Q8_0 | DType::F32) && cfg.dtype.has_quantizer() {
         return Err(Error::InvalidArgument(format!(
-            "synth writes q4_0, q8_0 or f32 (to quantise), not {}",
+            "synth writes q4_0, q8_0, the IQ1/IQ2/IQ3 formats or f32 (to quantise), not {}",
             cfg.dtype
         )));
     }
@@ -466,10 +467,12 @@ fn fill(
         }
         Fill::Blocks { std } => {
             let block = p.dtype.block_bytes();
-            // Standard deviation of a block's integer values: uniform nibbles minus 8, or uniform i8.
+            // Standard deviation of a block's values at scale 1: uniform nibbles minus 8, uniform i8,
+            // or (IQ formats) random grid points, signs and sub-block scales.
             let q_std = match p.dtype {
                 DType::Q4_0 => 4.61,
-                _ => 73.9,
+                DType::Q8_0 => 73.9,
+                dt => unit_std(dt),
             };
             let d = half::f16::from_f32(std / q_std).to_le_bytes();
             let per_chunk = CHUNK / block * block;
@@ -482,7 +485,11 @@ fn fill(
                         let mut buf = vec![0u8; len];
                         ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64)).fill_bytes(&mut buf);
                         for b in buf.chunks_exact_mut(block) {
-                            b[..2].copy_from_slice(&d);
+                            if p.dtype.has_quantizer() {
+                                b[..2].copy_from_slice(&d);
+                            } else {
+                                set_super_scale(p.dtype, b, d);
+                            }
                         }
                         buf
                     })
@@ -494,6 +501,23 @@ fn fill(
             Ok(())
         }
     }
+}
+
+/// The standard deviation of the values of 64 random blocks of `dtype` (an IQ format) with
+/// super-block scale 1.
+fn unit_std(dtype: DType) -> f32 {
+    const N: usize = 64;
+    let mut buf = vec![0u8; N * dtype.block_bytes()];
+    ChaCha8Rng::seed_from_u64(0).fill_bytes(&mut buf);
+    for b in buf.chunks_exact_mut(dtype.block_bytes()) {
+        set_super_scale(dtype, b, half::f16::ONE.to_le_bytes());
+    }
+    let mut y = vec![0f32; N * dtype.block_len()];
+    cosmoe_kernels::dequantize_row(dtype, &buf, &mut y);
+    let n = y.len() as f64;
+    let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    var.sqrt() as f32
 }
 
 /// Parameters of a preset's file (every tensor's values).
