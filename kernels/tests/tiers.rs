@@ -442,6 +442,46 @@ fn elementwise() {
     }
 }
 
+/// The IQ3_XXS, IQ3_S and IQ2_XXS products of every tier equal the scalar reference bit for bit (their
+/// integer sums are exact and converted once per super-block, as the reference's), over block counts
+/// and unaligned starts.
+#[test]
+fn dot_iq_lattice_formats_bit_for_bit() {
+    use cosmoe_kernels::blocks::{BlockQ8K, QK_K};
+    let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
+    let q8k_dot = |k: &Kernels, dtype: DType| match k.format(dtype).products {
+        Products::Q8K { dot } => dot,
+        _ => panic!("{dtype} does not take Q8_K activations"),
+    };
+    for k in simd_tiers() {
+        for dtype in [DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS] {
+            for nb in [0usize, 1, 2, 3, 5, 9, 17] {
+                let n = nb * QK_K;
+                let w = values(n.max(QK_K), 21, 0.1);
+                let bytes = sample::weights(dtype, &w[..n], n.max(QK_K)).unwrap_or_default();
+                let x = values(n, 22, 1.0);
+                let mut a = vec![bytemuck::Zeroable::zeroed(); nb];
+                scalar::q8_k::quantize_row_activations(&x, &mut a);
+                let a: Vec<BlockQ8K> = a;
+                for off in 0..3 {
+                    let buf = at_offset(&bytes, off);
+                    let row = &buf[off..];
+                    let (got, want) = (
+                        q8k_dot(k, dtype)(row, &a),
+                        q8k_dot(scalar_k, dtype)(row, &a),
+                    );
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{:?} {dtype} blocks={nb} off={off}: {got} != {want}",
+                        k.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Whole products: every tier and format against the scalar table, with odd row counts, one token
 /// and several.
 #[test]

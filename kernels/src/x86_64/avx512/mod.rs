@@ -10,8 +10,8 @@
 //! What this tier takes from the AVX2 tier (its CPUs run every AVX2 kernel, and these gain little
 //! from 512-bit vectors): the Q8_0/Q4_0 dot products when the CPU lacks VNNI, the activation
 //! quantiser (once per vector, and it must match the reference bit for bit), RMSNorm and RoPE, and the
-//! K-quant and IQ4_XS products (`Kernels::with_k_quants`; no AVX-512 kernel of theirs yet: none could be
-//! tested on the AVX2-only machines they were written on).
+//! K-quant, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_XXS products (`Kernels::with_k_quants`; no AVX-512 kernel of
+//! theirs yet: none could be tested on the AVX2-only machines they were written on).
 //!
 //! AVX-512 BF16 (`vdpbf16ps`) is not used: it multiplies bf16 by bf16, so the f32 activations would
 //! first be rounded to bf16 (a relative error near 2^-9 per term), far from the reference's
