@@ -3,7 +3,7 @@
 //! (matmul over 64 tokens). Run: `cargo bench --bench matvec` (COSMOE_KERNELS=scalar|avx2|... to pick
 //! a tier).
 
-use cosmoe_kernels::{kernels, quantize, DType, MatRef};
+use cosmoe_kernels::{kernels, DType, MatRef};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// (name, rows, cols): the matrices decode multiplies, as `(out, in)`.
@@ -30,7 +30,7 @@ fn weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
             ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
         })
         .collect();
-    quantize(dtype, &x, cols).expect("whole blocks")
+    cosmoe_kernels::sample::weights(dtype, &x, cols).expect("whole blocks")
 }
 
 fn bench(c: &mut Criterion) {

@@ -262,6 +262,30 @@ fn bad_arguments_are_clear_errors() {
         ),
         (vec!["inspect", "/no/such/model"], "/no/such/model"),
         (vec!["frobnicate"], "unrecognized subcommand"),
+        // Formats cosmoe reads but has no quantiser for.
+        (
+            vec![
+                "run",
+                "--model",
+                llama.to_str().unwrap(),
+                "--ids",
+                "1",
+                "--quantize",
+                "iq2_xxs",
+            ],
+            "cannot quantise to IQ2_XXS",
+        ),
+        (
+            vec![
+                "convert",
+                llama.to_str().unwrap(),
+                "-o",
+                "/nonexistent/x.gguf",
+                "--type",
+                "iq3_s",
+            ],
+            "cannot quantise to IQ3_S",
+        ),
     ];
     for (args, want) in cases {
         let out = cosmoe(&args);

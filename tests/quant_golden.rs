@@ -225,8 +225,14 @@ fn every_file_type_of_the_gguf_fixtures_matches_llama_quantize() {
             .map(|t| (t.name().to_owned(), t.ne().to_vec()))
             .collect();
         let ftypes = ftypes.as_object().unwrap();
-        assert_eq!(ftypes.len(), FileType::ALL.len(), "{name}");
-        for f in FileType::ALL {
+        // Every file type cosmoe can write (the IQ1/IQ2/IQ3 ones, pure only and never quantised to,
+        // are not among them).
+        let writable: Vec<FileType> = FileType::ALL
+            .into_iter()
+            .filter(|f| f.default_type().has_quantizer())
+            .collect();
+        assert_eq!(ftypes.len(), writable.len(), "{name}");
+        for f in writable {
             let want = &ftypes[f.name()];
             let plan = TypePlan::new(QuantScheme::mix(f), &config, &list).unwrap();
             let mut names: Vec<&str> = list.iter().map(|t| t.0.as_str()).collect();

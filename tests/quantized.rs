@@ -99,3 +99,22 @@ fn quantised_logits_stay_close() {
         assert!(worst <= max_err, "{dtype}: max error {worst} > {max_err}");
     }
 }
+
+/// A format cosmoe has no quantiser for is refused on load, with an error naming it.
+#[test]
+fn quantising_to_an_iq_lattice_format_is_an_error() {
+    let dir = fixtures().into_iter().next().unwrap();
+    let err = Model::load_with(
+        &dir,
+        &LoadOptions {
+            quantize: Some(DType::IQ1_M.into()),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("cannot quantise to IQ1_M"),
+        "{err}"
+    );
+}

@@ -153,3 +153,85 @@ fn unknown_types_are_refused_with_the_accepted_names() {
         "{err}"
     );
 }
+
+/// GGUF files of the IQ1/IQ2/IQ3 formats (random blocks) load and run, and give the logits of the
+/// same weights dequantised to F32 on load, within what quantising the activations to Q8_K costs.
+#[test]
+fn iq_files_load_and_run_as_their_dequantised_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dtype in [DType::IQ3_XXS, DType::IQ2_XXS, DType::IQ1_M] {
+        let out = tmp.path().join(format!("{dtype}.gguf"));
+        synth(&SynthConfig {
+            preset: Preset::find("fixture-qwen3moe-256").unwrap(),
+            quant: QuantScheme::pure(dtype),
+            out: out.clone(),
+            seed: 3,
+            progress: false,
+            alignment: 32,
+        })
+        .unwrap();
+        let f = GgufFile::open(&out).unwrap();
+        let t = f.info("blk.1.ffn_down_exps.weight").unwrap();
+        assert_eq!(t.ggml_type().name(), dtype.name());
+        let logits = |quantize| {
+            let opts = LoadOptions {
+                quantize,
+                ..Default::default()
+            };
+            let model = Arc::new(Model::load_with(&out, &opts).unwrap());
+            Session::new(model)
+                .eval(&[1, 2, 3, 4], Logits::All)
+                .map(<[f32]>::to_vec)
+                .unwrap()
+        };
+        let (iq, f32s) = (logits(None), logits(Some(DType::F32.into())));
+        assert!(iq.iter().all(|x| x.is_finite()), "{dtype}");
+        let max = f32s.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = iq
+            .iter()
+            .zip(&f32s)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{dtype}: max|diff| / max|logit| = {}", diff / max);
+        assert!(max > 0.0 && diff <= 0.05 * max, "{dtype}: {diff} vs {max}");
+    }
+}
+
+/// The IQ1/IQ2/IQ3 types, which cosmoe cannot quantise to, are refused with a reason as mixes (in
+/// `synth`) and on load.
+#[test]
+fn iq_types_are_pure_only_and_never_quantised_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = synth(&SynthConfig {
+        preset: Preset::find("fixture-qwen3moe-256").unwrap(),
+        quant: QuantScheme::mix(FileType::IQ2_XXS),
+        out: tmp.path().join("mix.gguf"),
+        seed: 0,
+        progress: false,
+        alignment: 32,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("importance matrix") && e.contains("--pure"),
+        "{e}"
+    );
+    let src = tmp.path().join("f32.gguf");
+    synth(&SynthConfig {
+        preset: Preset::find("fixture-qwen3moe-256").unwrap(),
+        quant: DType::F32.into(),
+        out: src.clone(),
+        seed: 0,
+        progress: false,
+        alignment: 32,
+    })
+    .unwrap();
+    let opts = LoadOptions {
+        quantize: Some(QuantScheme::pure(DType::IQ3_S)),
+        ..Default::default()
+    };
+    let Err(e) = Model::load_with(&src, &opts) else {
+        panic!("quantised to IQ3_S on load");
+    };
+    let e = e.to_string();
+    assert!(e.contains("iq3_s") && e.contains("quantiser"), "{e}");
+}

@@ -1,10 +1,12 @@
 //! GGML's quantisation blocks, byte-identical to the `block_*` structs of ggml (`ggml-common.h`), so
 //! tensors of GGUF files can be used in place: the 32-value legacy blocks, the 256-value K-quant
-//! super-blocks, the IQ4 non-linear ones, and the Q8 activation blocks products quantise to.
+//! super-blocks, the IQ4 non-linear ones, the IQ1/IQ2/IQ3 lattice ones (their grids in
+//! `scalar::iq_grids`), and the Q8 activation blocks products quantise to.
 //!
-//! f16 scales are stored as two little-endian bytes rather than a `u16`, which makes the weight
-//! blocks' alignment 1: a row of blocks can be viewed in place at any byte offset of a file. (Q8_K, an
-//! activation block that only lives in our own buffers, keeps ggml's `f32` and `i16` fields.)
+//! f16 scales (and ggml's `uint16_t` fields of the IQ blocks) are stored as little-endian bytes
+//! rather than integers, which makes the weight blocks' alignment 1: a row of blocks can be viewed
+//! in place at any byte offset of a file. (Q8_K, an activation block that only lives in our own
+//! buffers, keeps ggml's `f32` and `i16` fields.)
 
 /// Values per block.
 pub const QK: usize = 32;
@@ -160,8 +162,101 @@ pub const KVALUES_IQ4NL: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
+/// IQ3_XXS: 8 sub-blocks of 32 values, each 8 groups of 4 magnitudes from `IQ3XXS_GRID` (one byte
+/// each in `qs[..64]`), then per sub-block a little-endian `u32` in `qs[64..]`: four 7-bit sign
+/// indices (`KSIGNS_IQ2XS`) and a 4-bit scale `ls` on top, `x = d * (0.5 + ls) * 0.5 * grid * sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq3Xxs {
+    pub d: [u8; 2],
+    pub qs: [u8; 3 * QK_K / 8],
+}
+
+/// IQ3_S: 8 sub-blocks of 32, groups of 4 magnitudes from `IQ3S_GRID` (9-bit indices: the low 8
+/// bits in `qs`, the ninth in `qh`), one sign bit per value in `signs`, 4-bit scales per sub-block
+/// (two to a byte of `scales`): `x = d * (1 + 2 * ls) * grid * sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq3S {
+    pub d: [u8; 2],
+    pub qs: [u8; QK_K / 4],
+    pub qh: [u8; QK_K / 32],
+    pub signs: [u8; QK_K / 8],
+    pub scales: [u8; QK_K / 64],
+}
+
+/// IQ2_XXS: 8 sub-blocks of 32, each two little-endian `u32` in `qs` (ggml's 32 `uint16_t`): the
+/// first holds four 8-bit indices into `IQ2XXS_GRID` (8 magnitudes each), the second four 7-bit
+/// sign indices and a 4-bit scale on top: `x = d * (0.5 + ls) * 0.25 * grid * sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq2Xxs {
+    pub d: [u8; 2],
+    pub qs: [u8; QK_K / 4],
+}
+
+/// IQ2_XS: 32 little-endian `u16` in `qs`, each a 9-bit index into `IQ2XS_GRID` and a 7-bit sign
+/// index above it, and a 4-bit scale per 16 values (two to a byte of `scales`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq2Xs {
+    pub d: [u8; 2],
+    pub qs: [u8; QK_K / 4],
+    pub scales: [u8; QK_K / 32],
+}
+
+/// IQ2_S: 10-bit indices into `IQ2S_GRID` (the low 8 bits in `qs[..32]`, two more per group in
+/// `qh`), one sign bit per value in `qs[32..]`, a 4-bit scale per 16 values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq2S {
+    pub d: [u8; 2],
+    pub qs: [u8; QK_K / 4],
+    pub qh: [u8; QK_K / 32],
+    pub scales: [u8; QK_K / 32],
+}
+
+/// IQ1_S: 11-bit indices into the ternary `IQ1S_GRID` (the low 8 bits in `qs`, 3 more per group in
+/// the little-endian `u16`s of `qh`, which also hold a 3-bit scale and the sign of the shift per
+/// sub-block of 32): `x = d * (2 * ls + 1) * (grid +- 1/8)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq1S {
+    pub d: [u8; 2],
+    pub qs: [u8; QK_K / 8],
+    pub qh: [u8; QK_K / 16],
+}
+
+/// IQ1_M: IQ1_S's grid with 3 high index bits and a shift sign per group of 8 (a nibble of `qh`),
+/// 3-bit scales per 16 values in the four little-endian `u16`s of `scales`, whose top nibbles
+/// together hold the f16 super-block scale (no `d` field).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockIq1M {
+    pub qs: [u8; QK_K / 8],
+    pub qh: [u8; QK_K / 16],
+    pub scales: [u8; QK_K / 32],
+}
+
+/// IQ1_S's and IQ1_M's shift of every grid value (ggml's `IQ1S_DELTA` and `IQ1M_DELTA`).
+pub const IQ1S_DELTA: f32 = 0.125;
+
 const _: () = {
     use std::mem::{align_of, size_of};
+    // ggml-common.h's static_asserts.
+    assert!(size_of::<BlockIq3Xxs>() == 2 + 3 * (QK_K / 8) && align_of::<BlockIq3Xxs>() == 1);
+    assert!(size_of::<BlockIq3S>() == 2 + 13 * (QK_K / 32) + QK_K / 64);
+    assert!(size_of::<BlockIq2Xxs>() == 2 + QK_K / 8 * 2 && align_of::<BlockIq2Xxs>() == 1);
+    assert!(size_of::<BlockIq2Xs>() == 2 + QK_K / 8 * 2 + QK_K / 32);
+    assert!(size_of::<BlockIq2S>() == 2 + QK_K / 4 + QK_K / 16);
+    assert!(size_of::<BlockIq1S>() == 2 + QK_K / 8 + QK_K / 16);
+    assert!(size_of::<BlockIq1M>() == QK_K / 8 + QK_K / 16 + QK_K / 32);
+    assert!(size_of::<BlockIq3S>() == 110 && size_of::<BlockIq2Xs>() == 74);
+    assert!(size_of::<BlockIq2S>() == 82 && size_of::<BlockIq1S>() == 50);
+    assert!(size_of::<BlockIq1M>() == 56);
+    assert!(align_of::<BlockIq3S>() == 1 && align_of::<BlockIq2Xs>() == 1);
+    assert!(align_of::<BlockIq2S>() == 1 && align_of::<BlockIq1S>() == 1);
+    assert!(align_of::<BlockIq1M>() == 1);
     assert!(size_of::<BlockQ4_1>() == 20 && align_of::<BlockQ4_1>() == 1);
     assert!(size_of::<BlockQ5_0>() == 22 && align_of::<BlockQ5_0>() == 1);
     assert!(size_of::<BlockQ5_1>() == 24 && align_of::<BlockQ5_1>() == 1);

@@ -104,12 +104,20 @@ pub struct Kernels {
     pub rope_interleaved: fn(&mut [f32], &[f32], &[f32]),
 }
 
-/// A format's row of the scalar table: its scalar dequantiser, quantiser and products.
+/// A format's row of the scalar table: its scalar dequantiser, quantiser and products
+/// (`scalar_format!(iq2_xxs, no quantizer, ...)` for a format without a quantiser).
 macro_rules! scalar_format {
     ($m:ident, $products:expr) => {
         FormatKernels {
             dequantize: |row, out| scalar::$m::dequantize(as_blocks(row), out),
-            quantize: |x, out| scalar::$m::quantize(x, as_blocks_mut(out)),
+            quantize: Some(|x, out| scalar::$m::quantize(x, as_blocks_mut(out))),
+            products: $products,
+        }
+    };
+    ($m:ident, no quantizer, $products:expr) => {
+        FormatKernels {
+            dequantize: |row, out| scalar::$m::dequantize(as_blocks(row), out),
+            quantize: None,
             products: $products,
         }
     };
@@ -119,31 +127,31 @@ macro_rules! scalar_format {
 const SCALAR_FORMATS: [FormatKernels; DType::COUNT] = [
     FormatKernels {
         dequantize: scalar::f32::dequantize_row,
-        quantize: scalar::f32::quantize_row,
+        quantize: Some(scalar::f32::quantize_row),
         products: f32_products!(scalar::f32::dot),
     },
     FormatKernels {
         dequantize: scalar::f16::dequantize_row,
-        quantize: scalar::f16::quantize_row,
+        quantize: Some(scalar::f16::quantize_row),
         products: Products::F32 {
             dot: scalar::f16::dot,
         },
     },
     FormatKernels {
         dequantize: scalar::bf16::dequantize_row,
-        quantize: scalar::bf16::quantize_row,
+        quantize: Some(scalar::bf16::quantize_row),
         products: Products::F32 {
             dot: scalar::bf16::dot,
         },
     },
     FormatKernels {
         dequantize: |row, out| scalar::q8_0::dequantize_row(as_q8_0(row), out),
-        quantize: |x, out| scalar::q8_0::quantize_row(x, as_blocks_mut(out)),
+        quantize: Some(|x, out| scalar::q8_0::quantize_row(x, as_blocks_mut(out))),
         products: q8_0_products!(blocks: as_q8_0, scalar::q8_0::dot),
     },
     FormatKernels {
         dequantize: |row, out| scalar::q4_0::dequantize_row(as_q4_0(row), out),
-        quantize: |x, out| scalar::q4_0::quantize_row(x, as_blocks_mut(out)),
+        quantize: Some(|x, out| scalar::q4_0::quantize_row(x, as_blocks_mut(out))),
         products: q8_0_products!(
             as_q4_0,
             scalar::q4_0::dot,
@@ -164,6 +172,25 @@ const SCALAR_FORMATS: [FormatKernels; DType::COUNT] = [
         q8_0_products!(blocks: as_blocks, scalar::iq4_nl::dot)
     ),
     scalar_format!(iq4_xs, block_products!(Q8K, scalar::iq4_xs::dot)),
+    scalar_format!(
+        iq3_xxs,
+        no quantizer,
+        block_products!(Q8K, scalar::iq3_xxs::dot)
+    ),
+    scalar_format!(iq3_s, no quantizer, block_products!(Q8K, scalar::iq3_s::dot)),
+    scalar_format!(
+        iq2_xxs,
+        no quantizer,
+        block_products!(Q8K, scalar::iq2_xxs::dot)
+    ),
+    scalar_format!(
+        iq2_xs,
+        no quantizer,
+        block_products!(Q8K, scalar::iq2_xs::dot)
+    ),
+    scalar_format!(iq2_s, no quantizer, block_products!(Q8K, scalar::iq2_s::dot)),
+    scalar_format!(iq1_s, no quantizer, block_products!(Q8K, scalar::iq1_s::dot)),
+    scalar_format!(iq1_m, no quantizer, block_products!(Q8K, scalar::iq1_m::dot)),
 ];
 
 /// The scalar table; SIMD tiers start from it and replace what they implement.

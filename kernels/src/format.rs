@@ -6,6 +6,9 @@
 use crate::acts::{Q8Acts, Q8Prepared};
 use crate::blocks::{BlockQ8K, BlockQ8_1};
 
+/// One row of values to its bytes.
+pub type QuantizeFn = fn(&[f32], &mut [u8]);
+
 /// `dot` of each of `y.len()` Q8_0-activation rows stored back to back.
 pub type Q8RowsFn = fn(&[u8], &Q8Acts<'_>, &mut [f32]);
 
@@ -34,7 +37,8 @@ pub enum Products {
     },
     /// Q8_1 activations (Q8_0 with `d * sum(q)` per block: the formats with a minimum).
     Q8_1 { dot: fn(&[u8], &[BlockQ8_1]) -> f32 },
-    /// Q8_K activations (256-value super-blocks with sums of 16: the K-quants and IQ4_XS).
+    /// Q8_K activations (256-value super-blocks with sums of 16: the K-quants and the IQ
+    /// formats but IQ4_NL).
     Q8K {
         dot: fn(&[u8], &[BlockQ8K]) -> f32,
         /// Prefill (bit for bit `dot` for each row and token; a tier may unpack each row once for
@@ -69,8 +73,9 @@ pub struct FormatKernels {
     /// One row's bytes to `out.len()` f32 values, as ggml's `dequantize_row_*` (bit for bit).
     pub dequantize: fn(&[u8], &mut [f32]),
     /// One row of values to its bytes, as llama.cpp's `quantize_*` without an importance matrix (bit
-    /// for bit; the scalar reference in every tier).
-    pub quantize: fn(&[f32], &mut [u8]),
+    /// for bit; the scalar reference in every tier). `None` for the formats cosmoe cannot quantise
+    /// to ([`crate::DType::has_quantizer`]).
+    pub quantize: Option<QuantizeFn>,
     pub products: Products,
 }
 

@@ -15,6 +15,7 @@ mod dispatch;
 pub mod format;
 mod matmul;
 pub mod probe;
+pub mod sample;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -56,11 +57,27 @@ pub enum DType {
     IQ4_NL,
     /// GGML IQ4_XS: super-blocks of 256 IQ4_NL indices with 6-bit scales (136 bytes).
     IQ4_XS,
+    /// GGML IQ3_XXS: super-blocks of 256, groups of 4 values from a 256-point grid with 7-bit signs
+    /// and 4-bit scales (98 bytes, 3.06 bits per value).
+    IQ3_XXS,
+    /// GGML IQ3_S: groups of 4 from a 512-point grid, explicit signs, 4-bit scales (110 bytes).
+    IQ3_S,
+    /// GGML IQ2_XXS: groups of 8 from a 256-point grid with 7-bit signs, 4-bit scales (66 bytes).
+    IQ2_XXS,
+    /// GGML IQ2_XS: groups of 8 from a 512-point grid, 4-bit scales per 16 values (74 bytes).
+    IQ2_XS,
+    /// GGML IQ2_S: groups of 8 from a 1024-point grid, explicit signs (82 bytes).
+    IQ2_S,
+    /// GGML IQ1_S: groups of 8 from a 2048-point ternary grid plus a shift of +-1/8 (50 bytes).
+    IQ1_S,
+    /// GGML IQ1_M: IQ1_S with 3-bit scales per 16 values and the f16 scale spread over their top
+    /// bits (56 bytes).
+    IQ1_M,
 }
 
 impl DType {
     /// Number of formats (the length of [`DType::ALL`]).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 22;
 
     /// Position in [`DType::ALL`] (the index of the format's row in a kernel table).
     pub const fn index(self) -> usize {
@@ -83,6 +100,13 @@ impl DType {
         DType::Q6_K,
         DType::IQ4_NL,
         DType::IQ4_XS,
+        DType::IQ3_XXS,
+        DType::IQ3_S,
+        DType::IQ2_XXS,
+        DType::IQ2_XS,
+        DType::IQ2_S,
+        DType::IQ1_S,
+        DType::IQ1_M,
     ];
 
     /// Values per block (1 for plain float formats).
@@ -92,9 +116,19 @@ impl DType {
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL => {
                 QK
             }
-            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::IQ4_XS => {
-                blocks::QK_K
-            }
+            DType::Q2_K
+            | DType::Q3_K
+            | DType::Q4_K
+            | DType::Q5_K
+            | DType::Q6_K
+            | DType::IQ4_XS
+            | DType::IQ3_XXS
+            | DType::IQ3_S
+            | DType::IQ2_XXS
+            | DType::IQ2_XS
+            | DType::IQ2_S
+            | DType::IQ1_S
+            | DType::IQ1_M => blocks::QK_K,
         }
     }
 
@@ -116,12 +150,36 @@ impl DType {
             DType::Q6_K => size_of::<blocks::BlockQ6K>(),
             DType::IQ4_NL => size_of::<blocks::BlockIq4Nl>(),
             DType::IQ4_XS => size_of::<blocks::BlockIq4Xs>(),
+            DType::IQ3_XXS => size_of::<blocks::BlockIq3Xxs>(),
+            DType::IQ3_S => size_of::<blocks::BlockIq3S>(),
+            DType::IQ2_XXS => size_of::<blocks::BlockIq2Xxs>(),
+            DType::IQ2_XS => size_of::<blocks::BlockIq2Xs>(),
+            DType::IQ2_S => size_of::<blocks::BlockIq2S>(),
+            DType::IQ1_S => size_of::<blocks::BlockIq1S>(),
+            DType::IQ1_M => size_of::<blocks::BlockIq1M>(),
         }
     }
 
     /// Whether products with this format quantise the activations (to Q8_0, Q8_1 or Q8_K) first.
     pub const fn quantised_activations(self) -> bool {
         !matches!(self, DType::F32 | DType::F16 | DType::BF16)
+    }
+
+    /// Whether cosmoe can quantise to this format ([`quantize`]). The IQ1/IQ2/IQ3 formats have no
+    /// quantiser here: llama.cpp's search their grids for the points an importance matrix weighs
+    /// best (and for IQ2_XXS, IQ2_XS and IQ1_S refuse to run without one), so files in them come
+    /// from `llama-quantize --imatrix`; cosmoe reads and multiplies them.
+    pub const fn has_quantizer(self) -> bool {
+        !matches!(
+            self,
+            DType::IQ3_XXS
+                | DType::IQ3_S
+                | DType::IQ2_XXS
+                | DType::IQ2_XS
+                | DType::IQ2_S
+                | DType::IQ1_S
+                | DType::IQ1_M
+        )
     }
 
     /// Parses a format's name, e.g. `f32`, `bf16`, `q8_0`, `q4_k`, `iq4_xs` (any case).
@@ -157,6 +215,13 @@ impl DType {
             DType::Q6_K => "Q6_K",
             DType::IQ4_NL => "IQ4_NL",
             DType::IQ4_XS => "IQ4_XS",
+            DType::IQ3_XXS => "IQ3_XXS",
+            DType::IQ3_S => "IQ3_S",
+            DType::IQ2_XXS => "IQ2_XXS",
+            DType::IQ2_XS => "IQ2_XS",
+            DType::IQ2_S => "IQ2_S",
+            DType::IQ1_S => "IQ1_S",
+            DType::IQ1_M => "IQ1_M",
         }
     }
 }
@@ -179,6 +244,13 @@ pub enum KernelError {
     },
     #[error("{cols} columns are not a whole number of {dtype} blocks")]
     RowBlocks { dtype: DType, cols: usize },
+    #[error("{len} values are not a whole number of rows of {cols}")]
+    Rows { len: usize, cols: usize },
+    #[error(
+        "cosmoe cannot quantise to {0}: llama.cpp's quantiser for it searches a grid weighed by an \
+         importance matrix (make {0} files with llama-quantize --imatrix)"
+    )]
+    NoQuantizer(DType),
 }
 
 /// A borrowed row-major `(rows, cols)` weight matrix stored as bytes of `dtype`.
@@ -269,19 +341,25 @@ impl<'a> MatRef<'a> {
 
 /// Quantises `x` (a whole number of rows of `cols` values) to `dtype`, with the scalar reference
 /// quantisers (deterministic; the bytes llama.cpp's `quantize_*` writes without an importance
-/// matrix). Returns `None` if `cols` is not a whole number of blocks or `x` not a whole number of rows.
-pub fn quantize(dtype: DType, x: &[f32], cols: usize) -> Option<Vec<u8>> {
-    let row_bytes = dtype.row_bytes(cols)?;
+/// matrix). Fails if `cols` is not a whole number of blocks, `x` not a whole number of rows, or the
+/// format has no quantiser ([`DType::has_quantizer`]).
+pub fn quantize(dtype: DType, x: &[f32], cols: usize) -> Result<Vec<u8>, KernelError> {
+    let quantize = dispatch::SCALAR
+        .format(dtype)
+        .quantize
+        .ok_or(KernelError::NoQuantizer(dtype))?;
+    let row_bytes = dtype
+        .row_bytes(cols)
+        .ok_or(KernelError::RowBlocks { dtype, cols })?;
     if cols == 0 || !x.len().is_multiple_of(cols) {
-        return None;
+        return Err(KernelError::Rows { len: x.len(), cols });
     }
     let rows = x.len() / cols;
     let mut out = vec![0u8; rows * row_bytes];
-    let quantize = dispatch::SCALAR.format(dtype).quantize;
     for (o, xs) in out.chunks_exact_mut(row_bytes).zip(x.chunks_exact(cols)) {
         quantize(xs, o);
     }
-    Some(out)
+    Ok(out)
 }
 
 /// Dequantises one row of `dtype` values into `out` (`out.len()` values).

@@ -6,7 +6,7 @@
 
 use cosmoe_kernels::blocks::{scale, BlockQ4_0, BlockQ8_0, BlockQ8_1, QK};
 use cosmoe_kernels::format::Products;
-use cosmoe_kernels::{quantize, scalar, DType, Kernels, MatRef, Q8Acts, Q8Prepared, Tier};
+use cosmoe_kernels::{quantize, sample, scalar, DType, Kernels, MatRef, Q8Acts, Q8Prepared, Tier};
 
 type RowDot = fn(&[u8], &[f32]) -> f32;
 type Q8Dot = fn(&[u8], &Q8Acts<'_>) -> f32;
@@ -521,11 +521,51 @@ fn elementwise() {
                 if cols == 0 {
                     continue;
                 }
-                let bytes = quantize(dtype, &x[..cols], cols).unwrap();
+                let bytes = sample::weights(dtype, &x[..cols], cols).unwrap();
                 let (mut d1, mut d2) = (vec![0f32; cols], vec![0f32; cols]);
                 k.dequantize_row(dtype, &bytes, &mut d1);
                 scalar::dequantize_row(dtype, &bytes, &mut d2);
                 assert_eq!(d1, d2, "{t} dequantize {dtype}");
+            }
+        }
+    }
+}
+
+/// The IQ3_XXS, IQ3_S and IQ2_XXS products of every tier equal the scalar reference bit for bit (their
+/// integer sums are exact and converted once per super-block, as the reference's), over block counts
+/// and unaligned starts.
+#[test]
+fn dot_iq_lattice_formats_bit_for_bit() {
+    use cosmoe_kernels::blocks::{BlockQ8K, QK_K};
+    let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
+    let q8k_dot = |k: &Kernels, dtype: DType| match k.format(dtype).products {
+        Products::Q8K { dot, .. } => dot,
+        _ => panic!("{dtype} does not take Q8_K activations"),
+    };
+    for k in simd_tiers() {
+        for dtype in [DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS] {
+            for nb in [0usize, 1, 2, 3, 5, 9, 17] {
+                let n = nb * QK_K;
+                let w = values(n.max(QK_K), 21, 0.1);
+                let bytes = sample::weights(dtype, &w[..n], n.max(QK_K)).unwrap_or_default();
+                let x = values(n, 22, 1.0);
+                let mut a = vec![bytemuck::Zeroable::zeroed(); nb];
+                scalar::q8_k::quantize_row_activations(&x, &mut a);
+                let a: Vec<BlockQ8K> = a;
+                for off in 0..3 {
+                    let buf = at_offset(&bytes, off);
+                    let row = &buf[off..];
+                    let (got, want) = (
+                        q8k_dot(k, dtype)(row, &a),
+                        q8k_dot(scalar_k, dtype)(row, &a),
+                    );
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{:?} {dtype} blocks={nb} off={off}: {got} != {want}",
+                        k.tier
+                    );
+                }
             }
         }
     }
@@ -552,7 +592,7 @@ fn matvec_and_matmul() {
                     continue;
                 }
                 let w = values(rows * cols, 13, 0.1);
-                let bytes = quantize(dtype, &w, cols).unwrap();
+                let bytes = sample::weights(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
                 for n in [1, 2, 5] {
                     let x = values(n * cols, 14, 1.0);
@@ -600,7 +640,7 @@ fn matmul_equals_matvec_bit_for_bit() {
                     continue;
                 }
                 let w = values(rows * cols, 15, 0.1);
-                let bytes = quantize(dtype, &w, cols).unwrap();
+                let bytes = sample::weights(dtype, &w, cols).unwrap();
                 let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
                 // 9: two tiles of four tokens (the Q8_K tiles) and one token left over.
                 for n in [3, 9] {

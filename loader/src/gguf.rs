@@ -658,6 +658,13 @@ impl GgmlType {
             GgmlType::Q6_K => Some(DType::Q6_K),
             GgmlType::IQ4_NL => Some(DType::IQ4_NL),
             GgmlType::IQ4_XS => Some(DType::IQ4_XS),
+            GgmlType::IQ3_XXS => Some(DType::IQ3_XXS),
+            GgmlType::IQ3_S => Some(DType::IQ3_S),
+            GgmlType::IQ2_XXS => Some(DType::IQ2_XXS),
+            GgmlType::IQ2_XS => Some(DType::IQ2_XS),
+            GgmlType::IQ2_S => Some(DType::IQ2_S),
+            GgmlType::IQ1_S => Some(DType::IQ1_S),
+            GgmlType::IQ1_M => Some(DType::IQ1_M),
             _ => None,
         }
     }
@@ -680,6 +687,13 @@ impl GgmlType {
             DType::Q6_K => GgmlType::Q6_K,
             DType::IQ4_NL => GgmlType::IQ4_NL,
             DType::IQ4_XS => GgmlType::IQ4_XS,
+            DType::IQ3_XXS => GgmlType::IQ3_XXS,
+            DType::IQ3_S => GgmlType::IQ3_S,
+            DType::IQ2_XXS => GgmlType::IQ2_XXS,
+            DType::IQ2_XS => GgmlType::IQ2_XS,
+            DType::IQ2_S => GgmlType::IQ2_S,
+            DType::IQ1_S => GgmlType::IQ1_S,
+            DType::IQ1_M => GgmlType::IQ1_M,
         }
     }
 }
@@ -1484,6 +1498,7 @@ mod tests {
         for d in DType::ALL {
             let g = GgmlType::from_dtype(d);
             assert_eq!(g.dtype(), Some(d));
+            assert_eq!(g.name(), d.name());
             assert_eq!(g.block_len(), d.block_len(), "{d}");
             assert_eq!(g.block_bytes(), d.block_bytes(), "{d}");
         }

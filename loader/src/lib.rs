@@ -100,7 +100,7 @@ pub enum LoaderError {
         tensor: String,
         msg: String,
     },
-    #[error("{path}: tensor `{tensor}` has ggml type {ggml_type}, which cosmoe does not compute with yet (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS)")]
+    #[error("{path}: tensor `{tensor}` has ggml type {ggml_type}, which cosmoe does not compute with yet (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL and IQ4_XS)")]
     UnsupportedGgmlType {
         path: PathBuf,
         tensor: String,

@@ -47,11 +47,27 @@ pub enum FileType {
     Q6_K,
     IQ4_NL,
     IQ4_XS,
+    // The IQ1/IQ2/IQ3 types: pure only (llama-quantize's mixes of them, and their quantisers, need an
+    // importance matrix; `cosmoe synth` fills them with random blocks).
+    IQ2_XXS,
+    IQ2_XS,
+    IQ2_S,
+    IQ3_XXS,
+    IQ3_S,
+    IQ1_S,
+    IQ1_M,
 }
 
 impl FileType {
     /// Every file type, in llama-quantize's order of its list.
-    pub const ALL: [FileType; 19] = [
+    pub const ALL: [FileType; 26] = [
+        FileType::IQ2_XXS,
+        FileType::IQ2_XS,
+        FileType::IQ2_S,
+        FileType::IQ3_XXS,
+        FileType::IQ3_S,
+        FileType::IQ1_S,
+        FileType::IQ1_M,
         FileType::Q4_0,
         FileType::Q4_1,
         FileType::Q5_0,
@@ -102,6 +118,13 @@ impl FileType {
             FileType::Q6_K => "Q6_K",
             FileType::IQ4_NL => "IQ4_NL",
             FileType::IQ4_XS => "IQ4_XS",
+            FileType::IQ2_XXS => "IQ2_XXS",
+            FileType::IQ2_XS => "IQ2_XS",
+            FileType::IQ2_S => "IQ2_S",
+            FileType::IQ3_XXS => "IQ3_XXS",
+            FileType::IQ3_S => "IQ3_S",
+            FileType::IQ1_S => "IQ1_S",
+            FileType::IQ1_M => "IQ1_M",
         }
     }
 
@@ -127,6 +150,13 @@ impl FileType {
             FileType::IQ4_NL => 25,
             FileType::IQ4_XS => 30,
             FileType::BF16 => 32,
+            FileType::IQ2_XXS => 19,
+            FileType::IQ2_XS => 20,
+            FileType::IQ3_XXS => 23,
+            FileType::IQ1_S => 24,
+            FileType::IQ3_S => 26,
+            FileType::IQ2_S => 28,
+            FileType::IQ1_M => 31,
         }
     }
 
@@ -148,6 +178,13 @@ impl FileType {
             FileType::Q6_K => DType::Q6_K,
             FileType::IQ4_NL => DType::IQ4_NL,
             FileType::IQ4_XS => DType::IQ4_XS,
+            FileType::IQ2_XXS => DType::IQ2_XXS,
+            FileType::IQ2_XS => DType::IQ2_XS,
+            FileType::IQ2_S => DType::IQ2_S,
+            FileType::IQ3_XXS => DType::IQ3_XXS,
+            FileType::IQ3_S => DType::IQ3_S,
+            FileType::IQ1_S => DType::IQ1_S,
+            FileType::IQ1_M => DType::IQ1_M,
         }
     }
 
@@ -220,6 +257,13 @@ impl QuantScheme {
             DType::Q6_K => FileType::Q6_K,
             DType::IQ4_NL => FileType::IQ4_NL,
             DType::IQ4_XS => FileType::IQ4_XS,
+            DType::IQ2_XXS => FileType::IQ2_XXS,
+            DType::IQ2_XS => FileType::IQ2_XS,
+            DType::IQ2_S => FileType::IQ2_S,
+            DType::IQ3_XXS => FileType::IQ3_XXS,
+            DType::IQ3_S => FileType::IQ3_S,
+            DType::IQ1_S => FileType::IQ1_S,
+            DType::IQ1_M => FileType::IQ1_M,
         };
         QuantScheme { ftype, pure: true }
     }
@@ -352,6 +396,17 @@ pub fn plan_types(
         }
         let chosen = match scheme.pure {
             true => default,
+            false if !default.has_quantizer() => {
+                return Err(LoaderError::Quantize {
+                    tensor: t.name.to_owned(),
+                    msg: format!(
+                        "llama-quantize's {} mix needs an importance matrix, which cosmoe does not \
+                         take: only --pure {} (every matrix in it; random blocks in `synth`)",
+                        scheme.ftype,
+                        scheme.ftype.name().to_lowercase()
+                    ),
+                })
+            }
             false => st.rules(default, t, cats[i])?,
         };
         let dtype = fallback(t.ne.first().copied().unwrap_or(0), chosen);
@@ -491,7 +546,14 @@ fn fallback(ncols: usize, target: DType) -> DType {
         return target;
     }
     let smaller = match target {
-        DType::IQ4_XS => DType::IQ4_NL,
+        DType::IQ4_XS
+        | DType::IQ3_XXS
+        | DType::IQ3_S
+        | DType::IQ2_XXS
+        | DType::IQ2_XS
+        | DType::IQ2_S
+        | DType::IQ1_S
+        | DType::IQ1_M => DType::IQ4_NL,
         DType::Q2_K | DType::Q3_K => DType::Q4_0,
         DType::Q4_K => DType::Q5_0,
         DType::Q5_K => DType::Q5_1,

@@ -64,7 +64,8 @@ impl Weight {
     }
 
     /// This matrix converted to `dtype` (through f32, with the reference quantisers), in a new owned
-    /// buffer; `None` if `cols` is not a whole number of `dtype` blocks.
+    /// buffer; `None` if `cols` is not a whole number of `dtype` blocks or cosmoe has no quantiser
+    /// for `dtype` ([`DType::has_quantizer`]).
     pub fn converted(&self, dtype: DType) -> Option<Weight> {
         if dtype == self.dtype {
             return Some(self.clone());
@@ -75,7 +76,7 @@ impl Weight {
         let m = self.mat();
         for r in 0..self.rows {
             cosmoe_kernels::dequantize_row(self.dtype, m.row(r), &mut row);
-            out.extend_from_slice(&cosmoe_kernels::quantize(dtype, &row, self.cols)?);
+            out.extend_from_slice(&cosmoe_kernels::quantize(dtype, &row, self.cols).ok()?);
         }
         Weight::new(dtype, self.rows, self.cols, Bytes::from_vec(out))
     }

@@ -516,28 +516,28 @@ fn unsupported_types_parse_but_are_no_weights() {
         .tensor(
             "blk.0.ffn_down.weight",
             &[256, 2],
-            GgmlType::IQ2_XXS,
-            vec![1; 2 * 66],
+            GgmlType::TQ1_0,
+            vec![1; 2 * 54],
         )
         .tensor(
             "blk.0.ffn_up_exps.weight",
             &[512, 1, 4],
-            GgmlType::IQ3_XXS,
-            vec![2; 4 * 2 * 98],
+            GgmlType::MXFP4,
+            vec![2; 4 * 16 * 17],
         );
     let bytes = g.build();
     let f = parse(bytes.clone()).unwrap();
     let t = f.tensor("blk.0.ffn_down.weight").unwrap();
     assert_eq!(
         (t.ggml_type(), t.n_bytes(), t.dtype()),
-        (GgmlType::IQ2_XXS, 132, None)
+        (GgmlType::TQ1_0, 108, None)
     );
     let err = f.weight("blk.0.ffn_down.weight").unwrap_err();
     assert!(
-        matches!(err, LoaderError::UnsupportedGgmlType { ref ggml_type, .. } if ggml_type == "IQ2_XXS")
+        matches!(err, LoaderError::UnsupportedGgmlType { ref ggml_type, .. } if ggml_type == "TQ1_0")
     );
     let msg = err.to_string();
-    for needle in ["test.gguf", "blk.0.ffn_down.weight", "IQ2_XXS"] {
+    for needle in ["test.gguf", "blk.0.ffn_down.weight", "TQ1_0"] {
         assert!(msg.contains(needle), "{msg}");
     }
     assert!(matches!(
@@ -546,8 +546,33 @@ fn unsupported_types_parse_but_are_no_weights() {
     ));
     // raw expert ranges work for any type (a cache can still read them)
     let r = f.expert_file_range("blk.0.ffn_up_exps.weight", 3).unwrap();
-    assert_eq!(r.len(), 2 * 98);
+    assert_eq!(r.len(), 16 * 17);
     assert!(bytes[r].iter().all(|&b| b == 2));
+}
+
+/// The IQ1/IQ2/IQ3 types are weights in their kernel formats (ggml ids 16-19, 21, 22, 29).
+#[test]
+fn iq_types_are_weights() {
+    let types = [
+        (GgmlType::IQ2_XXS, DType::IQ2_XXS, 16, 66),
+        (GgmlType::IQ2_XS, DType::IQ2_XS, 17, 74),
+        (GgmlType::IQ3_XXS, DType::IQ3_XXS, 18, 98),
+        (GgmlType::IQ1_S, DType::IQ1_S, 19, 50),
+        (GgmlType::IQ3_S, DType::IQ3_S, 21, 110),
+        (GgmlType::IQ2_S, DType::IQ2_S, 22, 82),
+        (GgmlType::IQ1_M, DType::IQ1_M, 29, 56),
+    ];
+    let mut g = Gguf::new();
+    for (i, &(t, _, _, bytes)) in types.iter().enumerate() {
+        g = g.tensor(&format!("w{i}"), &[512, 3], t, vec![i as u8; 3 * 2 * bytes]);
+    }
+    let f = parse(g.build()).unwrap();
+    for (i, &(t, d, id, bytes)) in types.iter().enumerate() {
+        assert_eq!((t.id(), GgmlType::from_id(id)), (id, Some(t)));
+        let w = f.weight(&format!("w{i}")).unwrap();
+        assert_eq!((w.dtype, w.rows, w.cols), (d, 3, 512), "{t}");
+        assert_eq!(w.mat().bytes(), &vec![i as u8; 3 * 2 * bytes][..], "{t}");
+    }
 }
 
 #[test]

@@ -95,13 +95,14 @@ pub struct KernelBenchReport {
 }
 
 /// Weights of `dtype` filled with a repeating pattern of ordinary values (no NaNs or subnormals, which
-/// some CPUs handle slowly), without the cost of quantising hundreds of MiB.
+/// some CPUs handle slowly), without the cost of quantising hundreds of MiB (random valid blocks for
+/// a format without a quantiser: `cosmoe_kernels::sample::weights`).
 fn pattern_weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
     let sample: Vec<f32> = (0..dtype.block_len().max(64) * 4)
         .map(|i| ((i * 7919 % 257) as f32 / 257.0 - 0.5) * 0.05)
         .collect();
     let n = sample.len();
-    let unit = cosmoe_kernels::quantize(dtype, &sample, n).unwrap_or_default();
+    let unit = cosmoe_kernels::sample::weights(dtype, &sample, n).unwrap_or_default();
     let total = dtype.row_bytes(cols).unwrap_or(0) * rows;
     unit.iter().copied().cycle().take(total).collect()
 }

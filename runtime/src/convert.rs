@@ -106,6 +106,11 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
             cfg.src.display()
         )));
     }
+    if !cfg.quant.ftype.default_type().has_quantizer() {
+        return Err(Error::InvalidArgument(
+            cosmoe_kernels::KernelError::NoQuantizer(cfg.quant.ftype.default_type()).to_string(),
+        ));
+    }
     let model = Model::load(&cfg.src)?;
     let c = &model.config;
     let arch = gguf_arch(c.architecture);

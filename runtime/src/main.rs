@@ -104,7 +104,8 @@ struct SynthArgs {
     /// q3_k_s, q3_k_m, q3_k_l, q2_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs; each
     /// tensor's type as llama-quantize picks it, e.g. q4_0 puts output.weight in Q6_K), or f32 (a
     /// source to quantise), f16, bf16. Their values are the f32 file's quantised; `--pure` q4_0 and
-    /// q8_0 are random blocks, faster for the large presets.
+    /// q8_0 are random blocks, faster for the large presets, and so are the IQ1/IQ2/IQ3 types
+    /// (iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m; only with --pure).
     #[arg(long = "type", value_parser = parse_ftype)]
     ftype: FileType,
     /// Every matrix in the file type's one block type (llama-quantize's --pure).

@@ -220,6 +220,16 @@ impl Model {
             Naming::Gguf => !config.tie_word_embeddings,
             Naming::HuggingFace => crate::quant::writes_output(&config),
         };
+        if let Some(s) = opts.quantize {
+            let dt = s.ftype.default_type();
+            if !dt.has_quantizer() {
+                return Err(Error::InvalidArgument(format!(
+                    "--quantize {}: {}",
+                    s.ftype.name().to_lowercase(),
+                    cosmoe_kernels::KernelError::NoQuantizer(dt)
+                )));
+            }
+        }
         let plan = opts
             .quantize
             .map(|s| TypePlan::for_config(s, &config, output))

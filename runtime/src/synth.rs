@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cosmoe_kernels::sample::set_super_scale;
 use cosmoe_kernels::DType;
 use cosmoe_loader::gguf::{Array, Value};
 use cosmoe_loader::gguf_writer::{GgufWriter, TensorSink};
@@ -277,7 +278,7 @@ impl Preset {
 pub struct SynthConfig {
     pub preset: Preset,
     /// Types of the matrices: F32 (uniform values, a source to quantise), a llama-quantize file type
-    /// (those values quantised as llama-quantize would), or pure Q4_0 / Q8_0 (random blocks); norms
+    /// (those values quantised as llama-quantize would), or pure Q4_0 / Q8_0 or an IQ1/IQ2/IQ3 format (random blocks); norms
     /// and routers are F32.
     pub quant: QuantScheme,
     pub out: PathBuf,
@@ -449,6 +450,8 @@ fn typed_plan(c: &ModelConfig, quant: QuantScheme) -> Result<Vec<Planned>> {
         it.fill = match t.dtype {
             DType::F32 => Fill::Uniform { std },
             DType::Q4_0 | DType::Q8_0 if quant.pure => Fill::Blocks { std },
+            // The IQ1/IQ2/IQ3 formats have no quantiser here: random blocks.
+            dt if !dt.has_quantizer() => Fill::Blocks { std },
             _ => Fill::Quantised { std },
         };
     }
@@ -528,10 +531,12 @@ fn fill(
         }
         Fill::Blocks { std } => {
             let block = p.dtype.block_bytes();
-            // Standard deviation of a block's integer values: uniform nibbles minus 8, or uniform i8.
+            // Standard deviation of a block's values at scale 1: uniform nibbles minus 8, uniform i8,
+            // or (IQ formats) random grid points, signs and sub-block scales.
             let q_std = match p.dtype {
                 DType::Q4_0 => 4.61,
-                _ => 73.9,
+                DType::Q8_0 => 73.9,
+                dt => unit_std(dt),
             };
             let d = half::f16::from_f32(std / q_std).to_le_bytes();
             let per_chunk = CHUNK / block * block;
@@ -544,7 +549,11 @@ fn fill(
                         let mut buf = vec![0u8; len];
                         ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64)).fill_bytes(&mut buf);
                         for b in buf.chunks_exact_mut(block) {
-                            b[..2].copy_from_slice(&d);
+                            if p.dtype.has_quantizer() {
+                                b[..2].copy_from_slice(&d);
+                            } else {
+                                set_super_scale(p.dtype, b, d);
+                            }
                         }
                         buf
                     })
@@ -556,6 +565,23 @@ fn fill(
             Ok(())
         }
     }
+}
+
+/// The standard deviation of the values of 64 random blocks of `dtype` (an IQ format) with
+/// super-block scale 1.
+fn unit_std(dtype: DType) -> f32 {
+    const N: usize = 64;
+    let mut buf = vec![0u8; N * dtype.block_bytes()];
+    ChaCha8Rng::seed_from_u64(0).fill_bytes(&mut buf);
+    for b in buf.chunks_exact_mut(dtype.block_bytes()) {
+        set_super_scale(dtype, b, half::f16::ONE.to_le_bytes());
+    }
+    let mut y = vec![0f32; N * dtype.block_len()];
+    cosmoe_kernels::dequantize_row(dtype, &buf, &mut y);
+    let n = y.len() as f64;
+    let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    var.sqrt() as f32
 }
 
 /// Every tensor of the preset's file and its type under `quant` (norms and routers F32).

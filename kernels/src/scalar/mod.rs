@@ -4,8 +4,17 @@ pub mod attn;
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod iq1_m;
+pub mod iq1_s;
+pub mod iq2_s;
+pub mod iq2_xs;
+pub mod iq2_xxs;
+pub mod iq3_s;
+pub mod iq3_xxs;
 pub mod iq4_nl;
 pub mod iq4_xs;
+#[rustfmt::skip]
+pub mod iq_grids;
 pub mod ops;
 pub mod q2_k;
 pub mod q3_k;

@@ -10,6 +10,9 @@ pub(in crate::x86_64) mod attn;
 mod bf16;
 mod f16;
 mod f32;
+pub(in crate::x86_64) mod iq2_xxs;
+pub(in crate::x86_64) mod iq3_s;
+pub(in crate::x86_64) mod iq3_xxs;
 pub(in crate::x86_64) mod iq4_nl;
 pub(in crate::x86_64) mod iq4_xs;
 pub(in crate::x86_64) mod ops;
@@ -62,7 +65,7 @@ pub(crate) fn table() -> Kernels {
 
 impl Kernels {
     /// The AVX2 kernels of the block formats besides Q8_0 and Q4_0 (Q4_1, Q5_0, Q5_1, IQ4_NL, the
-    /// K-quants and IQ4_XS), which the AVX-512 tier uses too.
+    /// K-quants, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_XXS), which the AVX-512 tier uses too.
     pub(in crate::x86_64) fn with_block_formats(self) -> Kernels {
         self.with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot))
             .with_products(DType::Q5_0, q8_0_products!(as_blocks, q5_0::dot))
@@ -86,6 +89,9 @@ impl Kernels {
                 DType::IQ4_XS,
                 block_products!(Q8K, iq4_xs::dot, iq4_xs::matmul_rows),
             )
+            .with_products(DType::IQ3_XXS, block_products!(Q8K, iq3_xxs::dot))
+            .with_products(DType::IQ3_S, block_products!(Q8K, iq3_s::dot))
+            .with_products(DType::IQ2_XXS, block_products!(Q8K, iq2_xxs::dot))
     }
 }
 
@@ -179,6 +185,16 @@ pub(in crate::x86_64) fn hsum_ps(v: __m256) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
+}
+
+/// Sum of the eight i32 lanes of `v` (wrapping, as the lanes' sums never overflow where it is used).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
 }
 
 /// [`hsum_ps`] of four vectors, the same additions in the same order for each: the two halves
