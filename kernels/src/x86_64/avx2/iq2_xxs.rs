@@ -7,8 +7,8 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::acts32;
-use super::{hsum_epi32, prefetch_span};
-use crate::blocks::{scale, BlockIq2Xxs, BlockQ8K};
+use super::{f16, hsum_epi32, prefetch_span};
+use crate::blocks::{BlockIq2Xxs, BlockQ8K};
 use crate::scalar::iq2_xxs::le_u32;
 use crate::scalar::iq_grids::{IQ2XXS_GRID, KSIGNS_IQ2XS};
 
@@ -81,7 +81,7 @@ unsafe fn dot_avx2(w: &[BlockIq2Xxs], a: &[BlockQ8K]) -> f32 {
             let p = scaled_products(grid, signs32(aux), acts32(y, 32 * ib32), ls);
             sumi = _mm256_add_epi32(sumi, p);
         }
-        sumf += scale(x.d) * y.d * hsum_epi32(sumi) as f32;
+        sumf += f16(x.d) * y.d * hsum_epi32(sumi) as f32;
     }
     0.125 * sumf
 }

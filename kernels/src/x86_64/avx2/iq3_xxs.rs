@@ -7,8 +7,8 @@ use std::arch::x86_64::*;
 
 use super::iq2_xxs::{scaled_products, signs32};
 use super::q4_k::acts32;
-use super::{hsum_epi32, prefetch_span};
-use crate::blocks::{scale, BlockIq3Xxs, BlockQ8K, QK_K};
+use super::{f16, hsum_epi32, prefetch_span};
+use crate::blocks::{BlockIq3Xxs, BlockQ8K, QK_K};
 use crate::scalar::iq2_xxs::le_u32;
 use crate::scalar::iq_grids::IQ3XXS_GRID;
 
@@ -36,7 +36,7 @@ unsafe fn dot_avx2(w: &[BlockIq3Xxs], a: &[BlockQ8K]) -> f32 {
             let p = scaled_products(grid, signs32(aux), acts32(y, 32 * ib32), ls);
             sumi = _mm256_add_epi32(sumi, p);
         }
-        sumf += scale(x.d) * y.d * hsum_epi32(sumi) as f32;
+        sumf += f16(x.d) * y.d * hsum_epi32(sumi) as f32;
     }
     0.25 * sumf
 }

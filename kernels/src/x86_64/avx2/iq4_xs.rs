@@ -6,8 +6,8 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::{acts32, scale_of};
-use super::{hsum_ps, prefetch_span, tile_rows, TILE};
-use crate::blocks::{scale, BlockIq4Xs, BlockQ8K, KVALUES_IQ4NL};
+use super::{f16, hsum_ps, prefetch_span, tile_rows, TILE};
+use crate::blocks::{BlockIq4Xs, BlockQ8K, KVALUES_IQ4NL};
 
 /// `sum_b d_w * d_x * sum_j (ls_j - 32) * (grid[q] . x)_j`.
 pub(crate) fn dot(w: &[BlockIq4Xs], a: &[BlockQ8K]) -> f32 {
@@ -92,7 +92,7 @@ unsafe fn dot_n<const T: usize>(w: &[BlockIq4Xs], a: [&[BlockQ8K]; T]) -> [f32; 
                 }
             }
         }
-        let d = scale(b.d);
+        let d = f16(b.d);
         for t in 0..T {
             acc[t] = _mm256_fmadd_ps(
                 _mm256_set1_ps(d * a[t][i].d),

@@ -5,8 +5,8 @@ use std::arch::x86_64::*;
 
 use super::q4_k::acts32;
 use super::q6_k::{pair_scales, scaled_bsums};
-use super::{hsum_ps, prefetch_span};
-use crate::blocks::{scale, BlockQ2K, BlockQ8K};
+use super::{f16, hsum_ps, prefetch_span};
+use crate::blocks::{BlockQ2K, BlockQ8K};
 
 /// `sum_b d_w * d_x * sum_j sc_j * (q . x)_j - dmin_w * d_x * sum_j m_j * sum(x_j)`.
 pub(crate) fn dot(w: &[BlockQ2K], a: &[BlockQ8K]) -> f32 {
@@ -30,7 +30,7 @@ unsafe fn dot_avx2(w: &[BlockQ2K], a: &[BlockQ8K]) -> f32 {
         let sc = _mm_and_si128(packed, m4);
         let mins = _mm_and_si128(_mm_srli_epi16::<4>(packed), m4);
         acc_m = _mm256_fmadd_ps(
-            _mm256_set1_ps(y.d * scale(b.dmin)),
+            _mm256_set1_ps(y.d * f16(b.dmin)),
             _mm256_cvtepi32_ps(scaled_bsums(mins, y)),
             acc_m,
         );
@@ -48,7 +48,7 @@ unsafe fn dot_avx2(w: &[BlockQ2K], a: &[BlockQ8K]) -> f32 {
             }
         }
         acc = _mm256_fmadd_ps(
-            _mm256_set1_ps(y.d * scale(b.d)),
+            _mm256_set1_ps(y.d * f16(b.d)),
             _mm256_cvtepi32_ps(sumi),
             acc,
         );

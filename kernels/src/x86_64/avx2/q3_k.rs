@@ -6,8 +6,8 @@ use std::arch::x86_64::*;
 
 use super::q4_k::acts32;
 use super::q6_k::{pair_scales, scaled_bsums};
-use super::{hsum_ps, prefetch_span};
-use crate::blocks::{scale, BlockQ3K, BlockQ8K};
+use super::{f16, hsum_ps, prefetch_span};
+use crate::blocks::{BlockQ3K, BlockQ8K};
 
 /// `sum_b d_w * d_x * sum_j (sc_j - 32) * ((q - 4) . x)_j`.
 pub(crate) fn dot(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
@@ -72,7 +72,7 @@ unsafe fn dot_avx2(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
             }
         }
         acc = _mm256_fmadd_ps(
-            _mm256_set1_ps(scale(b.d) * y.d),
+            _mm256_set1_ps(f16(b.d) * y.d),
             _mm256_cvtepi32_ps(sumi),
             acc,
         );

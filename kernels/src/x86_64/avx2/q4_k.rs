@@ -8,8 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{hsum_ps, prefetch_span, tile_rows, TILE};
-use crate::blocks::{scale, BlockQ4K, BlockQ8K, K_SCALE_SIZE};
+use super::{f16, hsum_ps, prefetch_span, tile_rows, TILE};
+use crate::blocks::{BlockQ4K, BlockQ8K, K_SCALE_SIZE};
 
 /// `sum_b d_w * d_x * sum_j sc_j * (q . x)_j - dmin_w * d_x * sum_j m_j * sum(x_j)`.
 pub(crate) fn dot(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
@@ -124,7 +124,7 @@ unsafe fn dot_n<const T: usize>(w: &[BlockQ4K], a: [&[BlockQ8K]; T]) -> [f32; T]
     for (i, b) in w[..nb].iter().enumerate() {
         prefetch_span::<{ std::mem::size_of::<BlockQ4K>() }>((b as *const BlockQ4K).cast());
         let sm = scales_mins(&b.scales);
-        let dmin = scale(b.dmin);
+        let dmin = f16(b.dmin);
         for t in 0..T {
             let mins = _mm_cvtepi32_ps(min_products(sm, &a[t][i]));
             acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin * a[t][i].d), mins, acc_m[t]);
@@ -146,7 +146,7 @@ unsafe fn dot_n<const T: usize>(w: &[BlockQ4K], a: [&[BlockQ8K]; T]) -> [f32; T]
                 sumi[t] = _mm256_add_epi32(sumi[t], p);
             }
         }
-        let d = scale(b.d);
+        let d = f16(b.d);
         for t in 0..T {
             acc[t] = _mm256_fmadd_ps(
                 _mm256_set1_ps(d * a[t][i].d),

@@ -4,8 +4,8 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::{acts32, broadcast_scales, hsum128_ps, min_products, scale_of, scales_mins};
-use super::{hsum_ps, prefetch_span, tile_rows, TILE};
-use crate::blocks::{scale, BlockQ5K, BlockQ8K};
+use super::{f16, hsum_ps, prefetch_span, tile_rows, TILE};
+use crate::blocks::{BlockQ5K, BlockQ8K};
 
 /// `sum_b d_w * d_x * sum_j sc_j * (q . x)_j - dmin_w * d_x * sum_j m_j * sum(x_j)`.
 pub(crate) fn dot(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
@@ -34,7 +34,7 @@ unsafe fn dot_n<const T: usize>(w: &[BlockQ5K], a: [&[BlockQ8K]; T]) -> [f32; T]
     for (i, b) in w[..nb].iter().enumerate() {
         prefetch_span::<{ std::mem::size_of::<BlockQ5K>() }>((b as *const BlockQ5K).cast());
         let sm = scales_mins(&b.scales);
-        let dmin = scale(b.dmin);
+        let dmin = f16(b.dmin);
         for t in 0..T {
             let mins = _mm_cvtepi32_ps(min_products(sm, &a[t][i]));
             acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin * a[t][i].d), mins, acc_m[t]);
@@ -68,7 +68,7 @@ unsafe fn dot_n<const T: usize>(w: &[BlockQ5K], a: [&[BlockQ8K]; T]) -> [f32; T]
                 sumi[t] = _mm256_add_epi32(sumi[t], p);
             }
         }
-        let d = scale(b.d);
+        let d = f16(b.d);
         for t in 0..T {
             acc[t] = _mm256_fmadd_ps(
                 _mm256_set1_ps(d * a[t][i].d),

@@ -10,8 +10,8 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::acts32;
-use super::{hsum_ps, prefetch_span, tile_rows, TILE};
-use crate::blocks::{scale, BlockQ6K, BlockQ8K};
+use super::{f16, hsum_ps, prefetch_span, tile_rows, TILE};
+use crate::blocks::{BlockQ6K, BlockQ8K};
 
 /// `sum_b d_w * d_x * sum_j s_j * ((q - 32) . x)_j`.
 pub(crate) fn dot(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
@@ -123,7 +123,7 @@ unsafe fn dot_n<const T: usize>(w: &[BlockQ6K], a: [&[BlockQ8K]; T]) -> [f32; T]
                 }
             }
         }
-        let d = scale(b.d);
+        let d = f16(b.d);
         for t in 0..T {
             acc[t] = _mm256_fmadd_ps(
                 _mm256_set1_ps(d * a[t][i].d),
