@@ -1,16 +1,22 @@
 //! Models quantised by llama.cpp's `llama-quantize`, against llama.cpp's own outputs on those files
-//! (tests/fixtures/quant/make_quant_fixtures.py; the files themselves are not committed):
+//! (tests/fixtures/quant/make_quant_fixtures.py):
 //!
-//! - the F32 source is `cosmoe synth` of a fixture preset (deterministic: the file the script quantised);
-//! - `--pure` to every block type cosmoe computes with (two presets), and llama-quantize's file types
-//!   ("mixes": Q4_K_M, Q5_K_M, Q3_K_M, Q2_K, Q4_K_S, Q6_K, Q4_0, Q8_0; three presets, one with 8
-//!   experts and expert rows that are no whole 256-value super-block): cosmoe chooses the type
-//!   llama-quantize chose for every tensor, and its quantisers turn each tensor into the bytes
-//!   llama-quantize wrote (sha256, tensor by tensor); `cosmoe synth` of a mix writes those bytes too;
+//! - the F32 source is `cosmoe synth` of a fixture preset (deterministic: the file the script quantised;
+//!   every row whole 256-value super-blocks but for fixture-mixtral-8x-160);
+//! - `--pure` to every block type cosmoe quantises to (two MoE presets), and llama-quantize's file types
+//!   ("mixes": Q4_K_M, Q5_K_M, Q3_K_M, Q2_K, Q4_K_S, Q6_K, Q4_0, Q8_0 on three MoE presets, one with 8
+//!   experts and expert rows that are no whole 256-value super-block; Q4_K_M, Q5_K_M, Q3_K_M and Q2_K on
+//!   one dense and one MoE model per architecture family: llama, qwen2, qwen3, qwen2moe with its shared
+//!   expert, olmoe, granitemoe): cosmoe chooses the type llama-quantize chose for every tensor, and its
+//!   quantisers turn each tensor into the bytes llama-quantize wrote (sha256, tensor by tensor; `cosmoe
+//!   synth` of a mix writes those bytes);
 //! - the model quantised on load (`--quantize`) gives llama.cpp's 24 greedy ids, and its logits at the
-//!   first position to 1e-5 (the prompt is one on which no near-tie of the random weights tips: see the
-//!   script; llama.cpp's batched logits at later prompt positions differ on a few types, as a tipped
-//!   routing tie would make them, and are printed, not asserted);
+//!   first position to 1e-5 (the largest difference measured is 3.8e-7; the prompt is one on which no
+//!   near-tie of the random weights tips: see the script; llama.cpp's batched logits at later prompt
+//!   positions differ on a few types, as a tipped routing tie would make them, and are printed, not
+//!   asserted);
+//! - llama-quantize's IQ1/IQ2/IQ3 file types with an importance matrix (the files are committed: cosmoe
+//!   has no quantiser for those block types): the same checks of the outputs;
 //! - llama.cpp's own converter's F32 fixtures (dense and MoE, tied embeddings, 48-wide rows, 8 experts)
 //!   in every file type cosmoe names: the same type for every tensor and the same bytes;
 //! - the cosmoe-wearable preset in Q4_K_M (448-wide rows, which fall back): the same types.
@@ -28,14 +34,11 @@ use cosmoe_loader::{GgufFile, ModelConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const PRESETS: [&str; 3] = [
-    "fixture-llama-moe-256",
-    "fixture-qwen3moe-256",
-    "fixture-mixtral-8x-160",
-];
 const MIXES: [&str; 8] = [
     "Q4_K_M", "Q5_K_M", "Q3_K_M", "Q2_K", "Q4_K_S", "Q6_K", "Q4_0", "Q8_0",
 ];
+/// The mixes of the one-per-architecture presets.
+const ARCH_MIXES: [&str; 4] = ["Q4_K_M", "Q5_K_M", "Q3_K_M", "Q2_K"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -83,19 +86,56 @@ struct Source {
     path: PathBuf,
     bytes: Vec<u8>,
     file: GgufFile,
+    /// How `synth` wrote it.
+    cfg: SynthConfig,
 }
 
+/// Checks one case: the types, the bytes (quantised here tensor by tensor for a pure type; `synth`
+/// of the mix for a file type), and the model quantised on load against llama.cpp's outputs.
 fn check_case(src: &Source, prompt: &[u32], scheme: QuantScheme, what: &str, want: &Value) {
-    // The types llama-quantize chose, and the same bytes, tensor by tensor.
     let tensors = want["tensors"].as_object().unwrap();
     let planned = planned_types(&src.preset, scheme).unwrap();
     assert_eq!(tensors.len(), planned.len(), "{what}");
     assert_eq!(tensors.len(), src.file.tensors().len(), "{what}");
     for (name, dtype) in &planned {
-        let w = &tensors[name.as_str()];
-        assert_eq!(dtype.name(), w["type"].as_str().unwrap(), "{what}: {name}");
-        let ours = tensor_bytes(&src.file, &src.bytes, name, *dtype);
-        assert_eq!(sha(&ours), w["sha256"].as_str().unwrap(), "{what}: {name}");
+        assert_eq!(
+            dtype.name(),
+            tensors[name]["type"].as_str().unwrap(),
+            "{what}: {name}"
+        );
+    }
+    let digest = |name: &str, got: String| {
+        assert_eq!(
+            got,
+            tensors[name]["sha256"].as_str().unwrap(),
+            "{what}: {name}"
+        );
+    };
+    if scheme.pure {
+        for (name, dtype) in &planned {
+            digest(
+                name,
+                sha(&tensor_bytes(&src.file, &src.bytes, name, *dtype)),
+            );
+        }
+    } else {
+        // `synth` of the mix writes llama-quantize's bytes of the F32 file.
+        let out = src
+            .path
+            .with_extension(format!("{}.gguf", scheme.ftype.name()));
+        synth(&SynthConfig {
+            quant: scheme,
+            out: out.clone(),
+            ..src.cfg.clone()
+        })
+        .unwrap();
+        let (bytes, file) = (std::fs::read(&out).unwrap(), GgufFile::open(&out).unwrap());
+        assert_eq!(file.tensors().len(), tensors.len(), "synth {what}");
+        for t in file.tensors() {
+            let at = file.data_offset() + t.offset();
+            digest(t.name(), sha(&bytes[at..at + t.n_bytes()]));
+        }
+        std::fs::remove_file(&out).unwrap();
     }
 
     // Quantised on load, the model gives llama.cpp's greedy ids and close logits.
@@ -104,6 +144,12 @@ fn check_case(src: &Source, prompt: &[u32], scheme: QuantScheme, what: &str, wan
         ..Default::default()
     };
     let model = Arc::new(Model::load_with(&src.path, &opts).unwrap());
+    check_outputs(model, prompt, what, want);
+}
+
+/// The model's prompt logits at the first position within 1e-5 of llama.cpp's (relative to the
+/// largest), and its greedy continuation equal to llama.cpp's.
+fn check_outputs(model: Arc<Model>, prompt: &[u32], what: &str, want: &Value) {
     let mut s = Session::new(model.clone());
     let got = s.eval(prompt, Logits::All).unwrap().to_vec();
     let lc = f32s(&std::fs::read(fixture(want["llama_cpp_logits"].as_str().unwrap())).unwrap());
@@ -134,73 +180,130 @@ fn check_case(src: &Source, prompt: &[u32], scheme: QuantScheme, what: &str, wan
     );
 }
 
-#[test]
-fn llama_quantize_files_match_llama_cpp() {
+/// One preset: its F32 file written by `synth`, then every pure type and file type the script
+/// recorded (at least `n_pure` pure types; exactly `mixes`).
+fn check_preset(name: &str, n_pure: usize, mixes: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    for name in PRESETS {
-        let rec = json(&format!("{name}.json"));
-        let preset = Preset::find(name).unwrap();
-        let path = dir.path().join(format!("{name}.f32.gguf"));
-        let cfg = SynthConfig {
-            preset: preset.clone(),
-            quant: QuantScheme::pure(DType::F32),
-            out: path.clone(),
-            seed: 0,
-            progress: false,
-            alignment: 32,
-        };
-        synth(&cfg).unwrap();
-        let src = Source {
-            preset,
-            bytes: std::fs::read(&path).unwrap(),
-            file: GgufFile::open(&path).unwrap(),
-            path,
-        };
-        let prompt = ids(&rec["prompt_ids"]);
+    let rec = json(&format!("{name}.json"));
+    let preset = Preset::find(name).unwrap();
+    let path = dir.path().join(format!("{name}.f32.gguf"));
+    let cfg = SynthConfig {
+        preset: preset.clone(),
+        quant: QuantScheme::pure(DType::F32),
+        out: path.clone(),
+        seed: 0,
+        progress: false,
+        alignment: 32,
+    };
+    synth(&cfg).unwrap();
+    let src = Source {
+        preset,
+        bytes: std::fs::read(&path).unwrap(),
+        file: GgufFile::open(&path).unwrap(),
+        path,
+        cfg,
+    };
+    let prompt = ids(&rec["prompt_ids"]);
 
-        let pure = rec["types"].as_object().unwrap();
-        if name != "fixture-mixtral-8x-160" {
-            assert!(pure.len() >= 12, "{name}: {} types", pure.len());
-        }
-        for (ty, want) in pure {
-            let dtype = DType::parse(ty).unwrap_or_else(|| panic!("{ty}"));
-            check_case(
-                &src,
-                &prompt,
-                QuantScheme::pure(dtype),
-                &format!("{name} {ty} (pure)"),
-                want,
+    let pure = rec["types"].as_object().unwrap();
+    assert!(pure.len() >= n_pure, "{name}: {} types", pure.len());
+    for (ty, want) in pure {
+        let dtype = DType::parse(ty).unwrap_or_else(|| panic!("{ty}"));
+        let what = format!("{name} {ty} (pure)");
+        check_case(&src, &prompt, QuantScheme::pure(dtype), &what, want);
+    }
+
+    let recorded = rec["mixes"].as_object().unwrap();
+    assert_eq!(recorded.len(), mixes.len(), "{name}");
+    for ty in mixes {
+        let scheme = QuantScheme::mix(FileType::parse(ty).unwrap());
+        check_case(
+            &src,
+            &prompt,
+            scheme,
+            &format!("{name} {ty}"),
+            &recorded[*ty],
+        );
+    }
+}
+
+// One test per preset, so that the harness runs them side by side.
+#[test]
+fn llama_moe_256_matches_llama_cpp() {
+    check_preset("fixture-llama-moe-256", 12, &MIXES);
+}
+
+#[test]
+fn qwen3moe_256_matches_llama_cpp() {
+    check_preset("fixture-qwen3moe-256", 12, &MIXES);
+}
+
+#[test]
+fn mixtral_8x_160_matches_llama_cpp() {
+    check_preset("fixture-mixtral-8x-160", 0, &MIXES);
+}
+
+#[test]
+fn dense_llama_256_matches_llama_cpp() {
+    check_preset("fixture-llama-256", 0, &ARCH_MIXES);
+}
+
+#[test]
+fn dense_qwen2_256_matches_llama_cpp() {
+    check_preset("fixture-qwen2-256", 0, &ARCH_MIXES);
+}
+
+#[test]
+fn dense_qwen3_256_matches_llama_cpp() {
+    check_preset("fixture-qwen3-256", 0, &ARCH_MIXES);
+}
+
+#[test]
+fn qwen2moe_256_matches_llama_cpp() {
+    check_preset("fixture-qwen2moe-256", 0, &ARCH_MIXES);
+}
+
+#[test]
+fn olmoe_256_matches_llama_cpp() {
+    check_preset("fixture-olmoe-256", 0, &ARCH_MIXES);
+}
+
+#[test]
+fn granitemoe_256_matches_llama_cpp() {
+    check_preset("fixture-granitemoe-256", 0, &ARCH_MIXES);
+}
+
+/// llama-quantize's IQ1/IQ2/IQ3 file types (with an importance matrix; the files are committed, cosmoe
+/// has no quantiser for these block types): the tensor types llama-quantize wrote are read as such,
+/// and the model gives llama.cpp's greedy ids and first-position logits.
+#[test]
+fn iq_files_of_llama_quantize_match_llama_cpp() {
+    let rec = json("iq/fixture-iq-moe-256.json");
+    let prompt = ids(&rec["prompt_ids"]);
+    let files = rec["files"].as_object().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (ftype, want) in files {
+        let path = fixture(want["file"].as_str().unwrap());
+        let file = GgufFile::open(&path).unwrap();
+        let types = want["types"].as_object().unwrap();
+        assert_eq!(file.tensors().len(), types.len(), "{ftype}");
+        for t in file.tensors() {
+            let ty = t.ggml_type().name();
+            assert_eq!(
+                ty,
+                types[t.name()].as_str().unwrap(),
+                "{ftype}: {}",
+                t.name()
             );
+            seen.insert(ty.to_string());
         }
-
-        let mixes = rec["mixes"].as_object().unwrap();
-        assert_eq!(mixes.len(), MIXES.len(), "{name}");
-        for ty in MIXES {
-            let scheme = QuantScheme::mix(FileType::parse(ty).unwrap());
-            let what = format!("{name} {ty}");
-            check_case(&src, &prompt, scheme, &what, &mixes[ty]);
-
-            // `synth` of the mix writes llama-quantize's bytes of the F32 file.
-            let out = dir.path().join(format!("{name}.{ty}.gguf"));
-            synth(&SynthConfig {
-                quant: scheme,
-                out: out.clone(),
-                ..cfg.clone()
-            })
-            .unwrap();
-            let (bytes, file) = (std::fs::read(&out).unwrap(), GgufFile::open(&out).unwrap());
-            for t in file.tensors() {
-                let at = file.data_offset() + t.offset();
-                let w = &mixes[ty]["tensors"][t.name()];
-                let got = sha(&bytes[at..at + t.n_bytes()]);
-                assert_eq!(
-                    got,
-                    w["sha256"].as_str().unwrap(),
-                    "synth {what}: {}",
-                    t.name()
-                );
-            }
-        }
+        let model = Arc::new(Model::load(&path).unwrap());
+        check_outputs(model, &prompt, &format!("fixture-iq-moe-256 {ftype}"), want);
+    }
+    for ty in [
+        "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S",
+    ] {
+        assert!(seen.contains(ty), "no file holds {ty}: {seen:?}");
     }
 }
 

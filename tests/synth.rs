@@ -19,14 +19,38 @@ fn presets_have_their_published_sizes() {
         ("granite-1b-a400m", 1335.0),
         ("qwen3-30b-a3b", 30532.0),
     ];
-    // The real shapes, and the three small test-fixture presets (tests/quant_golden.rs).
-    assert_eq!(presets().len(), want.len() + 3);
-    let fixtures = presets()
+    // The real shapes, and the small test-fixture presets of tests/quant_golden.rs (the IQ one,
+    // whose quantised files are committed, the smallest).
+    let fixtures: Vec<Preset> = presets()
         .into_iter()
-        .filter(|p| p.name.starts_with("fixture-"));
-    for p in fixtures {
-        let m = n_params(&p) as f64 / 1e6;
-        assert!((3.0..5.0).contains(&m), "{}: {m}M parameters", p.name);
+        .filter(|p| p.name.starts_with("fixture-"))
+        .collect();
+    assert_eq!(presets().len(), want.len() + fixtures.len());
+    assert_eq!(fixtures.len(), 10);
+    for p in &fixtures {
+        let m = n_params(p) as f64 / 1e6;
+        let range = if p.name == "fixture-iq-moe-256" {
+            1.0..1.5
+        } else {
+            1.0..5.0
+        };
+        assert!(range.contains(&m), "{}: {m}M parameters", p.name);
+    }
+    // Dense where the preset has no experts; Qwen2-MoE's shared expert with its gate.
+    let names = |p: &str| -> Vec<String> {
+        planned_types(&Preset::find(p).unwrap(), QuantScheme::pure(DType::F32))
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    let dense = names("fixture-qwen2-256");
+    assert!(dense.iter().any(|n| n == "blk.1.ffn_down.weight"));
+    assert!(dense.iter().any(|n| n == "blk.1.attn_k.bias"));
+    assert!(!dense.iter().any(|n| n.contains("exps")));
+    let shared = names("fixture-qwen2moe-256");
+    for n in ["ffn_gate_inp_shexp", "ffn_up_shexp", "ffn_down_exps"] {
+        assert!(shared.iter().any(|t| t == &format!("blk.0.{n}.weight")), "{n}");
     }
     for (name, m) in want {
         let got = n_params(&Preset::find(name).unwrap()) as f64 / 1e6;

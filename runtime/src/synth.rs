@@ -42,9 +42,15 @@ pub struct Preset {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// The FFN width of an expert, or of the dense MLP where `experts` is 0.
     pub expert_ffn: usize,
+    /// 0 for a dense model.
     pub experts: usize,
     pub top_k: usize,
+    /// Qwen2-MoE's shared expert (with its sigmoid gate).
+    pub shared_expert_ffn: Option<usize>,
+    /// Biases on q, k and v (Qwen2, Qwen2-MoE).
+    pub attention_bias: bool,
     pub tied: bool,
     pub rope_theta: f64,
     pub rms_eps: f32,
@@ -75,6 +81,8 @@ const fn llama_moe(
         expert_ffn,
         experts: 8,
         top_k: 2,
+        shared_expert_ffn: None,
+        attention_bias: false,
         tied: false,
         rope_theta: 500_000.0,
         rms_eps: 1e-5,
@@ -86,6 +94,20 @@ const fn llama_moe(
             attention: None,
             logits_scaling: 1.0,
         },
+    }
+}
+
+/// A test fixture's shapes: 2 layers, hidden 256 (4 heads of 64, 2 KV heads), 4 experts top-2 of FFN
+/// 512, 512 tokens, 256 positions.
+const fn fixture_256(name: &'static str, about: &'static str) -> Preset {
+    Preset {
+        name,
+        about,
+        vocab: 512,
+        experts: 4,
+        context: 256,
+        rope_theta: 10_000.0,
+        ..llama_moe(name, about, 2, 256, 4, 2, 512)
     }
 }
 
@@ -124,6 +146,8 @@ pub fn presets() -> Vec<Preset> {
             expert_ffn: 1024,
             experts: 64,
             top_k: 8,
+            shared_expert_ffn: None,
+            attention_bias: false,
             tied: false,
             rope_theta: 10_000.0,
             rms_eps: 1e-5,
@@ -144,6 +168,8 @@ pub fn presets() -> Vec<Preset> {
             expert_ffn: 512,
             experts: 32,
             top_k: 8,
+            shared_expert_ffn: None,
+            attention_bias: false,
             tied: true,
             rope_theta: 10_000.0,
             rms_eps: 1e-6,
@@ -169,6 +195,8 @@ pub fn presets() -> Vec<Preset> {
             expert_ffn: 768,
             experts: 128,
             top_k: 8,
+            shared_expert_ffn: None,
+            attention_bias: false,
             tied: false,
             rope_theta: 1_000_000.0,
             rms_eps: 1e-6,
@@ -178,33 +206,18 @@ pub fn presets() -> Vec<Preset> {
         },
         // Test fixtures: every row a whole number of 256-value super-blocks (hidden 256, expert
         // FFN 512), small enough to quantise and run in a test.
+        fixture_256(
+            "fixture-llama-moe-256",
+            "test fixture: llama-architecture MoE, 2 layers, hidden 256, 4 experts top-2",
+        ),
         Preset {
-            name: "fixture-llama-moe-256",
-            about: "test fixture: llama-architecture MoE, 2 layers, hidden 256, 4 experts top-2",
-            vocab: 512,
-            layers: 2,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 64,
-            experts: 4,
-            context: 256,
-            rope_theta: 10_000.0,
-            ..llama_moe("", "", 2, 256, 4, 2, 512)
-        },
-        Preset {
-            name: "fixture-qwen3moe-256",
-            about: "test fixture: qwen3moe, 2 layers, hidden 256, head_dim 64, 4 experts top-2",
             arch: Architecture::Qwen3Moe,
-            vocab: 512,
-            layers: 2,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 64,
-            experts: 4,
-            context: 256,
             rope_theta: 1_000_000.0,
             rms_eps: 1e-6,
-            ..llama_moe("", "", 2, 256, 4, 2, 512)
+            ..fixture_256(
+                "fixture-qwen3moe-256",
+                "test fixture: qwen3moe, 2 layers, hidden 256, head_dim 64, 4 experts top-2",
+            )
         },
         // Eight experts (llama-quantize's `n_expert == 8` rules: attn_v and attn_k in Q8_0,
         // attn_output in Q5_K) and expert rows of 160 values, no whole 256-value super-block (its
@@ -219,6 +232,64 @@ pub fn presets() -> Vec<Preset> {
             context: 256,
             rope_theta: 10_000.0,
             ..llama_moe("", "", 4, 256, 4, 1, 160)
+        },
+        // One dense and one MoE model per GGUF architecture family (llama: the presets above), every
+        // row whole 256-value super-blocks.
+        Preset {
+            arch: Architecture::Llama,
+            experts: 0,
+            ..fixture_256("fixture-llama-256", "test fixture: dense llama, 2 layers, hidden 256, FFN 512")
+        },
+        Preset {
+            arch: Architecture::Qwen2,
+            experts: 0,
+            attention_bias: true,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            ..fixture_256("fixture-qwen2-256", "test fixture: dense qwen2 (q, k, v biases), 2 layers, hidden 256, FFN 512")
+        },
+        Preset {
+            arch: Architecture::Qwen3,
+            experts: 0,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            ..fixture_256("fixture-qwen3-256", "test fixture: dense qwen3, 2 layers, hidden 256, FFN 512")
+        },
+        Preset {
+            arch: Architecture::Qwen2Moe,
+            shared_expert_ffn: Some(512),
+            attention_bias: true,
+            norm_topk: false,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-6,
+            ..fixture_256("fixture-qwen2moe-256", "test fixture: qwen2moe, 2 layers, hidden 256, 4 experts top-2 and a shared expert")
+        },
+        Preset {
+            arch: Architecture::Olmoe,
+            norm_topk: false,
+            // llama.cpp's OLMoE has k_norm over the whole hidden size: no grouped-query attention.
+            kv_heads: 4,
+            ..fixture_256("fixture-olmoe-256", "test fixture: olmoe, 2 layers, hidden 256, 4 experts top-2")
+        },
+        Preset {
+            arch: Architecture::GraniteMoe,
+            tied: true,
+            rms_eps: 1e-6,
+            multipliers: Multipliers {
+                embedding: 0.1,
+                residual: 0.8,
+                attention: Some(0.015625),
+                logits_scaling: 2.0,
+            },
+            ..fixture_256("fixture-granitemoe-256", "test fixture: granitemoe (tied, with multipliers), 2 layers, hidden 256, 4 experts top-2")
+        },
+        // The files llama-quantize writes in its IQ1/IQ2/IQ3 file types (with an importance matrix)
+        // are committed, so this one is small: one layer, expert FFN 256, 320 tokens.
+        Preset {
+            layers: 1,
+            expert_ffn: 256,
+            vocab: 320,
+            ..fixture_256("fixture-iq-moe-256", "test fixture: llama-architecture MoE, 1 layer, hidden 256, 4 experts top-2, expert FFN 256")
         },
     ]
 }
@@ -254,16 +325,16 @@ impl Preset {
             },
             max_position_embeddings: self.context,
             tie_word_embeddings: self.tied,
-            attention_bias: false,
+            attention_bias: self.attention_bias,
             mlp_bias: false,
             clip_qkv: None,
             sliding_window: vec![None; self.layers],
-            moe: Some(MoeConfig {
+            moe: (self.experts > 0).then(|| MoeConfig {
                 n_experts: self.experts,
                 top_k: self.top_k,
                 expert_ffn: self.expert_ffn,
                 norm_topk_prob: self.norm_topk,
-                shared_expert_ffn: None,
+                shared_expert_ffn: self.shared_expert_ffn,
                 sparse_layers: vec![true; self.layers],
             }),
             multipliers: self.multipliers.clone(),
@@ -333,9 +404,15 @@ fn plan(c: &ModelConfig) -> Vec<Planned> {
             fill: Fill::Ones,
         })
     };
+    let vec_uniform = |v: &mut Vec<Planned>, name: String, n: usize, std: f32| {
+        v.push(Planned {
+            name,
+            ne: vec![n],
+            dtype: DType::F32,
+            fill: Fill::Uniform { std },
+        })
+    };
     mat(&mut v, names.embed().into(), vec![h, c.vocab_size]);
-    let moe = c.moe.as_ref();
-    let (e, f) = moe.map_or((0, 0), |m| (m.n_experts, m.expert_ffn));
     let qk = crate::arch::ArchSpec::of(c.architecture).qk_norm;
     for l in 0..c.n_layers {
         let w = |p: Part| format!("{}.weight", names.part(l, p));
@@ -343,6 +420,11 @@ fn plan(c: &ModelConfig) -> Vec<Planned> {
         mat(&mut v, w(Part::Q), vec![h, q_dim]);
         mat(&mut v, w(Part::K), vec![h, kv_dim]);
         mat(&mut v, w(Part::V), vec![h, kv_dim]);
+        if c.attention_bias {
+            for (p, n) in [(Part::Q, q_dim), (Part::K, kv_dim), (Part::V, kv_dim)] {
+                vec_uniform(&mut v, format!("{}.bias", names.part(l, p)), n, 0.1);
+            }
+        }
         mat(&mut v, w(Part::O), vec![q_dim, h]);
         match qk {
             QkNorm::None => {}
@@ -356,6 +438,15 @@ fn plan(c: &ModelConfig) -> Vec<Planned> {
             }
         }
         vec_ones(&mut v, w(Part::FfnNorm), h);
+        let Some(m) = c.moe.as_ref() else {
+            // A dense MLP.
+            let f = c.intermediate_size;
+            mat(&mut v, w(Part::Gate), vec![h, f]);
+            mat(&mut v, w(Part::Up), vec![h, f]);
+            mat(&mut v, w(Part::Down), vec![f, h]);
+            continue;
+        };
+        let (e, f) = (m.n_experts, m.expert_ffn);
         v.push(Planned {
             name: format!("blk.{l}.ffn_gate_inp.weight"),
             ne: vec![h, e],
@@ -375,6 +466,13 @@ fn plan(c: &ModelConfig) -> Vec<Planned> {
             format!("blk.{l}.ffn_down_exps.weight"),
             vec![f, h, e],
         );
+        if let Some(sf) = m.shared_expert_ffn {
+            let std = 1.0 / (h as f32).sqrt();
+            vec_uniform(&mut v, w(Part::SharedRouter), h, std);
+            mat(&mut v, w(Part::SharedGate), vec![h, sf]);
+            mat(&mut v, w(Part::SharedUp), vec![h, sf]);
+            mat(&mut v, w(Part::SharedDown), vec![sf, h]);
+        }
     }
     vec_ones(&mut v, names.final_norm().into(), h);
     let output_required = matches!(c.architecture, Architecture::Qwen2Moe | Architecture::Olmoe);
