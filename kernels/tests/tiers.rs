@@ -531,9 +531,9 @@ fn elementwise() {
     }
 }
 
-/// The IQ3_XXS, IQ3_S and IQ2_XXS products of every tier equal the scalar reference bit for bit (their
-/// integer sums are exact and converted once per super-block, as the reference's), over block counts
-/// and unaligned starts.
+/// The IQ1/IQ2/IQ3 products of every tier equal the scalar reference bit for bit (their integer sums
+/// are exact and converted once per super-block, as the reference's), over block counts and unaligned
+/// starts. A format without a kernel in a tier compares the scalar kernel with itself there.
 #[test]
 fn dot_iq_lattice_formats_bit_for_bit() {
     use cosmoe_kernels::blocks::{BlockQ8K, QK_K};
@@ -543,7 +543,15 @@ fn dot_iq_lattice_formats_bit_for_bit() {
         _ => panic!("{dtype} does not take Q8_K activations"),
     };
     for k in simd_tiers() {
-        for dtype in [DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS] {
+        for dtype in [
+            DType::IQ3_XXS,
+            DType::IQ3_S,
+            DType::IQ2_XXS,
+            DType::IQ2_XS,
+            DType::IQ2_S,
+            DType::IQ1_S,
+            DType::IQ1_M,
+        ] {
             for nb in [0usize, 1, 2, 3, 5, 9, 17] {
                 let n = nb * QK_K;
                 let w = values(n.max(QK_K), 21, 0.1);

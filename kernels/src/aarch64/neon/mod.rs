@@ -22,9 +22,10 @@
 //! requirement, and the pointers given to them are `u8`/`i8` pointers, of alignment 1, or the
 //! `i16` sums of our own Q8_K activation blocks, aligned as their type).
 //!
-//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL)
-//! and of Q2_K, and the Q8_0 quantiser, are bit-identical to the scalar reference (exact integer
-//! block or super-block sums, then the same float operations in the same order). The other
+//! Numerics: the dot products of the 32-value block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL),
+//! of Q2_K and of the IQ1/IQ2/IQ3 formats (IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M),
+//! and the Q8_0 quantiser, are bit-identical to the scalar reference (exact integer block or
+//! super-block sums, then the same float operations in the same order). The other
 //! super-block formats (Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) sum each 256-value super-block exactly in
 //! `i32` too (sub-block sums times their scales; the mins' term and the offsets of Q3_K and Q6_K
 //! from the activations' `bsums`), then take one or two float products per super-block where the
@@ -37,6 +38,13 @@
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod iq1_m;
+pub mod iq1_s;
+pub mod iq2_s;
+pub mod iq2_xs;
+pub mod iq2_xxs;
+pub mod iq3_s;
+pub mod iq3_xxs;
 pub mod iq4_nl;
 pub mod iq4_xs;
 pub mod q2_k;
@@ -118,7 +126,14 @@ pub fn table() -> Kernels {
                 DType::IQ4_NL,
                 q8_0_products!(blocks: as_blocks, iq4_nl::dot_dotprod),
             )
-            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot_dotprod)),
+            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot_dotprod))
+            .with_products(DType::IQ3_XXS, block_products!(Q8K, iq3_xxs::dot_dotprod))
+            .with_products(DType::IQ3_S, block_products!(Q8K, iq3_s::dot_dotprod))
+            .with_products(DType::IQ2_XXS, block_products!(Q8K, iq2_xxs::dot_dotprod))
+            .with_products(DType::IQ2_XS, block_products!(Q8K, iq2_xs::dot_dotprod))
+            .with_products(DType::IQ2_S, block_products!(Q8K, iq2_s::dot_dotprod))
+            .with_products(DType::IQ1_S, block_products!(Q8K, iq1_s::dot_dotprod))
+            .with_products(DType::IQ1_M, block_products!(Q8K, iq1_m::dot_dotprod)),
         false => base
             .with_products(DType::Q8_0, q8_0_products!(blocks: as_q8_0, q8_0::dot))
             .with_products(
@@ -137,7 +152,14 @@ pub fn table() -> Kernels {
                 DType::IQ4_NL,
                 q8_0_products!(blocks: as_blocks, iq4_nl::dot),
             )
-            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot)),
+            .with_products(DType::IQ4_XS, block_products!(Q8K, iq4_xs::dot))
+            .with_products(DType::IQ3_XXS, block_products!(Q8K, iq3_xxs::dot))
+            .with_products(DType::IQ3_S, block_products!(Q8K, iq3_s::dot))
+            .with_products(DType::IQ2_XXS, block_products!(Q8K, iq2_xxs::dot))
+            .with_products(DType::IQ2_XS, block_products!(Q8K, iq2_xs::dot))
+            .with_products(DType::IQ2_S, block_products!(Q8K, iq2_s::dot))
+            .with_products(DType::IQ1_S, block_products!(Q8K, iq1_s::dot))
+            .with_products(DType::IQ1_M, block_products!(Q8K, iq1_m::dot)),
     }
 }
 
@@ -185,6 +207,38 @@ impl I8Dot for SDot {
         acc
     }
 }
+
+/// A Q8_K format's `dot` (base NEON, [`Widen`]) and `dot_dotprod` (`sdot`), for a module whose
+/// `dot_blocks::<D: I8Dot>` holds the loop.
+macro_rules! q8k_dots {
+    ($block:ty) => {
+        /// The scalar kernel's `dot`, bit for bit, with base NEON (see `dot_blocks`).
+        pub fn dot(w: &[$block], a: &[crate::blocks::BlockQ8K]) -> f32 {
+            debug_assert_eq!(w.len(), a.len());
+            // SAFETY: `Widen` uses base NEON only.
+            unsafe { dot_blocks::<super::Widen>(w, a) }
+        }
+
+        /// [`dot`] with `sdot`. Installed by [`super::table`] only where the CPU has the
+        /// dot-product extension; not public, because calling it elsewhere could execute an
+        /// unsupported instruction.
+        pub(super) fn dot_dotprod(w: &[$block], a: &[crate::blocks::BlockQ8K]) -> f32 {
+            debug_assert!(super::dotprod_supported());
+            debug_assert_eq!(w.len(), a.len());
+            // SAFETY: only reachable through the table, which installs it after detecting dotprod.
+            unsafe { dot_sdot(w, a) }
+        }
+
+        /// # Safety
+        /// The CPU must have the dot-product extension.
+        #[target_feature(enable = "dotprod")]
+        unsafe fn dot_sdot(w: &[$block], a: &[crate::blocks::BlockQ8K]) -> f32 {
+            // SAFETY: the caller guarantees dotprod, which this function is compiled with.
+            unsafe { dot_blocks::<super::SDot>(w, a) }
+        }
+    };
+}
+use q8k_dots;
 
 /// Four IEEE half-precision values (bit patterns) to single precision, exactly (`fcvtl`, Armv8.0).
 #[inline(always)]
@@ -391,6 +445,38 @@ pub(super) mod tests {
                 (crate::blocks::to_scale(d), qs)
             })
             .collect()
+    }
+
+    /// An IQ1/IQ2/IQ3 product (`got`, and `got_sdot` where the CPU has dotprod) equals the scalar
+    /// kernel's `want` bit for bit, over 0 to 3 super-blocks of [`raw_blocks`] (random bytes, or
+    /// every bit set: the largest indices and scales, every sign negative) against every activation
+    /// case of [`q8k_blocks`] (-128 included), with a finite f16 super-block scale.
+    pub(crate) fn check_iq<T: bytemuck::Pod>(
+        dtype: crate::DType,
+        want: fn(&[T], &[BlockQ8K]) -> f32,
+        got: fn(&[T], &[BlockQ8K]) -> f32,
+        got_sdot: fn(&[T], &[BlockQ8K]) -> f32,
+    ) {
+        for n in 0..4 {
+            for (case, x) in q8k_blocks(n, 10).into_iter().enumerate() {
+                let w: Vec<T> = raw_blocks(n, 41 + case as u32, case, |b: &mut T| {
+                    let d = crate::blocks::to_scale(0.0021);
+                    crate::sample::set_super_scale(dtype, bytemuck::bytes_of_mut(b), d)
+                });
+                let want = want(&w, &x);
+                let mut got = vec![("base", got(&w, &x))];
+                if dotprod_supported() {
+                    got.push(("sdot", got_sdot(&w, &x)));
+                }
+                for (path, got) in got {
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{dtype} {path} n={n} case={case}: {got} != {want}"
+                    );
+                }
+            }
+        }
     }
 
     /// A super-block product against the scalar reference: within `1e-6` of the sum over blocks of
