@@ -45,15 +45,17 @@ fn grid_pair(qs: &[u8], grid: __m256i) -> (__m256i, __m256i) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn block_scales(b: &BlockIq4Xs) -> __m256i {
-    let (l, h) = (
-        u32::from_le_bytes(b.scales_l),
-        u16::from_le_bytes(b.scales_h) as u64,
-    );
-    let mut ls = 0u64;
-    for ib in 0..8 {
-        let v = ((l >> (4 * ib)) & 0x0f) as u64 | ((h >> (2 * ib)) & 3) << 4;
-        ls |= v << (8 * ib);
-    }
+    // Each 4-bit low part to a byte of its own, then each 2-bit high part to bits 4..6 of its byte
+    // (bit spreading: a third of the scalar operations of a loop over the eight blocks).
+    let mut l = u32::from_le_bytes(b.scales_l) as u64;
+    l = (l | l << 16) & 0x0000_ffff_0000_ffff;
+    l = (l | l << 8) & 0x00ff_00ff_00ff_00ff;
+    l = (l | l << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+    let mut h = u16::from_le_bytes(b.scales_h) as u64;
+    h = (h | h << 24) & 0x0000_00ff_0000_00ff;
+    h = (h | h << 12) & 0x000f_000f_000f_000f;
+    h = (h | h << 6) & 0x0303_0303_0303_0303;
+    let ls = l | h << 4;
     let v = _mm_sub_epi16(
         _mm_cvtepu8_epi16(_mm_cvtsi64_si128(ls as i64)),
         _mm_set1_epi16(32),
