@@ -51,8 +51,66 @@ fn missing_config() {
     let d = copy_fixture("llama");
     std::fs::remove_file(d.path().join("config.json")).unwrap();
     let (e, msg) = load_err(d.path());
-    assert!(matches!(e, Error::Load(LoaderError::Io { .. })), "{e:?}");
-    assert!(msg.contains("config.json"), "{msg}");
+    assert!(
+        matches!(e, Error::Load(LoaderError::NotAModel { .. })),
+        "{e:?}"
+    );
+    assert!(msg.contains("without config.json"), "{msg}");
+}
+
+/// Issue 13, defect 7: a model is told by content, not by name. A GGUF file under another name loads
+/// as GGUF; config.json or the .safetensors file of a checkpoint means its folder; anything else is
+/// an error saying what was expected (not "stream did not contain valid UTF-8").
+#[test]
+fn model_path_is_recognised_by_content() {
+    let gguf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/mixtral.q8_0.gguf");
+    let d = copy_fixture("mixtral");
+    let renamed = d.path().join("model.bin");
+    std::fs::copy(&gguf, &renamed).unwrap();
+    let ids = [1u32, 15, 27];
+    let first = |m: Model| {
+        let v = m.config.vocab_size;
+        let mut s = Session::new(Arc::new(m));
+        s.eval(&ids, Logits::Last).unwrap()[..v].to_vec()
+    };
+    assert_eq!(
+        first(Model::load(&renamed).unwrap()),
+        first(Model::load(&gguf).unwrap())
+    );
+
+    let folder = first(Model::load(d.path()).unwrap());
+    for member in ["config.json", "model.safetensors"] {
+        let got = first(Model::load(&d.path().join(member)).unwrap());
+        assert_eq!(got, folder, "{member}");
+    }
+
+    let expected = "expected a GGUF file";
+    let fake = d.path().join("fake.gguf");
+    std::fs::write(&fake, b"not a gguf file").unwrap();
+    let (e, msg) = load_err(&fake);
+    assert!(
+        matches!(e, Error::Load(LoaderError::NotAModel { .. })),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("fake.gguf") && msg.contains("`GGUF`") && msg.contains(expected),
+        "{msg}"
+    );
+
+    let other = d.path().join("notes.txt");
+    std::fs::write(&other, b"hello").unwrap();
+    let (_, msg) = load_err(&other);
+    assert!(msg.contains("notes.txt") && msg.contains(expected), "{msg}");
+
+    // A safetensors file whose folder has no config.json.
+    let lone = tempfile::tempdir().unwrap();
+    let st = lone.path().join("model.safetensors");
+    std::fs::copy(d.path().join("model.safetensors"), &st).unwrap();
+    let (_, msg) = load_err(&st);
+    assert!(
+        msg.contains("no config.json") && msg.contains(expected),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -802,13 +802,15 @@ impl fmt::Debug for GgufFile {
 }
 
 impl GgufFile {
-    /// Whether `path` names a GGUF file (an existing file with the `.gguf` extension), the test
-    /// every `--model PATH` goes through to choose between a GGUF file and a checkpoint folder.
+    /// Whether `path` names a GGUF file: an existing file that starts with the magic `GGUF`, whatever
+    /// its name (see [`crate::ModelPath`]).
     pub fn is_gguf_path(path: &Path) -> bool {
+        let mut magic = [0u8; 4];
         path.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            && File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+            && &magic == b"GGUF"
     }
 
     /// Maps `path` and parses it.

@@ -37,7 +37,7 @@ pub use gguf_config::gguf_rope_interleaved;
 pub use gguf_writer::GgufWriter;
 pub use quant::{FileType, QuantScheme};
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
-pub use source::{TensorStat, WeightSource};
+pub use source::{ModelPath, TensorStat, WeightSource};
 
 /// Everything that can go wrong reading a model's files.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,8 @@ pub enum LoaderError {
     // chain does not repeat it.
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {msg}; expected a GGUF file (known by its first four bytes, `GGUF`), a Hugging Face checkpoint folder (config.json and *.safetensors) or a file in one")]
+    NotAModel { path: PathBuf, msg: String },
     #[error("{path}: malformed JSON: {err}")]
     Json {
         path: PathBuf,

@@ -4,7 +4,72 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Checkpoint, GgufFile, Result, Weight};
+use crate::{Checkpoint, GgufFile, LoaderError, Result, Weight};
+
+/// What a model path names, told by content rather than by name: a GGUF file by its magic (whatever
+/// its extension), a checkpoint folder by its config.json, and a file of a checkpoint folder
+/// (`config.json`, a `.safetensors` shard, the tokenizer...) as that folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelPath {
+    Gguf(PathBuf),
+    Checkpoint(PathBuf),
+}
+
+impl ModelPath {
+    pub fn resolve(path: &Path) -> Result<ModelPath> {
+        let not_a_model = |msg: &str| LoaderError::NotAModel {
+            path: path.to_owned(),
+            msg: msg.into(),
+        };
+        let meta = std::fs::metadata(path).map_err(|err| LoaderError::Io {
+            path: path.to_owned(),
+            err,
+        })?;
+        if meta.is_dir() {
+            if path.join("config.json").is_file() {
+                return Ok(ModelPath::Checkpoint(path.to_owned()));
+            }
+            return Err(not_a_model("a folder without config.json"));
+        }
+        if !meta.is_file() {
+            return Err(not_a_model("not a regular file"));
+        }
+        if GgufFile::is_gguf_path(path) {
+            return Ok(ModelPath::Gguf(path.to_owned()));
+        }
+        let dir = match path.parent() {
+            Some(d) if d.as_os_str().is_empty() => Path::new("."),
+            Some(d) => d,
+            None => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let member =
+            name.ends_with(".safetensors") || name.ends_with(".json") || name == "tokenizer.model";
+        if member && dir.join("config.json").is_file() {
+            return Ok(ModelPath::Checkpoint(dir.to_owned()));
+        }
+        if name.ends_with(".gguf") {
+            return Err(not_a_model(
+                "named .gguf, but its first bytes are not `GGUF`",
+            ));
+        }
+        if member {
+            return Err(not_a_model(
+                "a checkpoint file, but its folder has no config.json",
+            ));
+        }
+        Err(not_a_model("neither a GGUF file nor part of a checkpoint"))
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelPath::Gguf(p) | ModelPath::Checkpoint(p) => p,
+        }
+    }
+}
 
 /// What `inspect` shows of one tensor.
 #[derive(Clone, Debug)]

@@ -12,7 +12,9 @@ use cosmoe_cache::{
     PartLoc,
 };
 use cosmoe_loader::tokenizer::{self, Tokenizer};
-use cosmoe_loader::{Checkpoint, DType, GgufFile, LoaderError, ModelConfig, Weight, WeightSource};
+use cosmoe_loader::{
+    Checkpoint, DType, GgufFile, LoaderError, ModelConfig, ModelPath, Weight, WeightSource,
+};
 
 use crate::arch::{ArchSpec, ExpertLayout, Naming, Part, QkNorm, TensorNames};
 use crate::quant::{QuantScheme, TypePlan};
@@ -142,28 +144,32 @@ impl Model {
     /// Loads a Hugging Face checkpoint folder or a `.gguf` file, and its tokenizer as
     /// `opts.tokenizer` says.
     pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model> {
-        let mut model = if GgufFile::is_gguf_path(path) {
-            let file = GgufFile::open(path)?;
-            let config = ModelConfig::from_gguf(&file)?;
-            let mut spec = ArchSpec::of(config.architecture);
-            spec.rope_interleaved = cosmoe_loader::gguf_rope_interleaved(file.architecture()?);
-            Self::build(config, spec, Naming::Gguf, Box::new(file), opts)?
-        } else {
-            let config = ModelConfig::from_file(path)?;
-            let checkpoint = Checkpoint::open(path)?;
-            let spec = ArchSpec::of(config.architecture);
-            Self::build(
-                config,
-                spec,
-                Naming::HuggingFace,
-                Box::new(checkpoint),
-                opts,
-            )?
+        let resolved = ModelPath::resolve(path)?;
+        let mut model = match &resolved {
+            ModelPath::Gguf(path) => {
+                let file = GgufFile::open(path)?;
+                let config = ModelConfig::from_gguf(&file)?;
+                let mut spec = ArchSpec::of(config.architecture);
+                spec.rope_interleaved = cosmoe_loader::gguf_rope_interleaved(file.architecture()?);
+                Self::build(config, spec, Naming::Gguf, Box::new(file), opts)?
+            }
+            ModelPath::Checkpoint(dir) => {
+                let config = ModelConfig::from_file(dir)?;
+                let checkpoint = Checkpoint::open(dir)?;
+                let spec = ArchSpec::of(config.architecture);
+                Self::build(
+                    config,
+                    spec,
+                    Naming::HuggingFace,
+                    Box::new(checkpoint),
+                    opts,
+                )?
+            }
         };
         match &opts.tokenizer {
             TokenizerSource::None => {}
             TokenizerSource::File(p) => model.tokenizer = Some(tokenizer::load(p)?),
-            TokenizerSource::Auto => match find_tokenizer(path) {
+            TokenizerSource::Auto => match find_tokenizer(&resolved) {
                 Ok(Some(t)) => model.tokenizer = Some(t),
                 Ok(None) => {
                     model.tokenizer_note = Some(format!(
@@ -307,17 +313,16 @@ impl Model {
 
 /// `tokenizer.json` in the model folder (or beside a model file), else the vocabulary in a GGUF
 /// file's metadata.
-fn find_tokenizer(model: &Path) -> Result<Option<Tokenizer>> {
-    let dir = if model.is_file() {
-        model.parent().unwrap_or(Path::new("."))
-    } else {
-        model
+fn find_tokenizer(model: &ModelPath) -> Result<Option<Tokenizer>> {
+    let dir = match model {
+        ModelPath::Gguf(p) => p.parent().unwrap_or(Path::new(".")),
+        ModelPath::Checkpoint(d) => d,
     };
     if let Some(t) = tokenizer::load_from_dir(dir)? {
         return Ok(Some(t));
     }
-    if GgufFile::is_gguf_path(model) {
-        return Ok(tokenizer::from_gguf(&GgufFile::open(model)?)?);
+    if let ModelPath::Gguf(p) = model {
+        return Ok(tokenizer::from_gguf(&GgufFile::open(p)?)?);
     }
     Ok(None)
 }
