@@ -14,6 +14,7 @@ pub mod arch;
 pub mod attention;
 pub mod bench;
 pub mod capi;
+pub mod chat;
 pub mod convert;
 mod error;
 pub mod forward;
