@@ -50,7 +50,10 @@ fn presets_have_their_published_sizes() {
     assert!(!dense.iter().any(|n| n.contains("exps")));
     let shared = names("fixture-qwen2moe-256");
     for n in ["ffn_gate_inp_shexp", "ffn_up_shexp", "ffn_down_exps"] {
-        assert!(shared.iter().any(|t| t == &format!("blk.0.{n}.weight")), "{n}");
+        assert!(
+            shared.iter().any(|t| t == &format!("blk.0.{n}.weight")),
+            "{n}"
+        );
     }
     for (name, m) in want {
         let got = n_params(&Preset::find(name).unwrap()) as f64 / 1e6;
