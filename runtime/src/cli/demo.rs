@@ -1,0 +1,95 @@
+//! `cosmoe demo`: the paper's wearable model, synthesised once and benched with half its experts
+//! in RAM.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use cosmoe::quant::QuantScheme;
+use cosmoe_kernels::DType;
+
+use super::bench::{bench_on_pool, BenchArgs};
+use super::{init_threads, CacheArgs, ModelArgs, RoutingArgs};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where the synthesised model is kept (default: $COSMOE_CACHE_DIR, else ~/.cache/cosmoe).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Worker threads (default: physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The demo's cache folder.
+fn demo_dir(explicit: Option<PathBuf>) -> PathBuf {
+    explicit
+        .or_else(|| std::env::var_os("COSMOE_CACHE_DIR").map(PathBuf::from))
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cosmoe")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/cosmoe")))
+        .unwrap_or_else(|| PathBuf::from("target/cosmoe-cache"))
+}
+
+pub fn demo(a: DemoArgs) -> Result<()> {
+    let threads = a.threads.unwrap_or_else(num_cpus::get_physical);
+    init_threads(Some(threads))?;
+    let dir = demo_dir(a.dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("cosmoe-wearable.q4_0.gguf");
+    let preset = cosmoe::synth::Preset::find("cosmoe-wearable")?;
+    if !path.is_file() {
+        eprintln!(
+            "synthesising {} once into {} ...",
+            preset.about,
+            path.display()
+        );
+        cosmoe::synth::synth(&cosmoe::synth::SynthConfig {
+            preset: preset.clone(),
+            quant: QuantScheme::pure(DType::Q4_0),
+            out: path.clone(),
+            seed: 0,
+            progress: !a.json,
+            alignment: cosmoe::convert::ALIGNMENT,
+        })?;
+    }
+    let routing = RoutingArgs {
+        routing_trace: None,
+        routing: Some("synthetic:exrep=0.44".into()),
+    };
+    let m = ModelArgs {
+        model: path.clone(),
+        threads: Some(threads),
+        quantize: None,
+        pure: false,
+        cache: CacheArgs {
+            expert_cache_mb: None,
+            expert_cache_pct: Some(50.0),
+            io: cosmoe_cache::IoMode::Direct,
+            prefetch: cosmoe::routing::Prefetch::History,
+            io_threads: 2,
+            cache_policy: cosmoe_cache::PolicyKind::Layer,
+        },
+    };
+    if !a.json {
+        eprintln!(
+            "{}: random weights, routed like a trained model (ExRep 0.44, the paper's baseline), \
+             half of the expert bytes in RAM, the rest read from flash with O_DIRECT",
+            preset.name
+        );
+    }
+    bench_on_pool(BenchArgs {
+        m,
+        prompt_tokens: a.prompt_tokens,
+        gen_tokens: a.gen_tokens,
+        routing,
+        seed: 0,
+        json: a.json,
+    })
+}

@@ -1,0 +1,31 @@
+//! `cosmoe inspect`: a model's architecture, sizes, parameter counts and expert/resident split.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use cosmoe::inspect::ModelReport;
+use cosmoe::Model;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Model folder or GGUF file.
+    path: PathBuf,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn inspect(a: InspectArgs) -> Result<()> {
+    let model = Model::load(&a.path)?;
+    let mut report = ModelReport::of(&model, &a.path.display().to_string());
+    if cosmoe_loader::GgufFile::is_gguf_path(&a.path) {
+        report = report.with_gguf_metadata(&cosmoe_loader::GgufFile::open(&a.path)?);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `cosmoe logits`: every position's logits of a list of token ids, as a raw f32 file.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use cosmoe::forward::Logits;
+use cosmoe::{Session, TokenizerSource};
+
+use super::{init_threads, load, ModelArgs};
+
+#[derive(Args)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Token ids, comma-separated.
+    #[arg(long, value_delimiter = ',', num_args = 1.., required = true)]
+    ids: Vec<u32>,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn logits(a: LogitsArgs) -> Result<()> {
+    init_threads(a.m.threads)?;
+    let model = load(&a.m, TokenizerSource::None)?;
+    let t0 = Instant::now();
+    let mut session = Session::new(model.clone());
+    let logits = session.eval(&a.ids, Logits::All)?;
+    let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!(
+        "wrote {} x {} logits to {} ({:.1} ms)",
+        a.ids.len(),
+        model.config.vocab_size,
+        a.out.display(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
