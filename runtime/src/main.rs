@@ -6,8 +6,8 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 use cli::{
-    bench::BenchArgs, bench_kernels::BenchKernelsArgs, convert::ConvertArgs, demo::DemoArgs,
-    inspect::InspectArgs, logits::LogitsArgs, run::RunArgs, synth::SynthArgs,
+    bench::BenchArgs, bench_kernels::BenchKernelsArgs, chat::ChatArgs, convert::ConvertArgs,
+    demo::DemoArgs, inspect::InspectArgs, logits::LogitsArgs, run::RunArgs, synth::SynthArgs,
 };
 
 #[derive(Parser)]
@@ -25,6 +25,8 @@ struct Cli {
 enum Cmd {
     /// Generate text (or token ids) from a prompt.
     Run(RunArgs),
+    /// Talk with the model through its chat template (lines from a terminal or stdin).
+    Chat(ChatArgs),
     /// Write the logits of every position of `--ids` as little-endian f32, row-major [n_ids, vocab].
     Logits(LogitsArgs),
     /// Show a model's architecture, sizes, parameter counts and expert/resident byte split.
@@ -45,6 +47,7 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run(a) => cli::run::run(a),
+        Cmd::Chat(a) => cli::chat::chat(a),
         Cmd::Logits(a) => cli::logits::logits(a),
         Cmd::Inspect(a) => cli::inspect::inspect(a),
         Cmd::BenchKernels(a) => cli::bench_kernels::bench_kernels(a),

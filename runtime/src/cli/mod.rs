@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_kernels;
+pub mod chat;
 pub mod convert;
 pub mod demo;
 pub mod inspect;
