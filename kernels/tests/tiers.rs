@@ -531,50 +531,196 @@ fn elementwise() {
     }
 }
 
+/// Q8_K activations of `x` (a whole number of super-blocks).
+fn q8k(x: &[f32]) -> Vec<cosmoe_kernels::blocks::BlockQ8K> {
+    let mut a = vec![bytemuck::Zeroable::zeroed(); x.len() / cosmoe_kernels::blocks::QK_K];
+    scalar::q8_k::quantize_row_activations(x, &mut a);
+    a
+}
+
+/// f16 super-block scales from the largest to the smallest subnormal, of both signs.
+const EDGE_SCALES: [u16; 8] = [
+    0x7bff, 0xfbff, 0x0400, 0x0001, 0x8001, 0x3c00, 0xbc00, 0x1234,
+];
+
+/// A row of `dtype` (IQ2_XS, IQ2_S, IQ1_S or IQ1_M) whose blocks use every grid index, sign pattern,
+/// sub-block scale and shift sign (group `g` of block `b` takes grid index `32 * b + g`), with the
+/// super-block scales of `EDGE_SCALES`, and a last block of the largest products: one grid point of
+/// the largest magnitudes throughout with the largest scales, which against activations of -127
+/// (constant `x`) reaches the bounds the SIMD kernels' integer lanes are sized for.
+fn iq_edge_row(dtype: DType) -> Vec<u8> {
+    use cosmoe_kernels::blocks::{to_scale, BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs};
+    use cosmoe_kernels::scalar::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID};
+    let d = |b: usize| EDGE_SCALES[b % EDGE_SCALES.len()].to_le_bytes();
+    let top = |grid: &[u64]| {
+        grid.iter()
+            .position(|&g| g == 0x2b2b_2b2b_2b2b_2b2b)
+            .unwrap()
+    };
+    match dtype {
+        DType::IQ2_XS => {
+            let mut v: Vec<BlockIq2Xs> =
+                vec![bytemuck::Zeroable::zeroed(); IQ2XS_GRID.len() / 32 + 1];
+            let last = v.len() - 1;
+            for (b, x) in v.iter_mut().enumerate() {
+                for g in 0..32 {
+                    let i = 32 * b + g;
+                    let word = if b == last {
+                        top(&IQ2XS_GRID)
+                    } else {
+                        (i % 512) | ((i % 128) << 9)
+                    };
+                    x.qs[2 * g..2 * g + 2].copy_from_slice(&(word as u16).to_le_bytes());
+                }
+                for k in 0..8 {
+                    x.scales[k] = (((8 * b + k) % 16) | (((8 * b + k + 5) % 16) << 4)) as u8;
+                }
+                x.d = d(b);
+                if b == last {
+                    (x.d, x.scales) = (to_scale(1.0), [0xff; 8]);
+                }
+            }
+            bytemuck::cast_slice(&v).to_vec()
+        }
+        DType::IQ2_S => {
+            let mut v: Vec<BlockIq2S> =
+                vec![bytemuck::Zeroable::zeroed(); IQ2S_GRID.len() / 32 + 1];
+            let last = v.len() - 1;
+            for (b, x) in v.iter_mut().enumerate() {
+                for g in 0..32 {
+                    let i = 32 * b + g;
+                    let (idx, signs) = if b == last {
+                        (top(&IQ2S_GRID), 0)
+                    } else {
+                        (i % 1024, i % 256)
+                    };
+                    x.qs[g] = idx as u8;
+                    x.qh[g / 4] |= ((idx >> 8) << (2 * (g % 4))) as u8;
+                    x.qs[32 + g] = signs as u8;
+                }
+                for k in 0..8 {
+                    x.scales[k] = (((8 * b + k) % 16) | (((8 * b + k + 5) % 16) << 4)) as u8;
+                }
+                x.d = d(b);
+                if b == last {
+                    (x.d, x.scales) = (to_scale(1.0), [0xff; 8]);
+                }
+            }
+            bytemuck::cast_slice(&v).to_vec()
+        }
+        DType::IQ1_S => {
+            // Grid point 0 is all -1.
+            let mut v: Vec<BlockIq1S> =
+                vec![bytemuck::Zeroable::zeroed(); IQ1S_GRID.len() / 32 + 1];
+            let last = v.len() - 1;
+            for (b, x) in v.iter_mut().enumerate() {
+                for ib in 0..8 {
+                    let mut qh = if b == last {
+                        0xf000
+                    } else {
+                        ((8 * b + ib) % 16) << 12
+                    };
+                    for l in 0..4 {
+                        let idx = if b == last {
+                            0
+                        } else {
+                            (32 * b + 4 * ib + l) % 2048
+                        };
+                        x.qs[4 * ib + l] = idx as u8;
+                        qh |= (idx >> 8) << (3 * l);
+                    }
+                    x.qh[2 * ib..2 * ib + 2].copy_from_slice(&(qh as u16).to_le_bytes());
+                }
+                x.d = if b == last { to_scale(1.0) } else { d(b) };
+            }
+            bytemuck::cast_slice(&v).to_vec()
+        }
+        DType::IQ1_M => {
+            let mut v: Vec<BlockIq1M> =
+                vec![bytemuck::Zeroable::zeroed(); IQ1S_GRID.len() / 32 + 1];
+            let last = v.len() - 1;
+            for (b, x) in v.iter_mut().enumerate() {
+                for g in 0..32 {
+                    let (idx, negative) = match b == last {
+                        true => (0, 1),
+                        false => ((32 * b + g) % 2048, (g / 2 + b) % 2),
+                    };
+                    x.qs[g] = idx as u8;
+                    x.qh[g / 2] |= (((idx >> 8) | (negative << 3)) << (4 * (g % 2))) as u8;
+                }
+                for k in 0..4 {
+                    let f = |h: usize| {
+                        if b == last {
+                            7
+                        } else {
+                            (16 * b + 4 * k + h) % 8
+                        }
+                    };
+                    let w = f(0) | (f(1) << 3) | (f(2) << 6) | (f(3) << 9);
+                    x.scales[2 * k..2 * k + 2].copy_from_slice(&(w as u16).to_le_bytes());
+                }
+                let s = if b == last { to_scale(1.0) } else { d(b) };
+                sample::set_super_scale(dtype, bytemuck::bytes_of_mut(x), s);
+            }
+            bytemuck::cast_slice(&v).to_vec()
+        }
+        _ => unreachable!("{dtype} has no edge row"),
+    }
+}
+
 /// The IQ1/IQ2/IQ3 products of every tier equal the scalar reference bit for bit (their integer sums
-/// are exact and converted once per super-block, as the reference's), over block counts and unaligned
-/// starts. A format without a kernel in a tier compares the scalar kernel with itself there.
+/// are exact and converted once per super-block, as the reference's), over block counts and
+/// unaligned starts; for IQ2_XS, IQ2_S, IQ1_S and IQ1_M also over every grid point, sign pattern and
+/// scale, extreme super-block scales and the largest products ([`iq_edge_row`]).
 #[test]
 fn dot_iq_lattice_formats_bit_for_bit() {
-    use cosmoe_kernels::blocks::{BlockQ8K, QK_K};
+    use cosmoe_kernels::blocks::QK_K;
     let scalar_k = Kernels::for_tier(Tier::Scalar).unwrap();
     let q8k_dot = |k: &Kernels, dtype: DType| match k.format(dtype).products {
         Products::Q8K { dot, .. } => dot,
         _ => panic!("{dtype} does not take Q8_K activations"),
     };
+    let check = |k: &Kernels, dtype: DType, bytes: &[u8], x: &[f32], what: &str| {
+        let a = q8k(x);
+        for off in 0..3 {
+            let buf = at_offset(bytes, off);
+            let row = &buf[off..];
+            let (got, want) = (
+                q8k_dot(k, dtype)(row, &a),
+                q8k_dot(scalar_k, dtype)(row, &a),
+            );
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{:?} {dtype} {what} blocks={} off={off}: {got} != {want}",
+                k.tier,
+                a.len()
+            );
+        }
+    };
+    let formats = [
+        DType::IQ3_XXS,
+        DType::IQ3_S,
+        DType::IQ2_XXS,
+        DType::IQ2_XS,
+        DType::IQ2_S,
+        DType::IQ1_S,
+        DType::IQ1_M,
+    ];
     for k in simd_tiers() {
-        for dtype in [
-            DType::IQ3_XXS,
-            DType::IQ3_S,
-            DType::IQ2_XXS,
-            DType::IQ2_XS,
-            DType::IQ2_S,
-            DType::IQ1_S,
-            DType::IQ1_M,
-        ] {
+        for dtype in formats {
             for nb in [0usize, 1, 2, 3, 5, 9, 17] {
                 let n = nb * QK_K;
                 let w = values(n.max(QK_K), 21, 0.1);
                 let bytes = sample::weights(dtype, &w[..n], n.max(QK_K)).unwrap_or_default();
-                let x = values(n, 22, 1.0);
-                let mut a = vec![bytemuck::Zeroable::zeroed(); nb];
-                scalar::q8_k::quantize_row_activations(&x, &mut a);
-                let a: Vec<BlockQ8K> = a;
-                for off in 0..3 {
-                    let buf = at_offset(&bytes, off);
-                    let row = &buf[off..];
-                    let (got, want) = (
-                        q8k_dot(k, dtype)(row, &a),
-                        q8k_dot(scalar_k, dtype)(row, &a),
-                    );
-                    assert_eq!(
-                        got.to_bits(),
-                        want.to_bits(),
-                        "{:?} {dtype} blocks={nb} off={off}: {got} != {want}",
-                        k.tier
-                    );
-                }
+                check(k, dtype, &bytes, &values(n, 22, 1.0), "random");
             }
+        }
+        for dtype in &formats[3..] {
+            let bytes = iq_edge_row(*dtype);
+            let n = bytes.len() / dtype.block_bytes() * QK_K;
+            check(k, *dtype, &bytes, &values(n, 23, 1.0), "edge");
+            check(k, *dtype, &bytes, &vec![-1.0; n], "edge, acts -127");
         }
     }
 }

@@ -10,6 +10,10 @@ pub(in crate::x86_64) mod attn;
 mod bf16;
 mod f16;
 mod f32;
+pub(in crate::x86_64) mod iq1_m;
+pub(in crate::x86_64) mod iq1_s;
+pub(in crate::x86_64) mod iq2_s;
+pub(in crate::x86_64) mod iq2_xs;
 pub(in crate::x86_64) mod iq2_xxs;
 pub(in crate::x86_64) mod iq3_s;
 pub(in crate::x86_64) mod iq3_xxs;
@@ -65,7 +69,7 @@ pub(crate) fn table() -> Kernels {
 
 impl Kernels {
     /// The AVX2 kernels of the block formats besides Q8_0 and Q4_0 (Q4_1, Q5_0, Q5_1, IQ4_NL, the
-    /// K-quants, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_XXS), which the AVX-512 tier uses too.
+    /// K-quants, IQ4_XS and the IQ1/IQ2/IQ3 formats), which the AVX-512 tier uses too.
     pub(in crate::x86_64) fn with_block_formats(self) -> Kernels {
         self.with_products(DType::Q4_1, block_products!(Q8_1, q4_1::dot))
             .with_products(DType::Q5_0, q8_0_products!(as_blocks, q5_0::dot))
@@ -92,6 +96,10 @@ impl Kernels {
             .with_products(DType::IQ3_XXS, block_products!(Q8K, iq3_xxs::dot))
             .with_products(DType::IQ3_S, block_products!(Q8K, iq3_s::dot))
             .with_products(DType::IQ2_XXS, block_products!(Q8K, iq2_xxs::dot))
+            .with_products(DType::IQ2_XS, block_products!(Q8K, iq2_xs::dot))
+            .with_products(DType::IQ2_S, block_products!(Q8K, iq2_s::dot))
+            .with_products(DType::IQ1_S, block_products!(Q8K, iq1_s::dot))
+            .with_products(DType::IQ1_M, block_products!(Q8K, iq1_m::dot))
     }
 }
 

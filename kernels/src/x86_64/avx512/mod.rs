@@ -10,10 +10,9 @@
 //! What this tier takes from the AVX2 tier (its CPUs run every AVX2 kernel, and these gain little
 //! from 512-bit vectors): the Q8_0/Q4_0 dot products when the CPU lacks VNNI, the activation
 //! quantisers (once per vector, and they must match the reference bit for bit), RMSNorm and RoPE,
-//! and the products of the other block formats, Q4_1, Q5_0, Q5_1, IQ4_NL, the K-quants, IQ4_XS,
-//! IQ3_XXS, IQ3_S and IQ2_XXS
-//! (`Kernels::with_block_formats`; written and tested on AVX2-only machines: no AVX-512 kernels of
-//! their own yet, which would need an AVX-512 machine to test).
+//! and the products of the other block formats, Q4_1, Q5_0, Q5_1, IQ4_NL, the K-quants, IQ4_XS and
+//! the IQ1/IQ2/IQ3 formats (`Kernels::with_block_formats`; written and tested on AVX2-only machines:
+//! no AVX-512 kernels of their own yet, which would need an AVX-512 machine to test).
 //!
 //! AVX-512 BF16 (`vdpbf16ps`) is not used: it multiplies bf16 by bf16, so the f32 activations would
 //! first be rounded to bf16 (a relative error near 2^-9 per term), far from the reference's
