@@ -130,3 +130,122 @@ fn a_template_that_cannot_render_names_what_failed() {
         "HI {\"a\": [1, \"x\"], \"b\": null} \"a\u{e9}\""
     );
 }
+
+/// Runs `cosmoe chat ARGS` with `input` on stdin; returns (status ok, stdout, stderr).
+fn run_chat(args: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .arg("chat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `cosmoe chat` over stdin on the golden llama fixture with Qwen3's template: the first turn's prompt
+/// ids are transformers' `apply_chat_template(tokenize=True)` ids; the second turn extends the first
+/// (the answer kept in the history, only the new tail evaluated); `/reset` starts over; `/stats`
+/// reports.
+#[test]
+fn chat_over_stdin_follows_the_template() {
+    let rec = cases();
+    let cli = &rec["cli"];
+    let d = common::copy_fixture("llama");
+    let src = std::fs::read_to_string(fixture("qwen3.jinja")).unwrap();
+    let cfg = serde_json::json!({ "chat_template": src });
+    std::fs::write(d.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    let msgs = messages(&cli["messages"]);
+    let (system, user) = (&msgs[0].content, &msgs[1].content);
+    let model = d.path().to_str().unwrap();
+    let input = format!("{user}\n/stats\nAnd again\n/reset\n{user}\n");
+    let args = [
+        "--model",
+        model,
+        "--system",
+        system,
+        "--temperature",
+        "0",
+        "-n",
+        "6",
+        "--verbose-prompt",
+        "--threads",
+        "1",
+    ];
+    let (ok, stdout, stderr) = run_chat(&args, &input);
+    assert!(ok, "{stderr}");
+    let turns: Vec<Vec<u32>> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("prompt ids: "))
+        .map(|l| l.split(' ').map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(turns.len(), 3, "{stderr}");
+    let want: Vec<u32> = cli["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(turns[0], want);
+    assert!(turns[1].len() > turns[0].len() + 6 && turns[1].starts_with(&turns[0]));
+    let tok = cosmoe_loader::tokenizer::load(&d.path().join("tokenizer.json")).unwrap();
+    let second = tok.decode(&turns[1], false).unwrap();
+    assert!(
+        second.ends_with("<|im_start|>user\nAnd again<|im_end|>\n<|im_start|>assistant\n"),
+        "{second:?}"
+    );
+    assert_eq!(turns[2], turns[0], "after /reset");
+    assert!(stderr.contains("(conversation reset)"), "{stderr}");
+    assert!(
+        stderr.contains("prompt ") && stderr.contains("tok/s"),
+        "{stderr}"
+    );
+    // Three answers of six tokens (the fixture has no end-of-sequence token), each on its line.
+    assert_eq!(
+        stderr.matches("(answer cut at 6 tokens").count(),
+        3,
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn chat_without_a_template_says_what_to_do() {
+    let d = common::copy_fixture("llama");
+    let model = d.path().to_str().unwrap();
+    let (ok, _, stderr) = run_chat(&["--model", model], "hi\n");
+    assert!(!ok);
+    assert!(
+        stderr.contains("no chat template") && stderr.contains("--chat-template"),
+        "{stderr}"
+    );
+    let bad = d.path().join("bad.jinja");
+    std::fs::write(&bad, "{{ messages | frobnicate }}").unwrap();
+    let (ok, _, stderr) = run_chat(
+        &["--model", model, "--chat-template", bad.to_str().unwrap()],
+        "hi\n",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.jinja") && stderr.contains("frobnicate"),
+        "{stderr}"
+    );
+}
