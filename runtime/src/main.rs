@@ -43,6 +43,11 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    #[cfg(unix)]
+    if let Err(e) = cli::remove_parts_on_signals() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
     let r = match cli.cmd {
         Cmd::Run(a) => cli::run::run(a),
         Cmd::Logits(a) => cli::logits::logits(a),

@@ -1,7 +1,7 @@
 //! `cosmoe run`: text (or token ids) from a prompt.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -60,6 +60,15 @@ pub struct RunArgs {
 
 pub fn run(a: RunArgs) -> Result<()> {
     init_threads(a.m.threads)?;
+    if let Some(out) = &a.record_routing {
+        let inputs = [
+            Some(&a.m.model),
+            a.tokenizer.as_ref(),
+            a.routing.routing_trace.as_ref(),
+        ];
+        let inputs: Vec<&Path> = inputs.into_iter().flatten().map(PathBuf::as_path).collect();
+        cosmoe::outfile::check_output(out, &inputs)?;
+    }
     let tokenizer = match &a.tokenizer {
         Some(p) => TokenizerSource::File(p.clone()),
         None => TokenizerSource::Auto,
