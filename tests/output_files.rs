@@ -57,6 +57,13 @@ fn own_checkpoint() -> tempfile::TempDir {
     common::copy_fixture("llama")
 }
 
+/// `synth` of `preset` in pure Q4_0 (random blocks: the fastest) into `out`.
+fn synth_args<'a>(preset: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "synth", "--preset", preset, "--type", "q4_0", "--pure", "-o", out,
+    ]
+}
+
 fn gguf_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/mixtral.q8_0.gguf")
 }
@@ -81,16 +88,7 @@ fn synth_refuses_a_fifo_output() {
     let fifo = tmp.path().join("out.gguf");
     mkfifo(&fifo);
     refused(
-        &[
-            "synth",
-            "--preset",
-            "cosmoe-wearable",
-            "--type",
-            "q4_0",
-            "--pure",
-            "-o",
-            s(&fifo),
-        ],
+        &synth_args("cosmoe-wearable", s(&fifo)),
         &[s(&fifo), "FIFO"],
     );
     assert!(is_fifo(&fifo), "the FIFO was replaced");
@@ -105,16 +103,7 @@ fn convert_refuses_dev_null() {
     let src = golden_dir().join("llama");
     for args in [
         vec!["convert", s(&src), "-o", "/dev/null", "--type", "f16"],
-        vec![
-            "synth",
-            "--preset",
-            "cosmoe-wearable",
-            "--type",
-            "q4_0",
-            "--pure",
-            "-o",
-            "/dev/null",
-        ],
+        synth_args("cosmoe-wearable", "/dev/null"),
     ] {
         refused(&args, &["/dev/null", "a character device"]);
         let m = std::fs::symlink_metadata(dev_null).unwrap();
@@ -289,19 +278,7 @@ fn output_directory_is_refused_before_work() {
         };
         // cosmoe-phone takes tens of seconds to write: a refusal after the work would show.
         let t0 = Instant::now();
-        refused(
-            &[
-                "synth",
-                "--preset",
-                "cosmoe-phone",
-                "--type",
-                "q4_0",
-                "--pure",
-                "-o",
-                s(out),
-            ],
-            &[s(out), want],
-        );
+        refused(&synth_args("cosmoe-phone", s(out)), &[s(out), want]);
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         refused(
             &["convert", s(&src), "-o", s(out), "--type", "f16"],
@@ -361,18 +338,9 @@ fn sigint_during_synth_removes_part_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.gguf");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cosmoe"));
-    cmd.args([
-        "synth",
-        "--preset",
-        "cosmoe-phone",
-        "--type",
-        "q4_0",
-        "--pure",
-        "-o",
-        s(&out),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    cmd.args(synth_args("cosmoe-phone", s(&out)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     // A test runner started in the background may pass SIGINT on ignored; cosmoe keeps an ignored
     // signal ignored, so give it the default disposition.
     // SAFETY: signal() is async-signal-safe, and nothing else runs in the child before exec.

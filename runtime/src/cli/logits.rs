@@ -31,7 +31,7 @@ pub fn logits(a: LogitsArgs) -> Result<()> {
     let logits = session.eval(&a.ids, Logits::All)?;
     let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
     cosmoe::outfile::write(&a.out, &bytes)?;
-    eprintln!(
+    errln!(
         "wrote {} x {} logits to {} ({:.1} ms)",
         a.ids.len(),
         model.config.vocab_size,

@@ -1,6 +1,10 @@
 //! The `cosmoe` subcommands, one file each (its arguments and its handler), and what several of
 //! them share: the model and cache flags, the routing flags, the thread pool.
 
+// First: its macros (`out!`, `outln!`, `errln!`) serve the modules below.
+#[macro_use]
+pub mod output;
+
 pub mod bench;
 pub mod bench_kernels;
 pub mod convert;
@@ -150,6 +154,19 @@ fn ignored(sig: libc::c_int) -> bool {
         let mut old: libc::sigaction = std::mem::zeroed();
         libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
+}
+
+/// Prints `report` on stdout: pretty JSON with `json`, else its table.
+pub fn print_report(
+    report: &(impl serde::Serialize + std::fmt::Display),
+    json: bool,
+) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(report)?)?;
+    } else {
+        out!("{report}")?;
+    }
+    Ok(())
 }
 
 /// Sizes the global rayon pool that the kernels split their work over.
