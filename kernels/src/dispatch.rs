@@ -267,18 +267,24 @@ fn chosen() -> Tier {
     match Tier::parse(&want) {
         Ok(t) if t.supported() => t,
         Ok(t) => {
-            eprintln!(
-                "cosmoe: COSMOE_KERNELS={want}: {}; using {}",
+            warn(format_args!(
+                "COSMOE_KERNELS={want}: {}; using {}",
                 TierError::Unsupported(t.name()),
                 best.name()
-            );
+            ));
             best
         }
         Err(e) => {
-            eprintln!("cosmoe: COSMOE_KERNELS: {e}; using {}", best.name());
+            warn(format_args!("COSMOE_KERNELS: {e}; using {}", best.name()));
             best
         }
     }
+}
+
+/// A line on stderr; not `eprintln!`, which panics when stderr is closed.
+fn warn(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "cosmoe: {msg}");
 }
 
 /// The table for this process, chosen on first use.

@@ -227,9 +227,10 @@ impl From<Error> for Failure {
                 C::Layout { .. } => COSMOE_ERR_FORMAT,
                 _ => COSMOE_ERR_INTERNAL,
             },
-            Error::TokenOutOfRange { .. } | Error::EmptyInput | Error::InvalidArgument(_) => {
-                COSMOE_ERR_INVALID_ARGUMENT
-            }
+            Error::TokenOutOfRange { .. }
+            | Error::EmptyInput
+            | Error::InvalidArgument(_)
+            | Error::Output { .. } => COSMOE_ERR_INVALID_ARGUMENT,
             Error::ContextFull { .. } => COSMOE_ERR_CONTEXT_FULL,
             Error::Cancelled => COSMOE_ERR_CANCELLED,
         };

@@ -16,7 +16,6 @@
 //!
 //! Tensors are converted a chunk of rows at a time and streamed to disk: the model is never in RAM whole.
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +28,7 @@ use rayon::prelude::*;
 
 use crate::arch::{Naming, Part, TensorNames};
 use crate::model::{Ffn, Linear, Mlp};
+use crate::outfile::{check_output, PartFile};
 use crate::quant::{QuantScheme, TypePlan};
 use crate::{Error, Model, Result};
 
@@ -37,7 +37,8 @@ use crate::{Error, Model, Result};
 pub struct ConvertConfig {
     /// Hugging Face checkpoint folder.
     pub src: PathBuf,
-    /// GGUF file to write (replaced atomically once complete).
+    /// GGUF file to write (replaced atomically once complete; refused before any work if it is not a
+    /// regular file or is one of the input files: [`crate::outfile::check_output`]).
     pub out: PathBuf,
     /// Types of the weight matrices: a llama-quantize file type, or one type throughout
     /// (`DType::Q8_0.into()`).
@@ -111,6 +112,10 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
             cosmoe_kernels::KernelError::NoQuantizer(cfg.quant.ftype.default_type()).to_string(),
         ));
     }
+    // Before any work: the output can only be a new or replaced regular file, none of the inputs.
+    let mut inputs = vec![cfg.src.as_path()];
+    inputs.extend(cfg.tokenizer.as_deref());
+    check_output(&cfg.out, &inputs)?;
     let model = Model::load(&cfg.src)?;
     let c = &model.config;
     let arch = gguf_arch(c.architecture);
@@ -183,8 +188,9 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
     })
 }
 
-/// Streams `w` to `out` through `out.part` (renamed when complete, removed on error), with a
-/// progress bar over the tensor bytes; `data(i, sink)` writes tensor `i`. Returns the bytes written.
+/// Streams `w` to `out` through `out.part` (renamed when complete, removed on error and, in the
+/// `cosmoe` binary, on SIGINT/SIGTERM: [`crate::outfile`]), with a progress bar over the tensor
+/// bytes; `data(i, sink)` writes tensor `i`. Returns the bytes written.
 pub(crate) fn write_file(
     w: &GgufWriter,
     out: &Path,
@@ -192,12 +198,11 @@ pub(crate) fn write_file(
     mut data: impl FnMut(usize, &mut TensorSink<'_>) -> cosmoe_loader::Result<()>,
 ) -> Result<u64> {
     let total: u64 = w.tensors().iter().map(|t| t.n_bytes as u64).sum();
+    let part = PartFile::create(out)?;
     let bar = progress_bar(progress, total);
-    let part = part_path(out);
-    let file = File::create(&part).map_err(|err| io_error(&part, err))?;
     let written = w.write(
-        &part,
-        BufWriter::with_capacity(1 << 20, file),
+        part.path(),
+        BufWriter::with_capacity(1 << 20, part.file()),
         |i, t, sink| {
             bar.set_message(t.name.clone());
             data(i, sink)?;
@@ -206,28 +211,9 @@ pub(crate) fn write_file(
         },
     );
     bar.finish_and_clear();
-    let written = match written {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e.into());
-        }
-    };
-    std::fs::rename(&part, out).map_err(|err| io_error(out, err))?;
+    let written = written?;
+    part.finish()?;
     Ok(written)
-}
-
-fn part_path(out: &Path) -> PathBuf {
-    let mut s = out.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
-fn io_error(path: &Path, err: std::io::Error) -> Error {
-    Error::Load(cosmoe_loader::LoaderError::Io {
-        path: path.to_owned(),
-        err,
-    })
 }
 
 fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {

@@ -19,6 +19,9 @@ pub enum Error {
     Tokenizer(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// An output file refused before any work (see [`crate::outfile`]).
+    #[error("cannot write {path}: {msg}")]
+    Output { path: PathBuf, msg: String },
     #[error("cancelled")]
     Cancelled,
 }

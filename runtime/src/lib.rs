@@ -8,6 +8,7 @@
 //! - [`quant`]: llama-quantize's file types (`Q4_K_M`, ...) for `convert`, `synth` and `--quantize`.
 //! - [`sampler`], [`generate`]: from logits to tokens.
 //! - [`report`]: what a run measured; [`inspect`]: sizes, parameter counts, the expert/resident split.
+//! - [`outfile`]: files written safely (checked first, through `OUT.part`, removed on failure).
 //! - [`capi`]: the C ABI (`include/cosmoe.h`).
 
 pub mod arch;
@@ -23,6 +24,7 @@ pub mod inspect;
 pub mod kv;
 pub mod model;
 pub mod moe;
+pub mod outfile;
 pub mod quant;
 pub mod report;
 pub mod rope;

@@ -1,7 +1,10 @@
 //! The `cosmoe` command line: the top-level parser and the dispatch to one file per subcommand
 //! (`cli/`).
 
+#[macro_use]
 mod cli;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
@@ -44,7 +47,22 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version go to stdout through `out!`: clap would ignore a closed pipe or a
+        // full disk. (To a terminal clap prints them itself, in colour.)
+        Err(e) if !e.use_stderr() && !std::io::stdout().is_terminal() => {
+            if let Err(err) = out!("{}", e.render()) {
+                cli::output::fail(err.into());
+            }
+            std::process::exit(e.exit_code());
+        }
+        Err(e) => e.exit(),
+    };
+    #[cfg(unix)]
+    if let Err(e) = cli::remove_parts_on_signals() {
+        cli::output::fail(e);
+    }
     let r = match cli.cmd {
         Cmd::Run(a) => cli::run::run(a),
         Cmd::Chat(a) => cli::chat::chat(a),
@@ -57,7 +75,6 @@ fn main() {
         Cmd::Demo(a) => cli::demo::demo(a),
     };
     if let Err(e) = r {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        cli::output::fail(e);
     }
 }

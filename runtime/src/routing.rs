@@ -43,11 +43,11 @@ impl RoutingTrace {
         Ok(t)
     }
 
+    /// Writes the trace as JSON through `PATH.part` ([`crate::outfile`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string(self)
             .map_err(|e| Error::InvalidArgument(format!("routing trace: {e}")))?;
-        std::fs::write(path, text)
-            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
+        crate::outfile::write(path, text.as_bytes())
     }
 
     fn validate(&self) -> std::result::Result<(), String> {

@@ -558,6 +558,7 @@ fn typed_plan(c: &ModelConfig, quant: QuantScheme) -> Result<Vec<Planned>> {
 
 /// Writes the preset's file; returns its size in bytes.
 pub fn synth(cfg: &SynthConfig) -> Result<u64> {
+    crate::outfile::check_output(&cfg.out, &[])?;
     let c = cfg.preset.config();
     let items = typed_plan(&c, cfg.quant)?;
     let mut w = GgufWriter::new();

@@ -5,7 +5,7 @@ use clap::Args;
 use cosmoe::{Session, TokenizerSource};
 use std::time::Instant;
 
-use super::{init_threads, load, set_routing, ModelArgs, RoutingArgs};
+use super::{init_threads, load, print_report, set_routing, ModelArgs, RoutingArgs};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -53,10 +53,5 @@ pub fn bench_on_pool(a: BenchArgs) -> Result<()> {
     };
     let name = a.m.model.display().to_string();
     let r = cosmoe::report::bench(&mut session, load_ms, &cfg, &name)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{r}");
-    }
-    Ok(())
+    print_report(&r, a.json)
 }

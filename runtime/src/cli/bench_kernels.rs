@@ -5,7 +5,7 @@ use clap::Args;
 use cosmoe::bench::KernelBenchConfig;
 use cosmoe_kernels::DType;
 
-use super::{init_threads, parse_dtype};
+use super::{init_threads, parse_dtype, print_report};
 
 #[derive(Args)]
 pub struct BenchKernelsArgs {
@@ -38,10 +38,5 @@ pub fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
         ..Default::default()
     };
     let report = cosmoe::bench::bench_kernels(&cfg);
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    Ok(())
+    print_report(&report, a.json)
 }

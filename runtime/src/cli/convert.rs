@@ -54,9 +54,9 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     let t0 = Instant::now();
     let r = cosmoe::convert::convert(&cfg)?;
     for n in &r.notices {
-        eprintln!("note: {n}");
+        errln!("note: {n}");
     }
-    eprintln!(
+    errln!(
         "wrote {} ({}, {} tensors, {:.1} MiB) in {:.1} s",
         cfg.out.display(),
         r.architecture,

@@ -45,7 +45,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let path = dir.join("cosmoe-wearable.q4_0.gguf");
     let preset = cosmoe::synth::Preset::find("cosmoe-wearable")?;
     if !path.is_file() {
-        eprintln!(
+        errln!(
             "synthesising {} once into {} ...",
             preset.about,
             path.display()
@@ -78,7 +78,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         },
     };
     if !a.json {
-        eprintln!(
+        errln!(
             "{}: random weights, routed like a trained model (ExRep 0.44, the paper's baseline), \
              half of the expert bytes in RAM, the rest read from flash with O_DIRECT",
             preset.name

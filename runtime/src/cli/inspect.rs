@@ -7,6 +7,8 @@ use clap::Args;
 use cosmoe::inspect::ModelReport;
 use cosmoe::Model;
 
+use super::print_report;
+
 #[derive(Args)]
 pub struct InspectArgs {
     /// Model folder or GGUF file.
@@ -22,10 +24,5 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     if cosmoe_loader::GgufFile::is_gguf_path(&a.path) {
         report = report.with_gguf_metadata(&cosmoe_loader::GgufFile::open(&a.path)?);
     }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    Ok(())
+    print_report(&report, a.json)
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use cosmoe::forward::Logits;
 use cosmoe::{Session, TokenizerSource};
@@ -24,13 +24,14 @@ pub struct LogitsArgs {
 
 pub fn logits(a: LogitsArgs) -> Result<()> {
     init_threads(a.m.threads)?;
+    cosmoe::outfile::check_output(&a.out, &[&a.m.model])?;
     let model = load(&a.m, TokenizerSource::None)?;
     let t0 = Instant::now();
     let mut session = Session::new(model.clone());
     let logits = session.eval(&a.ids, Logits::All)?;
     let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
-    eprintln!(
+    cosmoe::outfile::write(&a.out, &bytes)?;
+    errln!(
         "wrote {} x {} logits to {} ({:.1} ms)",
         a.ids.len(),
         model.config.vocab_size,

@@ -1,6 +1,10 @@
 //! The `cosmoe` subcommands, one file each (its arguments and its handler), and what several of
 //! them share: the model and cache flags, the routing flags, the thread pool.
 
+// First: its macros (`out!`, `outln!`, `errln!`) serve the modules below.
+#[macro_use]
+pub mod output;
+
 pub mod bench;
 pub mod bench_kernels;
 pub mod chat;
@@ -114,6 +118,56 @@ pub fn parse_dtype(s: &str) -> Result<DType, String> {
         let all: Vec<String> = DType::ALL.iter().map(|d| d.name().to_lowercase()).collect();
         format!("unknown weight format `{s}` ({})", all.join(", "))
     })
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: removes the output files being written ([`cosmoe::outfile`]),
+/// then dies of the signal as if unhandled (so the shell shows 130 for Ctrl-C, and a script's loop
+/// sees the interruption). A signal that was ignored when cosmoe started (`nohup`, a background
+/// job) stays ignored.
+#[cfg(unix)]
+pub fn remove_parts_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let wanted: Vec<libc::c_int> = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&s| !ignored(s))
+        .collect();
+    let mut signals =
+        signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("cosmoe-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                cosmoe::outfile::remove_parts();
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+                std::process::exit(128 + sig);
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// Whether `sig` is ignored (SIG_IGN), as `nohup` leaves SIGHUP.
+#[cfg(unix)]
+fn ignored(sig: libc::c_int) -> bool {
+    // SAFETY: with a null new action, sigaction only writes the current action into `old`, a plain
+    // C struct for which all zeroes is a valid value.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Prints `report` on stdout: pretty JSON with `json`, else its table.
+pub fn print_report(
+    report: &(impl serde::Serialize + std::fmt::Display),
+    json: bool,
+) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(report)?)?;
+    } else {
+        out!("{report}")?;
+    }
+    Ok(())
 }
 
 /// Sizes the global rayon pool that the kernels split their work over.

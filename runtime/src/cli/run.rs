@@ -1,10 +1,9 @@
 //! `cosmoe run`: text (or token ids) from a prompt.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{ArgGroup, Args};
 use cosmoe::generate::{GenerateConfig, TextStream};
 use cosmoe::sampler::SamplerConfig;
@@ -60,6 +59,15 @@ pub struct RunArgs {
 
 pub fn run(a: RunArgs) -> Result<()> {
     init_threads(a.m.threads)?;
+    if let Some(out) = &a.record_routing {
+        let inputs = [
+            Some(&a.m.model),
+            a.tokenizer.as_ref(),
+            a.routing.routing_trace.as_ref(),
+        ];
+        let inputs: Vec<&Path> = inputs.into_iter().flatten().map(PathBuf::as_path).collect();
+        cosmoe::outfile::check_output(out, &inputs)?;
+    }
     let tokenizer = match &a.tokenizer {
         Some(p) => TokenizerSource::File(p.clone()),
         None => TokenizerSource::Auto,
@@ -88,7 +96,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         if a.temperature > 0.0 {
-            eprintln!("seed {s}");
+            errln!("seed {s}");
         }
         s
     });
@@ -105,32 +113,25 @@ pub fn run(a: RunArgs) -> Result<()> {
 
     let mut session = Session::new(model.clone());
     set_routing(&mut session, &a.routing, prompt.len() + a.n)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     if !a.print_ids && tok.is_none() {
         match &model.tokenizer_note {
-            Some(n) => eprintln!("note: {n}; printing token ids"),
-            None => eprintln!("note: no tokenizer, printing token ids"),
+            Some(n) => errln!("note: {n}; printing token ids"),
+            None => errln!("note: no tokenizer, printing token ids"),
         }
     }
     let mut streamer = tok.filter(|_| !a.print_ids && !a.json).map(TextStream::new);
-    let mut io_err = None;
+    let mut out_err = None;
     let g = session.complete(&prompt, &cfg, |t, last| {
         let r = match &mut streamer {
-            Some(s) => {
-                let piece = s.push(t, last);
-                out.write_all(piece.as_bytes()).and_then(|_| out.flush())
-            }
+            Some(s) => out!("{}", s.push(t, last)),
             None if a.print_ids || a.json => Ok(()),
-            None => write!(out, "{t} ").and_then(|_| out.flush()),
+            None => out!("{t} "),
         };
-        if let Err(e) = r {
-            io_err.get_or_insert(e);
-        }
-        true
+        // Nobody reads the rest (a closed pipe) or it cannot be written: stop generating.
+        r.map_err(|e| out_err = Some(e)).is_ok()
     })?;
-    if let Some(e) = io_err {
-        return Err(e).context("writing to stdout");
+    if let Some(e) = out_err {
+        return Err(e.into());
     }
     let stats = session.stats();
     if a.json {
@@ -142,14 +143,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         };
         let text = tok.and_then(|t| t.decode(&g.tokens, true).ok());
         let v = serde_json::json!({ "tokens": g.tokens, "text": text, "report": report });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else if a.print_ids {
         let ids: Vec<String> = g.tokens.iter().map(u32::to_string).collect();
-        writeln!(out, "{}", ids.join(" "))?;
+        outln!("{}", ids.join(" "))?;
     } else {
-        writeln!(out)?;
+        outln!()?;
     }
-    eprintln!(
+    errln!(
         "prompt {} tokens in {:.1} ms ({:.1} tok/s); generated {} tokens, decode {:.1} tok/s{}",
         stats.prompt_tokens,
         stats.ttft_ms,
@@ -164,7 +165,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     );
     if let Some(trace) = session.routing_trace() {
         let c = &stats.cache;
-        eprintln!(
+        errln!(
             "experts: {} requests, hit rate {:.1} %, {:.1} MiB read, stall {:.1} ms, {} evictions; ExRep {:.3}",
             c.requests,
             100.0 * c.hit_rate,
@@ -174,7 +175,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             stats.routing.exrep
         );
         for n in &stats.notices {
-            eprintln!("note: {n}");
+            errln!("note: {n}");
         }
         if let Some(p) = &a.record_routing {
             trace.save(p)?;

@@ -51,7 +51,7 @@ pub fn synth(a: SynthArgs) -> Result<()> {
     };
     let t0 = Instant::now();
     let n = cosmoe::synth::synth(&cfg)?;
-    eprintln!(
+    errln!(
         "wrote {} ({}, random weights, {:.1} MiB) in {:.1} s",
         cfg.out.display(),
         cfg.preset.about,
