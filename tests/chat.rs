@@ -249,3 +249,76 @@ fn chat_without_a_template_says_what_to_do() {
         "{stderr}"
     );
 }
+
+/// Ctrl-C while an answer is written stops that answer; the conversation goes on (the next line is
+/// answered) and ends normally at the end of input.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_answer_not_the_chat() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("w.gguf");
+    // Big enough that an answer of thousands of tokens takes seconds.
+    let st = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .args([
+            "synth",
+            "--preset",
+            "cosmoe-wearable",
+            "--type",
+            "q4_0",
+            "--pure",
+            "-o",
+        ])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let template = dir.path().join("t.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}<assistant> ",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .arg("chat")
+        .arg("--model")
+        .arg(&model)
+        .arg("--chat-template")
+        .arg(&template)
+        .args(["--temperature", "0", "-n", "3000", "--threads", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    // The answer has started once its first bytes arrive.
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    stdin.write_all(b"/stats\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("(stopped)"), "{stderr}");
+    assert!(!stderr.contains("(answer cut"), "{stderr}");
+    // /stats after the stopped answer: fewer tokens than -n were generated.
+    let generated: usize = stderr
+        .split("generated ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!((1..3000).contains(&generated), "{stderr}");
+}

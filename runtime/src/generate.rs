@@ -75,4 +75,18 @@ impl<'t> TextStream<'t> {
         self.printed = text.len();
         new
     }
+
+    /// What is held back when the tokens end before `push` was told the last one (an incomplete
+    /// character as U+FFFD).
+    pub fn finish(&mut self) -> String {
+        let Ok(text) = self.tok.decode(&self.ids, true) else {
+            return String::new();
+        };
+        if text.len() <= self.printed || !text.is_char_boundary(self.printed) {
+            return String::new();
+        }
+        let new = text[self.printed..].to_owned();
+        self.printed = text.len();
+        new
+    }
 }

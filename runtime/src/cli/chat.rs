@@ -2,15 +2,18 @@
 //! whole conversation, tokenizes it (special tokens parsed, nothing added, as transformers'
 //! `apply_chat_template` does) and evaluates only what the context does not hold yet.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use cosmoe::chat::{ChatMessage, ChatTemplate};
 use cosmoe::generate::{GenerateConfig, StopReason, TextStream};
 use cosmoe::sampler::SamplerConfig;
-use cosmoe::{Session, TokenizerSource};
+use cosmoe::session::CancelHandle;
+use cosmoe::{Error, Session, TokenizerSource};
 
 use super::{init_threads, load, ModelArgs};
 
@@ -113,7 +116,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         if a.temperature > 0.0 {
-            eprintln!("seed {s}");
+            errln!("seed {s}");
         }
         s
     });
@@ -131,7 +134,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     // whether or not the model's config lists it.
     let end_of_turn = tok.token_to_id(&template.eos_token);
 
-    eprintln!(
+    errln!(
         "cosmoe chat: {} (template: {}); /reset starts over, /stats shows the run's figures, /exit or Ctrl-D ends",
         a.m.model.display(),
         template.origin()
@@ -143,10 +146,12 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         .collect();
     let mut messages = system.clone();
     let mut session = Session::new(model.clone());
+    let answering = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    stop_answers_on_ctrl_c(session.cancel_handle(), answering.clone())?;
     // What the context holds (the last sampled token included: it is evaluated with the next input).
     let mut held: Vec<u32> = Vec::new();
     let mut input = Input::new()?;
-    let stdout = std::io::stdout();
     while let Some(line) = input.next()? {
         let line = line.trim_end_matches(['\r', '\n']);
         match line.trim() {
@@ -156,7 +161,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
                 messages = system.clone();
                 session.reset();
                 held.clear();
-                eprintln!("(conversation reset)");
+                errln!("(conversation reset)");
                 continue;
             }
             "/stats" => {
@@ -174,11 +179,11 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             .to_vec();
         if a.verbose_prompt {
             let s: Vec<String> = ids.iter().map(u32::to_string).collect();
-            eprintln!("prompt ids: {}", s.join(" "));
+            errln!("prompt ids: {}", s.join(" "));
         }
         if ids.len() >= session.n_ctx() {
             messages.pop();
-            eprintln!(
+            errln!(
                 "(the conversation needs {} positions, the context holds {}: /reset to start over)",
                 ids.len(),
                 session.n_ctx()
@@ -193,33 +198,58 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             session.reset();
             &ids[..]
         };
-        session.eval(new, cosmoe::forward::Logits::Last)?;
         let mut stream = TextStream::new(tok);
-        let mut out = stdout.lock();
         let mut io_err = None;
-        let mut answer = Vec::new();
-        let g = session.generate(&cfg, |t, last| {
-            let end = Some(t) == end_of_turn;
-            if !end {
-                answer.push(t);
-            }
-            let piece = stream.push(t, last || end);
-            if let Err(e) = out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
-                io_err.get_or_insert(e);
-            }
-            !end
-        })?;
+        // Every sampled token (the context holds them all, the last one once the next input is
+        // evaluated), and the answer's (without the end of turn).
+        let (mut sampled, mut answer) = (Vec::new(), Vec::new());
+        answering.store(true, Ordering::SeqCst);
+        let r = session
+            .eval(new, cosmoe::forward::Logits::Last)
+            .map(|_| ())
+            .and_then(|()| {
+                session.generate(&cfg, |t, last| {
+                    sampled.push(t);
+                    let end = Some(t) == end_of_turn;
+                    if !end {
+                        answer.push(t);
+                    }
+                    let piece = stream.push(t, last || end);
+                    if let Err(e) = out!("{piece}") {
+                        io_err.get_or_insert(e);
+                        return false;
+                    }
+                    !end
+                })
+            });
+        answering.store(false, Ordering::SeqCst);
         if let Some(e) = io_err {
-            return Err(e).context("writing to stdout");
+            return Err(e.into());
         }
-        writeln!(out).context("writing to stdout")?;
-        match g.stop {
-            StopReason::MaxTokens => eprintln!("(answer cut at {} tokens: -n)", a.n),
-            StopReason::ContextFull => eprintln!("(context full: /reset to start over)"),
+        let stop = match r {
+            Ok(g) => Some(g.stop),
+            Err(Error::Cancelled) if sampled.is_empty() => {
+                // Stopped while reading the prompt: the context is as it was, the message unsent.
+                messages.pop();
+                errln!("(stopped)");
+                continue;
+            }
+            Err(Error::Cancelled) => None,
+            Err(e) => return Err(e.into()),
+        };
+        // What a stopped answer held back of a character cut across tokens.
+        if stop.is_none() {
+            out!("{}", stream.finish())?;
+        }
+        outln!()?;
+        match stop {
+            None => errln!("(stopped)"),
+            Some(StopReason::MaxTokens) => errln!("(answer cut at {} tokens: -n)", a.n),
+            Some(StopReason::ContextFull) => errln!("(context full: /reset to start over)"),
             _ => {}
         }
         held = ids;
-        held.extend(&g.tokens);
+        held.extend(&sampled);
         let reply = tok
             .decode(&answer, true)
             .map_err(|e| anyhow!("decoding the answer: {e}"))?;
@@ -231,7 +261,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 /// The conversation's figures so far, on stderr.
 fn print_stats(session: &Session) {
     let s = session.stats();
-    eprintln!(
+    errln!(
         "prompt {} tokens ({:.1} tok/s), generated {} tokens ({:.1} tok/s), last time to first token {:.1} ms; context {} of {} positions ({:.1} MiB of KV)",
         s.prompt_tokens,
         s.prefill_tok_s,
@@ -244,7 +274,7 @@ fn print_stats(session: &Session) {
     );
     if session.model().config.moe.is_some() {
         let c = &s.cache;
-        eprintln!(
+        errln!(
             "experts: {} requests, hit rate {:.1} %, {:.1} MiB read, stall {:.1} ms; ExRep {:.3}",
             c.requests,
             100.0 * c.hit_rate,
@@ -253,4 +283,26 @@ fn print_stats(session: &Session) {
             s.routing.exrep
         );
     }
+}
+
+/// Ctrl-C (SIGINT) stops the answer being written, not the conversation; between answers it ends
+/// cosmoe as usual (status 130). On a terminal the prompt's line editor reads Ctrl-C itself.
+#[cfg(unix)]
+fn stop_answers_on_ctrl_c(cancel: CancelHandle, answering: Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::SIGINT;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT]).context("handling Ctrl-C")?;
+    std::thread::Builder::new()
+        .name("cosmoe-chat-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if answering.load(Ordering::SeqCst) {
+                    cancel.cancel();
+                } else {
+                    let _ = signal_hook::low_level::emulate_default_handler(sig);
+                    std::process::exit(128 + sig);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
