@@ -8,6 +8,8 @@
 
 pub(in crate::x86_64) mod attn;
 mod bf16;
+#[cfg(test)]
+mod extremes;
 mod f16;
 mod f32;
 pub(in crate::x86_64) mod iq2_xxs;
