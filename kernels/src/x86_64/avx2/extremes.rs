@@ -2,9 +2,11 @@
 //! sums of `vpmaddubsw`, the activation byte -128 that its sign tricks must survive), for the
 //! two-block loops `q4_1::dot_min` and `q5_0::dot_signed` (scale 1 and small integer mins: every
 //! partial sum is an exact small integer, so the kernels must equal the scalar reference bit for
-//! bit).
+//! bit); and values for the activation quantisers' rounding.
 
-use crate::blocks::{to_scale, BlockQ8_0, BlockQ8_1};
+use std::fmt::Debug;
+
+use crate::blocks::{to_scale, BlockQ8_0, BlockQ8_1, QK};
 
 /// Block counts with and without an odd last block (the loops' remainder).
 pub(super) const BLOCK_COUNTS: [usize; 10] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 17];
@@ -71,4 +73,89 @@ pub(super) fn q8_1_blocks(nb: usize) -> Vec<BlockQ8_1> {
             }
         })
         .collect()
+}
+
+/// Rows for the activation quantisers: exact ties and their neighbours, halves, inexact scales,
+/// huge, tiny, subnormal and infinite blocks, NaNs first, in the middle and last in a block, zeros
+/// of both signs, and an ordinary row; 32 values a block.
+fn quantizer_cases() -> Vec<f32> {
+    let mut x = Vec::new();
+    // amax 127 makes d = 1 and id = 1: x * id is x, so these are exact ties.
+    let mut b: Vec<f32> = (0..31).map(|i| i as f32 * 8.0 - 120.5).collect();
+    b.push(127.0);
+    x.extend(&b);
+    x.extend(b.iter().map(|v| -v));
+    // Neighbours of ties.
+    let mut b: Vec<f32> = (0..31)
+        .map(|i| {
+            let t = i as f32 * 4.0 - 60.5;
+            if i % 2 == 0 {
+                f32::from_bits(t.to_bits() + 1)
+            } else {
+                f32::from_bits(t.to_bits() - 1)
+            }
+        })
+        .collect();
+    b.push(-127.0);
+    x.extend(&b);
+    // Halves and their neighbours below one: 0.5, 0.49999997, 0.50000006.
+    let mut b: Vec<f32> = (0..31)
+        .map(|i| {
+            let h = 0.5f32 + (i / 3) as f32;
+            let h = if i % 2 == 0 { h } else { -h };
+            match i % 3 {
+                0 => h,
+                1 => f32::from_bits(h.to_bits() - 1),
+                _ => f32::from_bits(h.to_bits() + 1),
+            }
+        })
+        .collect();
+    b.push(127.0);
+    x.extend(&b);
+    // Inexact scales.
+    x.extend((0..32).map(|i| (i as f32 - 16.0) * 0.05));
+    x.extend((0..32).map(|i| (i as f32 - 3.0) * 1.7e5));
+    // Subnormal and tiny blocks (id overflows to inf or d rounds to 0), huge and infinite ones.
+    for &v in &[1e-45f32, 1e-43, 3e-39, 1e-38, 1e30, f32::MAX, f32::INFINITY] {
+        x.extend((0..32).map(|i| match i % 5 {
+            0 => v,
+            1 => -v,
+            2 => v * 0.5,
+            3 => 0.0,
+            _ => -v * 0.3,
+        }));
+    }
+    // NaNs first, in the middle and last in a block, one beside an infinity.
+    for at in [0usize, 3, 31] {
+        let mut b: Vec<f32> = (0..32).map(|i| i as f32 - 10.3).collect();
+        b[at] = f32::NAN;
+        b[(at + 17) % 32] = -f32::NAN;
+        if at == 3 {
+            b[25] = f32::NEG_INFINITY;
+        }
+        x.extend(&b);
+    }
+    let mut b: Vec<f32> = (0..32).map(|i| i as f32 - 10.3).collect();
+    b[20] = f32::NEG_INFINITY;
+    x.extend(&b);
+    x.extend([0f32; 32]);
+    x.extend([-0.0f32; 32]);
+    x.extend((0..32 * 64).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.0137));
+    x
+}
+
+/// `quantize` gives the blocks `reference` gives on every row of [`quantizer_cases`].
+pub(super) fn assert_quantizes_as<B: Clone + Debug + Default + PartialEq>(
+    quantize: fn(&[f32], &mut [B]),
+    reference: fn(&[f32], &mut [B]),
+) {
+    let x = quantizer_cases();
+    let nb = x.len() / QK;
+    let mut a = vec![B::default(); nb];
+    let mut r = vec![B::default(); nb];
+    quantize(&x, &mut a);
+    reference(&x, &mut r);
+    for (i, (a, r)) in a.iter().zip(&r).enumerate() {
+        assert_eq!(a, r, "block {i}: {:?}", &x[i * QK..(i + 1) * QK]);
+    }
 }
