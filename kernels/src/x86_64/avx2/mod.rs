@@ -188,8 +188,7 @@ pub(in crate::x86_64) fn tile_rows<B: bytemuck::Pod>(
     }
 }
 
-/// An f16 scale as f32 with F16C (exact, as `blocks::scale`, which goes through the `half` crate's
-/// run-time detection and measured a third of a Q4_K super-block's time).
+/// An f16 scale as f32 with F16C: one instruction, exact, the bits of `blocks::scale`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(in crate::x86_64) fn f16(d: [u8; 2]) -> f32 {
