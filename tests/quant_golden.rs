@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use cosmoe::forward::Logits;
 use cosmoe::generate::GenerateConfig;
-use cosmoe::quant::{FileType, QuantScheme, TypePlan};
+use cosmoe::quant::{Blocks, FileType, QuantScheme, TypePlan};
 use cosmoe::synth::{planned_types, synth, Preset, SynthConfig};
 use cosmoe::{LoadOptions, Model, Session};
 use cosmoe_kernels::{quantize, DType};
@@ -337,7 +337,8 @@ fn every_file_type_of_the_gguf_fixtures_matches_llama_quantize() {
         assert_eq!(ftypes.len(), writable.len(), "{name}");
         for f in writable {
             let want = &ftypes[f.name()];
-            let plan = TypePlan::new(QuantScheme::mix(f), &config, &list).unwrap();
+            let plan =
+                TypePlan::new(QuantScheme::mix(f), &config, &list, Blocks::Quantised).unwrap();
             let mut names: Vec<&str> = list.iter().map(|t| t.0.as_str()).collect();
             names.sort_unstable();
             let mut h = Sha256::new();

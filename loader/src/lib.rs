@@ -35,7 +35,7 @@ pub use cosmoe_kernels::DType;
 pub use gguf::{GgmlType, GgufFile, GgufTensorInfo};
 pub use gguf_config::gguf_rope_interleaved;
 pub use gguf_writer::GgufWriter;
-pub use quant::{FileType, QuantScheme};
+pub use quant::{Blocks, FileType, QuantScheme};
 pub use safetensors::{Checkpoint, TensorInfo, Weight};
 pub use source::{ModelPath, TensorStat, WeightSource};
 
@@ -114,6 +114,9 @@ pub enum LoaderError {
     UnknownFileType { name: String, accepted: String },
     #[error("tensor `{tensor}`: {msg}")]
     Quantize { tensor: String, msg: String },
+    /// What the kernels refuse, such as a plan to quantise to a type cosmoe has no quantiser for.
+    #[error(transparent)]
+    Kernel(#[from] cosmoe_kernels::KernelError),
 }
 
 pub type Result<T, E = LoaderError> = std::result::Result<T, E>;

@@ -354,13 +354,33 @@ pub struct TensorType {
     pub fallback_from: Option<DType>,
 }
 
+/// Where the blocks of a plan's matrices come from, which decides the types a plan may give them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocks {
+    /// Quantised from real weights (`cosmoe convert`, `--quantize` on load): every type needs a
+    /// quantiser of cosmoe's ([`DType::has_quantizer`]).
+    Quantised,
+    /// Random blocks (`cosmoe synth`): also the types cosmoe has no quantiser for, in their pure
+    /// schemes (llama-quantize's mixes of them need an importance matrix).
+    Random,
+}
+
 /// The type of each tensor of `tensors` under `scheme`, as llama-quantize chooses it; `None` for a
-/// tensor llama-quantize copies as it is (vectors, norms, routers, ...).
+/// tensor llama-quantize copies as it is (vectors, norms, routers, ...). A scheme whose type cosmoe
+/// cannot quantise to is an error for [`Blocks::Quantised`] ([`KernelError::NoQuantizer`]), and as
+/// a mix for [`Blocks::Random`] too.
+///
+/// [`KernelError::NoQuantizer`]: cosmoe_kernels::KernelError::NoQuantizer
 pub fn plan_types(
     scheme: QuantScheme,
     model: &QuantModel,
     tensors: &[QuantTensor<'_>],
+    blocks: Blocks,
 ) -> Result<Vec<Option<TensorType>>> {
+    let default = scheme.default_type();
+    if blocks == Blocks::Quantised && !default.has_quantizer() {
+        return Err(cosmoe_kernels::KernelError::NoQuantizer(default).into());
+    }
     let cats: Vec<Category> = tensors.iter().map(|t| Category::of(t.name)).collect();
     let mut st = State {
         scheme,
@@ -385,7 +405,6 @@ pub fn plan_types(
         if !allows_quantization(t) {
             continue;
         }
-        let default = scheme.default_type();
         if !default.quantised_activations() {
             // F32, F16, BF16: every matrix in it, no rules, no fallbacks.
             out[i] = Some(TensorType {
@@ -396,6 +415,7 @@ pub fn plan_types(
         }
         let chosen = match scheme.pure {
             true => default,
+            // Random blocks only (see above).
             false if !default.has_quantizer() => {
                 return Err(LoaderError::Quantize {
                     tensor: t.name.to_owned(),
@@ -753,7 +773,7 @@ mod tests {
             .iter()
             .map(|(name, ne)| QuantTensor { name, ne })
             .collect();
-        plan_types(scheme, m, &ts)
+        plan_types(scheme, m, &ts, Blocks::Quantised)
             .unwrap()
             .into_iter()
             .map(|t| t.map(|t| t.dtype))
@@ -859,7 +879,32 @@ mod tests {
             name: "blk.7.ffn_down_exps.weight",
             ne: &ne,
         }];
-        let e = plan_types(FileType::Q4_K_M.into(), &m, &t).unwrap_err();
+        let e = plan_types(FileType::Q4_K_M.into(), &m, &t, Blocks::Quantised).unwrap_err();
         assert!(e.to_string().contains("layer 7"), "{e}");
+    }
+
+    /// A type cosmoe cannot quantise to: refused for quantised blocks, pure or mixed, with the
+    /// kernels' reason; allowed pure for random blocks, and refused as a mix, which needs an
+    /// importance matrix.
+    #[test]
+    fn types_without_a_quantiser_are_random_and_pure_only() {
+        let m = model(1, 0);
+        let ne = [512usize, 256];
+        let t = [QuantTensor {
+            name: "blk.0.attn_q.weight",
+            ne: &ne,
+        }];
+        for scheme in [
+            QuantScheme::mix(FileType::IQ3_S),
+            QuantScheme::pure(DType::IQ3_S),
+        ] {
+            let e = plan_types(scheme, &m, &t, Blocks::Quantised).unwrap_err();
+            assert!(e.to_string().contains("cannot quantise to IQ3_S"), "{e}");
+        }
+        let pure = plan_types(QuantScheme::pure(DType::IQ3_S), &m, &t, Blocks::Random).unwrap();
+        assert_eq!(pure[0].map(|t| t.dtype), Some(DType::IQ3_S));
+        let mix = QuantScheme::mix(FileType::IQ3_S);
+        let e = plan_types(mix, &m, &t, Blocks::Random).unwrap_err();
+        assert!(e.to_string().contains("importance matrix"), "{e}");
     }
 }

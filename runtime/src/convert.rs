@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use crate::arch::{Naming, Part, TensorNames};
 use crate::model::{Ffn, Linear, Mlp};
 use crate::outfile::{check_output, PartFile};
-use crate::quant::{QuantScheme, TypePlan};
+use crate::quant::{Blocks, QuantScheme, TypePlan};
 use crate::{Error, Model, Result};
 
 /// What to convert, and how.
@@ -107,11 +107,6 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
             cfg.src.display()
         )));
     }
-    if !cfg.quant.ftype.default_type().has_quantizer() {
-        return Err(Error::InvalidArgument(
-            cosmoe_kernels::KernelError::NoQuantizer(cfg.quant.ftype.default_type()).to_string(),
-        ));
-    }
     // Before any work: the output can only be a new or replaced regular file, none of the inputs.
     let mut inputs = vec![cfg.src.as_path()];
     inputs.extend(cfg.tokenizer.as_deref());
@@ -161,7 +156,7 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
         .iter()
         .map(|i| (i.name.clone(), i.ne.clone()))
         .collect();
-    let types = TypePlan::new(cfg.quant, c, &list)?;
+    let types = TypePlan::new(cfg.quant, c, &list, Blocks::Quantised)?;
     let mut fallbacks = Vec::new();
     for it in &mut items {
         if let Some(t) = types.get(&it.name) {

@@ -17,7 +17,7 @@ use cosmoe_loader::{
 };
 
 use crate::arch::{ArchSpec, ExpertLayout, Naming, Part, QkNorm, TensorNames};
-use crate::quant::{QuantScheme, TypePlan};
+use crate::quant::{Blocks, QuantScheme, TypePlan};
 use crate::rope::Rope;
 use crate::{Error, Result};
 
@@ -226,19 +226,18 @@ impl Model {
             Naming::Gguf => !config.tie_word_embeddings,
             Naming::HuggingFace => crate::quant::writes_output(&config),
         };
-        if let Some(s) = opts.quantize {
-            let dt = s.ftype.default_type();
-            if !dt.has_quantizer() {
-                return Err(Error::InvalidArgument(format!(
-                    "--quantize {}: {}",
-                    s.ftype.name().to_lowercase(),
-                    cosmoe_kernels::KernelError::NoQuantizer(dt)
-                )));
-            }
-        }
         let plan = opts
             .quantize
-            .map(|s| TypePlan::for_config(s, &config, output))
+            .map(|s| {
+                TypePlan::for_config(s, &config, output, Blocks::Quantised).map_err(|e| match e {
+                    // A type it cannot quantise to, named as the option gave it.
+                    Error::InvalidArgument(msg) => Error::InvalidArgument(format!(
+                        "--quantize {}: {msg}",
+                        s.ftype.name().to_lowercase()
+                    )),
+                    e => e,
+                })
+            })
             .transpose()?;
         let b = Builder {
             ck: source.as_ref(),

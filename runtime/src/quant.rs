@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 
 use cosmoe_loader::quant::{plan_types, QuantModel, QuantTensor, TensorType};
-use cosmoe_loader::{Architecture, ModelConfig};
+use cosmoe_loader::{Architecture, LoaderError, ModelConfig};
 
-pub use cosmoe_loader::quant::{FileType, QuantScheme};
+pub use cosmoe_loader::quant::{Blocks, FileType, QuantScheme};
 
 use crate::arch::{Naming, Part, TensorNames};
 use crate::convert::gguf_arch;
-use crate::Result;
+use crate::{Error, Result};
 
 /// What llama-quantize reads of a model besides its tensors.
 pub fn quant_model(c: &ModelConfig) -> QuantModel {
@@ -81,17 +81,23 @@ pub struct TypePlan {
 }
 
 impl TypePlan {
-    /// The types llama-quantize would give `tensors` (name, ggml dims) of a model of `c`.
+    /// The types llama-quantize would give `tensors` (name, ggml dims) of a model of `c`, for
+    /// matrices made of `blocks`. A scheme in a type cosmoe cannot quantise to is an
+    /// [`Error::InvalidArgument`] (see [`plan_types`] for which).
     pub fn new(
         scheme: QuantScheme,
         c: &ModelConfig,
         tensors: &[(String, Vec<usize>)],
+        blocks: Blocks,
     ) -> Result<TypePlan> {
         let ts: Vec<QuantTensor<'_>> = tensors
             .iter()
             .map(|(name, ne)| QuantTensor { name, ne })
             .collect();
-        let planned = plan_types(scheme, &quant_model(c), &ts)?;
+        let planned = plan_types(scheme, &quant_model(c), &ts, blocks).map_err(|e| match e {
+            LoaderError::Kernel(e) => Error::InvalidArgument(e.to_string()),
+            e => Error::Load(e),
+        })?;
         let types = tensors
             .iter()
             .zip(planned)
@@ -101,8 +107,13 @@ impl TypePlan {
     }
 
     /// The plan for the file `cosmoe convert` would write of `c` ([`gguf_matrices`]).
-    pub fn for_config(scheme: QuantScheme, c: &ModelConfig, output: bool) -> Result<TypePlan> {
-        Self::new(scheme, c, &gguf_matrices(c, output))
+    pub fn for_config(
+        scheme: QuantScheme,
+        c: &ModelConfig,
+        output: bool,
+        blocks: Blocks,
+    ) -> Result<TypePlan> {
+        Self::new(scheme, c, &gguf_matrices(c, output), blocks)
     }
 
     /// The type of tensor `name`; `None` where it stays as stored (routers, norms) or is not in the

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use crate::arch::{Naming, Part, QkNorm, TensorNames};
 use crate::convert::metadata;
-use crate::quant::{QuantScheme, TypePlan};
+use crate::quant::{Blocks, QuantScheme, TypePlan};
 use crate::{Error, Result};
 use cosmoe_loader::config::Multipliers;
 
@@ -539,7 +539,7 @@ fn typed_plan(c: &ModelConfig, quant: QuantScheme) -> Result<Vec<Planned>> {
         .iter()
         .map(|i| (i.name.clone(), i.ne.clone()))
         .collect();
-    let types = TypePlan::new(quant, c, &list)?;
+    let types = TypePlan::new(quant, c, &list, Blocks::Random)?;
     for it in &mut items {
         let (Some(t), Fill::Uniform { std }) = (types.get(&it.name), it.fill) else {
             continue;

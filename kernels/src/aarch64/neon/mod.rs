@@ -346,8 +346,8 @@ pub(super) fn cvt_f16(h: u16) -> f32 {
     out
 }
 
-/// The f16 scale of a block (two little-endian bytes) as f32: [`crate::blocks::scale`] without the
-/// run-time dispatch.
+/// The f16 scale of a block (two little-endian bytes) as f32 in one instruction: the bits of
+/// [`crate::blocks::scale`].
 #[inline(always)]
 pub(super) fn scale(d: [u8; 2]) -> f32 {
     cvt_f16(u16::from_le_bytes(d))

@@ -1,4 +1,5 @@
-//! Q3_K weights against Q8_K-quantised activations.
+//! Q3_K weights against Q8_K-quantised activations, and the kernel Q6_K shares with it
+//! ([`OffsetLevels`]).
 
 use std::arch::aarch64::*;
 
@@ -16,7 +17,7 @@ use crate::blocks::{BlockQ3K, BlockQ8K};
 pub fn dot(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
     debug_assert_eq!(w.len(), a.len());
     // SAFETY: `Widen` uses base NEON only.
-    unsafe { dot_blocks::<Widen>(w, a) }
+    unsafe { dot_blocks::<Widen, _>(w, a) }
 }
 
 /// [`dot`] with `sdot`. Installed by [`super::table`] only where the CPU has the dot-product
@@ -33,7 +34,7 @@ pub(super) fn dot_dotprod(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "dotprod")]
 unsafe fn dot_sdot(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
     // SAFETY: the caller guarantees dotprod, which this function is compiled with.
-    unsafe { dot_blocks::<SDot>(w, a) }
+    unsafe { dot_blocks::<SDot, _>(w, a) }
 }
 
 /// The sixteen 6-bit scales minus 32, one per byte: scale `j`'s low 4 bits are the low (`j < 8`) or
@@ -72,41 +73,96 @@ unsafe fn high_bits(hm: uint8x16_t) -> [uint8x16_t; 4] {
     ]
 }
 
+/// A super-block of sixteen 16-value sub-blocks with signed scales whose levels are unsigned bytes
+/// less a fixed offset (Q3_K: `q + 4 * h - 4`; Q6_K: `q - 32`), what [`dot_blocks`] reads of it.
+pub(super) trait OffsetLevels {
+    /// What every level is less.
+    const OFFSET: i32;
+    /// What unpacking the levels of both halves reads once (Q3_K: `hmask`).
+    type High;
+    fn d(&self) -> [u8; 2];
+    /// The sixteen scales, one per sub-block.
+    ///
+    /// # Safety
+    /// None beyond NEON (baseline on aarch64); `unsafe` as the loads and intrinsics are.
+    unsafe fn signed_scales(&self) -> int8x16_t;
+    /// # Safety
+    /// None beyond NEON (baseline on aarch64); `unsafe` as the loads and intrinsics are.
+    unsafe fn high(&self) -> Self::High;
+    /// The unsigned levels of half `n` (values `128n..128n + 128`), sixteen a vector in order.
+    ///
+    /// # Safety
+    /// `n < 2`; beyond that NEON (baseline on aarch64); `unsafe` as the loads and intrinsics are.
+    unsafe fn levels(&self, n: usize, h: &Self::High) -> [uint8x16_t; 8];
+}
+
+impl OffsetLevels for BlockQ3K {
+    const OFFSET: i32 = 4;
+    /// `hmask` in two halves.
+    type High = [uint8x16_t; 2];
+    #[inline(always)]
+    fn d(&self) -> [u8; 2] {
+        self.d
+    }
+    #[inline(always)]
+    unsafe fn signed_scales(&self) -> int8x16_t {
+        scales(&self.scales)
+    }
+    #[inline(always)]
+    unsafe fn high(&self) -> [uint8x16_t; 2] {
+        // SAFETY (loads): the 32 bytes of `hmask`, borrowed for the call.
+        [
+            vld1q_u8(self.hmask.as_ptr()),
+            vld1q_u8(self.hmask.as_ptr().add(16)),
+        ]
+    }
+    /// Value 32k + l (l < 32) of the half is plane k of qs[32n + l] with bit 4n + k of hmask[l]
+    /// above it.
+    #[inline(always)]
+    unsafe fn levels(&self, n: usize, hm: &[uint8x16_t; 2]) -> [uint8x16_t; 8] {
+        // SAFETY (loads): 32 of the 64 bytes of `qs` (`n < 2`), borrowed for the call.
+        let q = self.qs.as_ptr().add(32 * n);
+        let (q0, q1) = (planes(vld1q_u8(q)), planes(vld1q_u8(q.add(16))));
+        let (h0, h1) = match n {
+            0 => (high_bits(hm[0]), high_bits(hm[1])),
+            _ => (
+                high_bits(vshrq_n_u8::<4>(hm[0])),
+                high_bits(vshrq_n_u8::<4>(hm[1])),
+            ),
+        };
+        [
+            vorrq_u8(q0[0], h0[0]),
+            vorrq_u8(q1[0], h1[0]),
+            vorrq_u8(q0[1], h0[1]),
+            vorrq_u8(q1[1], h1[1]),
+            vorrq_u8(q0[2], h0[2]),
+            vorrq_u8(q1[2], h1[2]),
+            vorrq_u8(q0[3], h0[3]),
+            vorrq_u8(q1[3], h1[3]),
+        ]
+    }
+}
+
+/// The product of any [`OffsetLevels`] format (see [`dot`]).
+///
 /// # Safety
 /// The CPU must have what `D` uses (see [`I8Dot`]).
 #[inline(always)]
-unsafe fn dot_blocks<D: I8Dot>(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
+pub(super) unsafe fn dot_blocks<D: I8Dot, B: OffsetLevels>(w: &[B], a: &[BlockQ8K]) -> f32 {
     let zero = vdupq_n_s32(0);
     let mut sumf = 0f32;
     for (b, y) in w.iter().zip(a) {
-        let sc = scales(&b.scales);
+        let sc = b.signed_scales();
         let sc = [vmovl_s8(vget_low_s8(sc)), vmovl_high_s8(sc)];
-        // SAFETY (loads): the 32 bytes of `b.hmask`, borrowed for the call.
-        let hm = [
-            vld1q_u8(b.hmask.as_ptr()),
-            vld1q_u8(b.hmask.as_ptr().add(16)),
-        ];
+        let h = b.high();
         let mut isum = zero;
         for (n, &sc) in sc.iter().enumerate() {
-            // One 128-value half, qs[32n..32n + 32]: value 32k + l (l < 32) is plane k of qs[l]
-            // with bit 4n + k of hmask[l] above it; sub-block 2k + l / 16.
-            // SAFETY (loads): 32 of the 64 bytes of `b.qs`, borrowed for the call.
-            let q = b.qs.as_ptr().add(32 * n);
-            let (q0, q1) = (planes(vld1q_u8(q)), planes(vld1q_u8(q.add(16))));
-            let (h0, h1) = match n {
-                0 => (high_bits(hm[0]), high_bits(hm[1])),
-                _ => (
-                    high_bits(vshrq_n_u8::<4>(hm[0])),
-                    high_bits(vshrq_n_u8::<4>(hm[1])),
-                ),
-            };
+            let v = b.levels(n, &h);
             // SAFETY (loads): 128 of the 256 `i8` of `y.qs`, borrowed for the call.
             let x = y.qs.as_ptr().add(128 * n);
             let mut p = [zero; 8];
-            for k in 0..4 {
-                let (v0, v1) = (vorrq_u8(q0[k], h0[k]), vorrq_u8(q1[k], h1[k]));
-                p[2 * k] = D::dot(zero, s8(v0), vld1q_s8(x.add(32 * k)));
-                p[2 * k + 1] = D::dot(zero, s8(v1), vld1q_s8(x.add(32 * k + 16)));
+            for (k, (p, &v)) in p.iter_mut().zip(&v).enumerate() {
+                *p = D::dot(zero, s8(v), vld1q_s8(x.add(16 * k)));
             }
             let s = [
                 lane_sums4([p[0], p[1], p[2], p[3]]),
@@ -114,9 +170,11 @@ unsafe fn dot_blocks<D: I8Dot>(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
             ];
             isum = vaddq_s32(isum, scaled_sum8(s, sc));
         }
-        // |sum| <= 16 * 32 * 16 * 7 * 128 < 2^23 and |offset| <= 4 * 16 * 32 * 2048 = 2^22: exact.
-        let isum = vaddvq_s32(isum) - 4 * bsums_dot16(&y.bsums, sc);
-        sumf += (scale(b.d) * y.d) * isum as f32;
+        // Q3_K: |sum| <= 16 * 32 * 16 * 7 * 128 < 2^23 and |offset| <= 4 * 16 * 32 * 2048 = 2^22;
+        // Q6_K: |sum| <= 16 * 128 * 16 * 63 * 128 < 2^28 and |offset| <= 32 * 16 * 128 * 2048 =
+        // 2^27: exact in i32.
+        let isum = vaddvq_s32(isum) - B::OFFSET * bsums_dot16(&y.bsums, sc);
+        sumf += (scale(b.d()) * y.d) * isum as f32;
     }
     sumf
 }

@@ -16,15 +16,29 @@ pub(crate) fn dot(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     unsafe { dot_avx2(w, x) }
 }
 
-/// Two blocks a step into two accumulators: the unsigned nibbles times the activations
-/// ([`mul_sum_u8`]: exact for every activation byte, -128 included, so no check for it), the
-/// eight lane sums converted to f32 (exact: at most `32 * 15 * 128 < 2^24`), times `d_w * d_x`,
-/// summed by FMA; the min terms `m_w * s_x` summed apart in two lanes and added at the end.
+/// [`dot_min`] with the nibbles as the levels.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_avx2(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+    dot_min(w, x, |b| (b.d, b.m), |b| nibbles(&b.qs))
+}
+
+/// The product of blocks with a minimum (Q4_1, Q5_1) and Q8_1 activations, the blocks' scale and
+/// min given by `dm` and their unsigned levels (0..=31, in element order) by `levels`. Two blocks
+/// a step into two accumulators: the levels times the activations ([`mul_sum_u8`]: exact for every
+/// activation byte, -128 included, so no check for it), the eight lane sums converted to f32
+/// (exact: at most `32 * 31 * 128 < 2^24`), times `d_w * d_x`, summed by FMA; the min terms
+/// `m_w * s_x` summed apart in two lanes and added at the end.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn dot_min<B>(
+    w: &[B],
+    x: &[BlockQ8_1],
+    dm: impl Fn(&B) -> ([u8; 2], [u8; 2]),
+    levels: impl Fn(&B) -> __m256i,
+) -> f32 {
     let n = w.len().min(x.len());
     let (w, x) = (&w[..n], &x[..n]);
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -34,22 +48,22 @@ unsafe fn dot_avx2(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     for (wb, xb) in (&mut wp).zip(&mut xp) {
         prefetch_far(wb.as_ptr());
         let p = min_scale_products(
-            (wb[0].d, wb[0].m),
-            (wb[1].d, wb[1].m),
+            dm(&wb[0]),
+            dm(&wb[1]),
             (xb[0].d, xb[0].s),
             (xb[1].d, xb[1].s),
         );
         mins = _mm_add_ps(mins, p);
-        let s0 = _mm256_cvtepi32_ps(mul_sum_u8(nibbles(&wb[0].qs), load32(&xb[0].qs)));
-        let s1 = _mm256_cvtepi32_ps(mul_sum_u8(nibbles(&wb[1].qs), load32(&xb[1].qs)));
+        let s0 = _mm256_cvtepi32_ps(mul_sum_u8(levels(&wb[0]), load32(&xb[0].qs)));
+        let s1 = _mm256_cvtepi32_ps(mul_sum_u8(levels(&wb[1]), load32(&xb[1].qs)));
         acc0 = _mm256_fmadd_ps(splat0(p), s0, acc0);
         acc1 = _mm256_fmadd_ps(splat2(p), s1, acc1);
     }
     if let ([wb], [xb]) = (wp.remainder(), xp.remainder()) {
         let zero = ([0; 2], [0; 2]);
-        let p = min_scale_products((wb.d, wb.m), zero, (xb.d, xb.s), zero);
+        let p = min_scale_products(dm(wb), zero, (xb.d, xb.s), zero);
         mins = _mm_add_ps(mins, p);
-        let s0 = _mm256_cvtepi32_ps(mul_sum_u8(nibbles(&wb.qs), load32(&xb.qs)));
+        let s0 = _mm256_cvtepi32_ps(mul_sum_u8(levels(wb), load32(&xb.qs)));
         acc0 = _mm256_fmadd_ps(splat0(p), s0, acc0);
     }
     hsum_ps(_mm256_add_ps(acc0, acc1)) + sum_lanes_1_3(mins)
@@ -57,53 +71,27 @@ unsafe fn dot_avx2(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::extremes::{levels, min, nibbles, q8_1_blocks, BLOCK_COUNTS};
     use super::*;
     use crate::blocks::to_scale;
     use crate::scalar;
 
-    /// Every nibble value, the all-15 block against -128 and 127 activations (the largest pair
-    /// sums), mins of both signs, over block counts with and without an odd last block.
+    /// Every nibble value, the all-15 and all-0 blocks against -128 and 127 activations (the
+    /// largest pair sums), mins of both signs, over block counts with and without an odd last block.
     #[test]
     fn dot_is_exact_on_extremes() {
         if !crate::x86_64::avx2_supported() {
             return;
         }
-        for nb in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 17] {
+        for nb in BLOCK_COUNTS {
             let w: Vec<BlockQ4_1> = (0..nb)
-                .map(|b| {
-                    let mut blk = BlockQ4_1 {
-                        d: to_scale(1.0),
-                        m: to_scale([0.0, 1.0, -2.0, 0.5][b % 4]),
-                        ..Default::default()
-                    };
-                    for (j, q) in blk.qs.iter_mut().enumerate() {
-                        *q = match b % 3 {
-                            2 => 0xff,
-                            _ => ((j + b) % 16) as u8 | ((15 - (j * 3 + b) % 16) as u8) << 4,
-                        };
-                    }
-                    blk
+                .map(|b| BlockQ4_1 {
+                    d: to_scale(1.0),
+                    m: min(b),
+                    qs: nibbles(&levels(b, 4)),
                 })
                 .collect();
-            let x: Vec<BlockQ8_1> = (0..nb)
-                .map(|b| {
-                    let mut blk = BlockQ8_1 {
-                        d: to_scale(1.0),
-                        ..Default::default()
-                    };
-                    for (j, q) in blk.qs.iter_mut().enumerate() {
-                        *q = match b % 4 {
-                            2 => -128,
-                            3 => 127,
-                            _ => [-128, 127, -127, 0, 1, -1][(j + b) % 6],
-                        };
-                    }
-                    let sum: i32 = blk.qs.iter().map(|&q| q as i32).sum();
-                    blk.s = to_scale(sum as f32);
-                    blk
-                })
-                .collect();
-            // Scale 1 and small integer mins: every partial sum is an exact small integer.
+            let x = q8_1_blocks(nb);
             assert_eq!(dot(&w, &x), scalar::q4_1::dot(&w, &x), "blocks={nb}");
         }
     }

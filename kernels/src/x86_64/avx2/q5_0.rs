@@ -49,29 +49,42 @@ fn levels(b: &BlockQ5_0) -> __m256i {
     _mm256_or_si256(nibbles(&b.qs), high)
 }
 
-/// Two blocks a step into two accumulators: the signed levels times the activations
-/// ([`mul_sum_i8_abs_x`]: exact for every activation byte, -128 included, as no level is -128),
-/// the eight lane sums converted to f32 (exact: at most `32 * 16 * 128 < 2^24`), times the product
-/// of the scales, summed by FMA.
+/// [`dot_signed`] with the levels `q - 16`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_avx2(w: &[BlockQ5_0], x: &Q8Acts<'_>) -> f32 {
+    dot_signed(w, x, |b| b.d, |b| levels(b))
+}
+
+/// The product of blocks of signed levels (Q5_0, IQ4_NL) and Q8_0 activations, the blocks' scale
+/// given by `scale` and their levels (in element order, none -128) by `levels`. Two blocks a step into
+/// two accumulators: the levels times the activations ([`mul_sum_i8_abs_x`]: exact for every
+/// activation byte, -128 included, as no level is -128), the eight lane sums converted to f32
+/// (exact: at most `32 * 128 * 127 < 2^24`), times the product of the scales, summed by FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn dot_signed<B>(
+    w: &[B],
+    x: &Q8Acts<'_>,
+    scale: impl Fn(&B) -> [u8; 2],
+    levels: impl Fn(&B) -> __m256i,
+) -> f32 {
     let n = w.len().min(x.len());
     let (w, x, xd) = (&w[..n], &x.blocks()[..n], &x.d()[..n]);
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let (mut wp, mut xp) = (w.chunks_exact(2), x.chunks_exact(2));
     for ((wb, xb), xd) in (&mut wp).zip(&mut xp).zip(xd.as_chunks::<2>().0) {
         prefetch_far(wb.as_ptr());
-        let d = prepared_scale_products(wb[0].d, wb[1].d, xd);
+        let d = prepared_scale_products(scale(&wb[0]), scale(&wb[1]), xd);
         let s0 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(levels(&wb[0]), load32(&xb[0].qs)));
         let s1 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(levels(&wb[1]), load32(&xb[1].qs)));
         acc0 = _mm256_fmadd_ps(splat0(d), s0, acc0);
         acc1 = _mm256_fmadd_ps(splat1(d), s1, acc1);
     }
     if let ([wb], [xb]) = (wp.remainder(), xp.remainder()) {
-        let d = prepared_scale_products(wb.d, [0; 2], &[xd[n - 1], 0.0]);
+        let d = prepared_scale_products(scale(wb), [0; 2], &[xd[n - 1], 0.0]);
         let s0 = _mm256_cvtepi32_ps(mul_sum_i8_abs_x(levels(wb), load32(&xb.qs)));
         acc0 = _mm256_fmadd_ps(splat0(d), s0, acc0);
     }
@@ -80,9 +93,10 @@ unsafe fn dot_avx2(w: &[BlockQ5_0], x: &Q8Acts<'_>) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::extremes::{fifth_bits, levels, nibbles, q8_0_blocks, BLOCK_COUNTS};
     use super::*;
     use crate::acts::Q8Prepared;
-    use crate::blocks::{to_scale, BlockQ8_0};
+    use crate::blocks::to_scale;
     use crate::scalar;
 
     /// Every level (all 32 fifth-bit patterns' positions), the all-0 (-16) and all-31 (15) blocks
@@ -93,46 +107,18 @@ mod tests {
         if !crate::x86_64::avx2_supported() {
             return;
         }
-        for nb in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 17] {
+        for nb in BLOCK_COUNTS {
             let w: Vec<BlockQ5_0> = (0..nb)
                 .map(|b| {
-                    let mut blk = BlockQ5_0 {
+                    let q = levels(b, 5);
+                    BlockQ5_0 {
                         d: to_scale(1.0),
-                        ..Default::default()
-                    };
-                    let q: Vec<u8> = (0..32)
-                        .map(|j| match b % 4 {
-                            2 => 0,
-                            3 => 31,
-                            _ => ((j * 7 + b * 5) % 32) as u8,
-                        })
-                        .collect();
-                    let mut qh = 0u32;
-                    for j in 0..16 {
-                        blk.qs[j] = (q[j] & 0x0f) | (q[j + 16] & 0x0f) << 4;
-                        qh |= ((q[j] >> 4) as u32) << j | ((q[j + 16] >> 4) as u32) << (j + 16);
+                        qh: fifth_bits(&q),
+                        qs: nibbles(&q),
                     }
-                    blk.qh = qh.to_le_bytes();
-                    blk
                 })
                 .collect();
-            let x: Vec<BlockQ8_0> = (0..nb)
-                .map(|b| {
-                    let mut blk = BlockQ8_0 {
-                        d: to_scale(1.0),
-                        ..Default::default()
-                    };
-                    for (j, q) in blk.qs.iter_mut().enumerate() {
-                        *q = match b % 3 {
-                            1 => -128,
-                            2 => [127, -128][b % 2],
-                            _ => [-128, 127, -127, 0, 1, -1][(j + b) % 6],
-                        };
-                    }
-                    blk
-                })
-                .collect();
-            // Scale 1: every partial sum is an exact small integer.
+            let x = q8_0_blocks(nb);
             let xa = Q8Prepared::from_blocks(x.clone(), 1);
             assert_eq!(
                 dot(&w, &xa.get(0)),

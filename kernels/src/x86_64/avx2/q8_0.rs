@@ -94,17 +94,73 @@ unsafe fn dot_exact(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 }
 
 /// `r.round_ties_even()` (ggml's `_mm256_round_ps(v, _MM_ROUND_NEAREST)`), then Rust's saturating
-/// `as i8` (NaN to 0, beyond the range to -128/127), as i32 lanes.
+/// `as i8` ([`saturate_i8`]), as i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn round_even_to_i8_lanes(r: __m256) -> __m256i {
     let q = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(r);
-    let q = _mm256_and_ps(q, _mm256_cmp_ps::<_CMP_ORD_Q>(q, q));
-    let q = _mm256_min_ps(
-        _mm256_max_ps(q, _mm256_set1_ps(-128.0)),
+    _mm256_cvttps_epi32(saturate_i8(q))
+}
+
+/// The values Rust's saturating `as i8` gives, still as f32: NaN to 0, beyond the range to
+/// -128/127. Before or after rounding to an integer alike: rounding is monotone and keeps the
+/// bounds, which are integers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn saturate_i8(r: __m256) -> __m256 {
+    let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+    _mm256_min_ps(
+        _mm256_max_ps(r, _mm256_set1_ps(-128.0)),
         _mm256_set1_ps(127.0),
-    );
-    _mm256_cvttps_epi32(q)
+    )
+}
+
+/// The 32 values of a block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn load_block(xs: &[f32; QK]) -> [__m256; 4] {
+    let p = xs.as_ptr();
+    // SAFETY: `xs` is 32 readable values; `loadu` has no alignment requirement.
+    unsafe {
+        [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ]
+    }
+}
+
+/// `max |v|` over the 32 lanes by `vmaxps`, NaN lanes dropped (as `f32::max` drops them): never NaN.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn abs_max(v: &[__m256; 4]) -> f32 {
+    let sign = _mm256_set1_ps(-0.0);
+    // max(a, b) returns b when a is NaN: the running maximum (never NaN) is the second operand.
+    let mut m = _mm256_setzero_ps();
+    for &v in v {
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v), m);
+    }
+    // All lanes are non-NaN and >= 0 here, so the order of the reduction does not matter.
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    _mm_cvtss_f32(m)
+}
+
+/// Stores four vectors of i32 lanes in -128..=127 (values 0..8, 8..16, ...) as the 32 bytes `qs`
+/// in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::x86_64) fn store_i8(q: [__m256i; 4], qs: &mut [i8; QK]) {
+    // packs work within 128-bit halves: after both packs the 4-byte groups are in the order
+    // 0 2 4 6 1 3 5 7 (group k = values 4k..4k+4); the permute puts them back.
+    let q16a = _mm256_packs_epi32(q[0], q[1]);
+    let q16b = _mm256_packs_epi32(q[2], q[3]);
+    let q8 = _mm256_packs_epi16(q16a, q16b);
+    let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is 32 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), q8) };
 }
 
 /// `blocks::to_scale(d)` for a `d` that is not NaN: `half` converts with this same instruction where the
@@ -124,55 +180,26 @@ pub(in crate::x86_64) fn f16_bits(d: f32) -> [u8; 2] {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn quantize_row_avx2(x: &[f32], out: &mut [BlockQ8_0]) {
-    let sign = _mm256_set1_ps(-0.0);
-    for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let p = xs.as_ptr();
-        // SAFETY: `xs` is 32 values.
-        let v = unsafe {
-            [
-                _mm256_loadu_ps(p),
-                _mm256_loadu_ps(p.add(8)),
-                _mm256_loadu_ps(p.add(16)),
-                _mm256_loadu_ps(p.add(24)),
-            ]
-        };
-        // max(a, b) returns b when a is NaN: the running maximum (never NaN) is the second operand.
-        let mut m = _mm256_setzero_ps();
-        for v in v {
-            m = _mm256_max_ps(_mm256_andnot_ps(sign, v), m);
-        }
-        // All lanes are non-NaN and >= 0 here, so the order of the reduction does not matter.
-        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
-        let amax = _mm_cvtss_f32(m);
-
+    for (b, xs) in out.iter_mut().zip(x.as_chunks::<QK>().0) {
+        let v = load_block(xs);
         // amax is never NaN (NaN lanes were dropped), so neither is d. As llama.cpp's x86
         // `quantize_row_q8_0`: `id = 127 / amax` (not `1 / d`), round half to even.
+        let amax = abs_max(&v);
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16_bits(d);
 
         let vid = _mm256_set1_ps(id);
-        let q = [
-            round_even_to_i8_lanes(_mm256_mul_ps(v[0], vid)),
-            round_even_to_i8_lanes(_mm256_mul_ps(v[1], vid)),
-            round_even_to_i8_lanes(_mm256_mul_ps(v[2], vid)),
-            round_even_to_i8_lanes(_mm256_mul_ps(v[3], vid)),
-        ];
-        // packs work within 128-bit halves: after both packs the 4-byte groups are in the order
-        // 0 2 4 6 1 3 5 7 (group k = values 4k..4k+4); the permute puts them back.
-        let q16a = _mm256_packs_epi32(q[0], q[1]);
-        let q16b = _mm256_packs_epi32(q[2], q[3]);
-        let q8 = _mm256_packs_epi16(q16a, q16b);
-        let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        // SAFETY: `qs` is 32 writable bytes.
-        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), q8) };
+        store_i8(
+            v.map(|v| round_even_to_i8_lanes(_mm256_mul_ps(v, vid))),
+            &mut b.qs,
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::extremes::assert_quantizes_as;
     use super::*;
     use crate::blocks::to_scale;
     use crate::scalar;
@@ -219,59 +246,6 @@ mod tests {
         if !crate::x86_64::avx2_supported() {
             return;
         }
-        let mut x = Vec::new();
-        // amax 127 makes d = 1 and id = 1: x * id is x, so these are exact ties.
-        let mut b: Vec<f32> = (0..31).map(|i| i as f32 * 8.0 - 120.5).collect();
-        b.push(127.0);
-        x.extend(&b);
-        x.extend(b.iter().map(|v| -v));
-        // Neighbours of ties.
-        let mut b: Vec<f32> = (0..31)
-            .map(|i| {
-                let t = i as f32 * 4.0 - 60.5;
-                if i % 2 == 0 {
-                    f32::from_bits(t.to_bits() + 1)
-                } else {
-                    f32::from_bits(t.to_bits() - 1)
-                }
-            })
-            .collect();
-        b.push(-127.0);
-        x.extend(&b);
-        // A block with an inexact scale.
-        let b: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) * 0.05).collect();
-        x.extend(&b);
-        // Subnormal and tiny blocks (id overflows to inf or d rounds to 0), infinities, NaN.
-        for &v in &[1e-45f32, 1e-43, 3e-39, 1e-38, f32::MAX, f32::INFINITY] {
-            let b: Vec<f32> = (0..32)
-                .map(|i| match i % 5 {
-                    0 => v,
-                    1 => -v,
-                    2 => v * 0.5,
-                    3 => 0.0,
-                    _ => -v * 0.3,
-                })
-                .collect();
-            x.extend(&b);
-        }
-        let mut b: Vec<f32> = (0..32).map(|i| i as f32 - 10.3).collect();
-        b[3] = f32::NAN;
-        b[17] = -f32::NAN;
-        b[20] = f32::NEG_INFINITY;
-        x.extend(&b);
-        x.extend([0f32; 32]);
-        let x2: Vec<f32> = (0..32 * 64)
-            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.0137)
-            .collect();
-        x.extend(&x2);
-
-        let nb = x.len() / QK;
-        let mut a = vec![BlockQ8_0::default(); nb];
-        let mut r = vec![BlockQ8_0::default(); nb];
-        quantize_row(&x, &mut a);
-        scalar::q8_0::quantize_row_activations(&x, &mut r);
-        for (i, (a, r)) in a.iter().zip(&r).enumerate() {
-            assert_eq!(a, r, "block {i}: {:?}", &x[i * QK..(i + 1) * QK]);
-        }
+        assert_quantizes_as(quantize_row, scalar::q8_0::quantize_row_activations);
     }
 }
