@@ -365,6 +365,16 @@ pub enum Blocks {
     Random,
 }
 
+/// Whether `scheme` can be planned with `blocks` at all: the check of [`plan_types`], which a command
+/// can make before any work (it needs no model).
+pub fn check_blocks(scheme: QuantScheme, blocks: Blocks) -> Result<()> {
+    let default = scheme.default_type();
+    if blocks == Blocks::Quantised && !default.has_quantizer() {
+        return Err(cosmoe_kernels::KernelError::NoQuantizer(default).into());
+    }
+    Ok(())
+}
+
 /// The type of each tensor of `tensors` under `scheme`, as llama-quantize chooses it; `None` for a
 /// tensor llama-quantize copies as it is (vectors, norms, routers, ...). A scheme whose type cosmoe
 /// cannot quantise to is an error for [`Blocks::Quantised`] ([`KernelError::NoQuantizer`]), and as
@@ -378,9 +388,7 @@ pub fn plan_types(
     blocks: Blocks,
 ) -> Result<Vec<Option<TensorType>>> {
     let default = scheme.default_type();
-    if blocks == Blocks::Quantised && !default.has_quantizer() {
-        return Err(cosmoe_kernels::KernelError::NoQuantizer(default).into());
-    }
+    check_blocks(scheme, blocks)?;
     let cats: Vec<Category> = tensors.iter().map(|t| Category::of(t.name)).collect();
     let mut st = State {
         scheme,

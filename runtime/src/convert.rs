@@ -107,9 +107,11 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
             cfg.src.display()
         )));
     }
-    // Before any work: the output can only be a new or replaced regular file, none of the inputs.
+    // Before any work: a type cosmoe can quantise to, and an output that can only be a new or
+    // replaced regular file, none of the inputs.
     let mut inputs = vec![cfg.src.as_path()];
     inputs.extend(cfg.tokenizer.as_deref());
+    cosmoe_loader::quant::check_blocks(cfg.quant, Blocks::Quantised)?;
     check_output(&cfg.out, &inputs)?;
     let model = Model::load(&cfg.src)?;
     let c = &model.config;
