@@ -192,12 +192,14 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         }
         // Only the new tail when the context holds a prefix of it; else from the start (the template
         // rewrote history, e.g. Qwen3 drops the thinking of earlier answers).
-        let new = if !held.is_empty() && ids.starts_with(&held) && ids.len() > held.len() {
-            &ids[held.len()..]
+        let start = if !held.is_empty() && ids.starts_with(&held) && ids.len() > held.len() {
+            held.len()
         } else {
             session.reset();
-            &ids[..]
+            held.clear();
+            0
         };
+        let new = &ids[start..];
         let mut stream = TextStream::new(tok);
         let mut io_err = None;
         // Every sampled token (the context holds them all, the last one once the next input is
