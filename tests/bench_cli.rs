@@ -151,7 +151,7 @@ fn bench_flags_are_checked() {
     for (args, want) in [
         (vec!["--io", "floppy"], "floppy"),
         (vec!["--prefetch", "oracle"], "oracle"),
-        (vec!["--expert-cache-pct", "150"], "0..=100"),
+        (vec!["--expert-cache-pct", "150"], "not in [0, 100]"),
         (vec!["--routing", "synthetic:exrep=3"], "exrep"),
         (vec!["--expert-cache-mb", "0"], "budget"),
     ] {

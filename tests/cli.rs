@@ -148,12 +148,10 @@ fn inspect_shows_gguf_metadata() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["architecture"], "Qwen3MoeForCausalLM");
-    let md = v["metadata"].as_array().unwrap();
-    assert!(
-        md.iter()
-            .any(|kv| kv[0] == "general.architecture" && kv[1] == "\"qwen3moe\""),
-        "{md:?}"
-    );
+    // Typed values, keyed by name.
+    let md = &v["metadata"];
+    assert_eq!(md["general.architecture"], "qwen3moe", "{md}");
+    assert!(md["qwen3moe.expert_count"].is_u64(), "{md}");
     let out = cosmoe(&["inspect", f.to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -349,4 +347,53 @@ fn ids_need_no_tokenizer() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pre-tokenizer `smaug`"), "{err}");
+}
+
+/// The README documents every flag each command's `--help` shows.
+#[test]
+fn readme_documents_every_flag_of_help() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let commands = [
+        "run",
+        "chat",
+        "logits",
+        "inspect",
+        "bench-kernels",
+        "convert",
+        "synth",
+        "bench",
+        "demo",
+    ];
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for cmd in commands {
+        let out = cosmoe(&[cmd, "--help"]);
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            readme.contains(&format!("cosmoe {cmd}")),
+            "{cmd} not in the README"
+        );
+        // Option lines: "  -m, --model <MODEL>  ..." or "      --json  ...".
+        for line in help
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+        {
+            let flag = line
+                .split([' ', ','])
+                .find(|w| w.starts_with("--"))
+                .unwrap_or_default();
+            if flag.is_empty() || flag == "--help" {
+                continue;
+            }
+            seen += 1;
+            if !readme.contains(&format!("`{flag}")) && !readme.contains(&format!(" {flag}")) {
+                missing.push(format!("{cmd} {flag}"));
+            }
+        }
+    }
+    assert!(seen > 60, "only {seen} flags found in the help texts");
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
 }

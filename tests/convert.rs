@@ -45,6 +45,7 @@ fn greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
     let cfg = GenerateConfig {
         max_new_tokens: n,
         stop_at_eos: false,
+        context_shift: None,
         sampler: SamplerConfig {
             temperature: 0.0,
             ..Default::default()

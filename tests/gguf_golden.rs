@@ -113,6 +113,7 @@ fn greedy(n: usize) -> GenerateConfig {
     GenerateConfig {
         max_new_tokens: n,
         stop_at_eos: false,
+        context_shift: None,
         sampler: SamplerConfig {
             temperature: 0.0,
             ..Default::default()

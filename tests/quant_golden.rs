@@ -169,6 +169,7 @@ fn check_outputs(model: Arc<Model>, prompt: &[u32], what: &str, want: &Value) {
     let cfg = GenerateConfig {
         max_new_tokens: greedy.len(),
         stop_at_eos: false,
+        context_shift: None,
         sampler: Default::default(),
     };
     let g = Session::new(model)

@@ -116,6 +116,7 @@ fn greedy(n: usize) -> cosmoe::generate::GenerateConfig {
     cosmoe::generate::GenerateConfig {
         max_new_tokens: n,
         stop_at_eos: false,
+        context_shift: None,
         sampler: Default::default(),
     }
 }
@@ -249,4 +250,61 @@ fn state_len_is_the_saved_length() {
     assert_eq!(s.state_len(), s.save_state().len());
     s.complete(&[1, 2, 3], &greedy(4), |_, _| true).unwrap();
     assert_eq!(s.state_len(), s.save_state().len());
+}
+
+/// A context shift keeps what a fresh evaluation of the kept tokens would hold: on a one-layer model
+/// a position's keys and values depend on its token and position only, so after dropping positions
+/// 4..8 of 12 (their keys rotated back by 4) the next token's logits equal those of evaluating the
+/// 8 kept tokens afresh, to rounding.
+#[test]
+fn a_context_shift_equals_evaluating_the_kept_tokens() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/quant/iq/fixture-iq-moe-256.IQ2_XS.gguf");
+    let model = Arc::new(Model::load(&path).unwrap());
+    assert_eq!(model.config.n_layers, 1);
+    let t: Vec<u32> = (0..12).map(|i| (i * 29 + 5) % 300).collect();
+    let mut shifted = Session::new(model.clone());
+    shifted.eval(&t, Logits::Last).unwrap();
+    assert_eq!(shifted.shift_context(4).unwrap(), 4);
+    assert_eq!(shifted.n_past(), 8);
+    let got = shifted.eval(&[7], Logits::Last).unwrap().to_vec();
+    let mut kept: Vec<u32> = t[..4].iter().chain(&t[8..]).copied().collect();
+    kept.push(7);
+    let mut fresh = Session::new(model.clone());
+    let want = fresh.eval(&kept, Logits::Last).unwrap().to_vec();
+    let err = common_rel_err(&got, &want);
+    assert!(err < 1e-5, "relative error {err}");
+    // The comparison is sensitive: four more tokens before the same ones change the logits.
+    let mut later = Session::new(model);
+    later.eval(&[0, 0, 0, 0], Logits::Last).unwrap();
+    let off = later.eval(&kept, Logits::Last).unwrap().to_vec();
+    assert!(common_rel_err(&off, &want) > 1e-3);
+    assert!(shifted.shift_context(7).is_ok());
+    assert!(shifted.shift_context(8).is_err(), "nothing left to drop");
+}
+
+fn common_rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let max_b = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max_d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    max_d / max_b
+}
+
+/// `set_n_ctx` bounds the context and what the KV cache allocates, and refuses what cannot be.
+#[test]
+fn a_smaller_context_bounds_the_kv_cache() {
+    let model = Arc::new(Model::load(&gguf("mixtral.q8_0.gguf")).unwrap());
+    let max = model.config.max_position_embeddings;
+    let mut s = Session::new(model.clone());
+    assert!(s.set_n_ctx(0).is_err());
+    assert!(s.set_n_ctx(max + 1).is_err());
+    s.set_n_ctx(20).unwrap();
+    let prompt: Vec<u32> = (0..13).collect();
+    let g = s.complete(&prompt, &greedy(100), |_, _| true).unwrap();
+    assert_eq!(g.stop, cosmoe::generate::StopReason::ContextFull);
+    assert_eq!(s.n_past(), 20);
+    let per_position = 2 * model.config.n_layers * model.kv_dim() * 4;
+    assert_eq!(s.kv_bytes(), 20 * per_position);
+    assert!(s.set_n_ctx(10).is_err(), "it holds 20 positions");
+    let e = s.eval(&[1], Logits::Last).unwrap_err();
+    assert!(e.to_string().contains("holds 20"), "{e}");
 }

@@ -50,6 +50,7 @@ pub(crate) fn attention(
     n: usize,
     pos0: usize,
     kv: &mut KvCache,
+    n_ctx: usize,
     s: &mut AttnScratch,
     out: &mut [f32],
 ) {
@@ -102,7 +103,7 @@ pub(crate) fn attention(
             rope(head, cos, sin);
         }
     }
-    kv.append(l, kk, v);
+    kv.append(l, kk, v, n_ctx);
     let (keys, values) = kv.layer(l); // (pos0 + n, kv_dim) each
 
     let scale = c.multipliers.attention.unwrap_or(1.0 / (hd as f32).sqrt());

@@ -107,9 +107,41 @@ fn pattern_weights(dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
     unit.iter().copied().cycle().take(total).collect()
 }
 
-pub fn bench_kernels(cfg: &KernelBenchConfig) -> KernelBenchReport {
+/// Bytes of memory available to new allocations (Linux: MemAvailable of /proc/meminfo).
+fn available_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Fails when the benchmark's buffers cannot fit: it holds one matrix of `size_mib` and, while
+/// making it, the pattern it repeats, so about twice that at once.
+fn check_memory(size_mib: usize) -> crate::Result<usize> {
+    let too_big = || {
+        crate::Error::InvalidArgument(format!(
+            "--size-mib {size_mib}: the benchmark needs about {} MiB{}",
+            2 * size_mib,
+            available_memory().map_or(String::new(), |a| format!(
+                ", {} MiB are available",
+                a >> 20
+            ))
+        ))
+    };
+    let size = size_mib.checked_mul(1 << 20).ok_or_else(too_big)?;
+    match available_memory() {
+        Some(avail) if 2 * size as u64 > avail => Err(too_big()),
+        // Where the OS does not say, an allocation that cannot be made is an error, not an abort.
+        _ => Vec::<u8>::new()
+            .try_reserve_exact(2 * size)
+            .map(|()| size)
+            .map_err(|_| too_big()),
+    }
+}
+
+pub fn bench_kernels(cfg: &KernelBenchConfig) -> crate::Result<KernelBenchReport> {
     let k = kernels();
-    let size = cfg.size_mib << 20;
+    let size = check_memory(cfg.size_mib)?;
 
     // Read bandwidth: a streaming sum over a buffer far larger than the last-level cache.
     let buf: Vec<u8> = (0..size).map(|i| i as u8).collect();
@@ -178,7 +210,7 @@ pub fn bench_kernels(cfg: &KernelBenchConfig) -> KernelBenchReport {
         });
     }
 
-    KernelBenchReport {
+    Ok(KernelBenchReport {
         tier: k.tier.name().to_owned(),
         features: k.features.iter().map(|s| s.to_string()).collect(),
         threads: rayon::current_num_threads(),
@@ -188,7 +220,7 @@ pub fn bench_kernels(cfg: &KernelBenchConfig) -> KernelBenchReport {
         fma_peak_gflops: fma_gflops,
         matvec,
         matmul,
-    }
+    })
 }
 
 impl std::fmt::Display for KernelBenchReport {

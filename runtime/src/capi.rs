@@ -827,11 +827,13 @@ pub unsafe extern "C" fn cosmoe_session_generate(
         let cfg = GenerateConfig {
             max_new_tokens: max_tokens,
             stop_at_eos: true,
+            context_shift: None,
             sampler: SamplerConfig {
                 temperature: p.temperature,
                 top_k,
                 top_p: p.top_p,
                 seed: p.seed,
+                ..SamplerConfig::default()
             },
         };
         let mut text = model.tokenizer.as_ref().map(TextStream::new);

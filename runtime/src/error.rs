@@ -11,7 +11,7 @@ pub enum Error {
     TokenOutOfRange { id: u32, vocab_size: usize },
     #[error("no input tokens")]
     EmptyInput,
-    #[error("context full: {needed} positions needed, the model allows {max}")]
+    #[error("context full: {needed} positions needed, the context holds {max}")]
     ContextFull { needed: usize, max: usize },
     #[error("{path}: {msg}")]
     Model { path: PathBuf, msg: String },

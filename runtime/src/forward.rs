@@ -26,6 +26,11 @@ pub enum Logits {
 /// What a forward pass reads and writes of its session.
 pub(crate) struct PassState {
     pub kv: KvCache,
+    /// The most positions the KV cache may hold (the session's context size).
+    pub n_ctx: usize,
+    /// Positions a context shift dropped: the KV cache's position `p` is the `p + discarded`-th
+    /// token evaluated, which is how the routing record counts.
+    pub discarded: usize,
     /// Where routing comes from, and what each position chose.
     pub routing: RoutingRecord,
     /// The session's account at the expert cache (its counters, its prefetch position).
@@ -101,7 +106,7 @@ pub(crate) fn forward(
     let r = pass(model, st, tokens, want);
     if r.is_err() {
         st.kv.truncate(start);
-        st.routing.truncate(start);
+        st.routing.truncate(start + st.discarded);
     }
     r
 }
@@ -119,10 +124,10 @@ fn pass(model: &Model, st: &mut PassState, tokens: &[u32], want: Logits) -> Resu
         });
     }
     let pos0 = st.kv.len();
-    if pos0 + n > c.max_position_embeddings {
+    if pos0 + n > st.n_ctx {
         return Err(Error::ContextFull {
             needed: pos0 + n,
-            max: c.max_position_embeddings,
+            max: st.n_ctx,
         });
     }
     let s = &mut st.scratch;
@@ -150,6 +155,7 @@ fn pass(model: &Model, st: &mut PassState, tokens: &[u32], want: Logits) -> Resu
             n,
             pos0,
             &mut st.kv,
+            st.n_ctx,
             &mut s.attn,
             out,
         );
@@ -164,7 +170,18 @@ fn pass(model: &Model, st: &mut PassState, tokens: &[u32], want: Logits) -> Resu
                     user: &st.cache_user,
                     prefetch: st.prefetch,
                 };
-                moe(model, l, m, xn, n, pos0, ctx, &mut s.ffn, out)?
+                // Routing counts tokens evaluated, which a context shift does not reset.
+                moe(
+                    model,
+                    l,
+                    m,
+                    xn,
+                    n,
+                    pos0 + st.discarded,
+                    ctx,
+                    &mut s.ffn,
+                    out,
+                )?
             }
         }
         k::axpy(res_mult, out, x);

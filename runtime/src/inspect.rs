@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use cosmoe_loader::gguf::Value;
 use serde::Serialize;
 
 use crate::Model;
@@ -42,9 +43,14 @@ pub struct ModelReport {
     /// Embeddings, attention, norms, routers, shared experts, LM head.
     pub bytes_resident: usize,
     pub expert_share: f64,
-    /// A GGUF file's metadata, `(key, value)` in file order (long arrays shortened).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub metadata: Vec<(String, String)>,
+    /// A GGUF file's metadata, `(key, value)` in file order; in JSON an object of typed values
+    /// (strings, numbers, booleans, arrays), an array longer than [`JSON_ARRAY_MAX`] shortened to
+    /// `{"type", "len", "first"}` (its first 8 elements).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "metadata_json"
+    )]
+    pub metadata: Vec<(String, Value)>,
 }
 
 impl ModelReport {
@@ -107,9 +113,52 @@ impl ModelReport {
         self.metadata = f
             .metadata()
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self
+    }
+}
+
+/// Arrays up to this length are written whole in `inspect --json`.
+pub const JSON_ARRAY_MAX: usize = 64;
+
+fn metadata_json<S: serde::Serializer>(m: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(m.len()))?;
+    for (k, v) in m {
+        map.serialize_entry(k, &value_json(v))?;
+    }
+    map.end()
+}
+
+/// A metadata value as JSON (a non-finite float as null).
+fn value_json(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match v {
+        Value::U8(x) => json!(x),
+        Value::I8(x) => json!(x),
+        Value::U16(x) => json!(x),
+        Value::I16(x) => json!(x),
+        Value::U32(x) => json!(x),
+        Value::I32(x) => json!(x),
+        Value::U64(x) => json!(x),
+        Value::I64(x) => json!(x),
+        Value::F32(x) => json!(x),
+        Value::F64(x) => json!(x),
+        Value::Bool(x) => json!(x),
+        Value::String(x) => json!(x),
+        Value::Array(a) => {
+            let shown = if a.len() > JSON_ARRAY_MAX { 8 } else { a.len() };
+            let items: Vec<serde_json::Value> = (0..shown)
+                .filter_map(|i| a.get(i))
+                .map(|v| value_json(&v))
+                .collect();
+            if a.len() > JSON_ARRAY_MAX {
+                json!({ "type": a.elem_type().to_string(), "len": a.len(), "first": items })
+            } else {
+                serde_json::Value::Array(items)
+            }
+        }
     }
 }
 

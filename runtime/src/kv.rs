@@ -42,10 +42,33 @@ impl KvCache {
         self.k.iter().chain(&self.v).map(|x| x.capacity() * 4).sum()
     }
 
-    /// Appends `(n, kv_dim)` keys and values to `layer`.
-    pub(crate) fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
-        self.k[layer].extend_from_slice(k);
-        self.v[layer].extend_from_slice(v);
+    /// Appends `(n, kv_dim)` keys and values to `layer`, growing the buffers geometrically but never
+    /// past `n_ctx` positions (so the memory a context of `n_ctx` takes is all it ever takes).
+    pub(crate) fn append(&mut self, layer: usize, k: &[f32], v: &[f32], n_ctx: usize) {
+        let cap = n_ctx * self.kv_dim;
+        for (buf, new) in [(&mut self.k[layer], k), (&mut self.v[layer], v)] {
+            let want = buf.len() + new.len();
+            if want > buf.capacity() {
+                let grown = (2 * buf.capacity()).min(cap).max(want);
+                buf.reserve_exact(grown - buf.len());
+            }
+            buf.extend_from_slice(new);
+        }
+    }
+
+    /// Drops positions `keep..keep + n` and moves the later ones down by `n`, rotating their keys by
+    /// `rotate(key_row)` (RoPE by `-n` positions: keys are stored rotated).
+    pub(crate) fn discard(&mut self, keep: usize, n: usize, mut rotate: impl FnMut(&mut [f32])) {
+        let d = self.kv_dim;
+        let (from, to) = ((keep + n).min(self.len), keep.min(self.len));
+        for buf in &mut self.k {
+            buf.drain(to * d..from * d);
+            buf[to * d..].chunks_exact_mut(d).for_each(&mut rotate);
+        }
+        for buf in &mut self.v {
+            buf.drain(to * d..from * d);
+        }
+        self.len -= from - to;
     }
 
     /// All keys and values of `layer`, `(positions, kv_dim)`.

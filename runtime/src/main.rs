@@ -59,12 +59,9 @@ fn main() {
         }
         Err(e) => e.exit(),
     };
-    // chat handles Ctrl-C itself (it stops an answer) and writes no files.
     #[cfg(unix)]
-    if !matches!(cli.cmd, Cmd::Chat(_)) {
-        if let Err(e) = cli::remove_parts_on_signals() {
-            cli::output::fail(e);
-        }
+    if let Err(e) = cli::handle_signals() {
+        cli::output::fail(e);
     }
     let r = match cli.cmd {
         Cmd::Run(a) => cli::run::run(a),

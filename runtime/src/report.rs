@@ -25,6 +25,35 @@ pub struct BenchConfig {
     pub seed: u64,
 }
 
+impl BenchConfig {
+    /// Positions the run needs: the prompt's, and one per generated token but the last (sampled,
+    /// never evaluated).
+    pub fn positions(&self) -> usize {
+        self.prompt_tokens + self.gen_tokens.saturating_sub(1)
+    }
+
+    /// Whether the run is possible in a context of `n_ctx` positions (checked before any work, so
+    /// a run too long fails at once, not after its prefill).
+    pub fn check(&self, n_ctx: usize) -> Result<()> {
+        if self.prompt_tokens == 0 || self.gen_tokens == 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "a benchmark needs at least 1 prompt token and 1 generated token, got {} and {}",
+                self.prompt_tokens, self.gen_tokens
+            )));
+        }
+        if self.positions() > n_ctx {
+            return Err(crate::Error::InvalidArgument(format!(
+                "{} prompt tokens and {} generated need {} positions; the context holds {}",
+                self.prompt_tokens,
+                self.gen_tokens,
+                self.positions(),
+                n_ctx
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Latency {
     pub p50_ms: f64,
@@ -116,6 +145,11 @@ pub struct SessionStats {
     pub gen_tokens: usize,
     /// The last prompt's evaluation plus sampling its first token.
     pub ttft_ms: f64,
+    /// The prompts' evaluation time.
+    pub prefill_ms: f64,
+    /// The time of the generated tokens after the first of each generation.
+    pub decode_ms: f64,
+    /// 0 when nothing was measured (no prompt, no decode step).
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
     /// Per generated token after the first of each generation (its forward pass and sampling).
@@ -154,15 +188,17 @@ pub fn bench(
     cfg: &BenchConfig,
     name: &str,
 ) -> Result<BenchReport> {
+    cfg.check(session.n_ctx())?;
     let vocab = session.model().config.vocab_size;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let prompt: Vec<u32> = (0..cfg.prompt_tokens.max(1))
+    let prompt: Vec<u32> = (0..cfg.prompt_tokens)
         .map(|_| rng.random_range(0..vocab as u32))
         .collect();
     session.reset();
     let gen = GenerateConfig {
         max_new_tokens: cfg.gen_tokens,
         stop_at_eos: false,
+        context_shift: None,
         sampler: SamplerConfig {
             temperature: 0.0,
             ..Default::default()

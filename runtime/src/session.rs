@@ -12,7 +12,7 @@ use crate::generate::{GenerateConfig, Generation, StopReason};
 use crate::report::{
     peak_rss, CacheReport, Latency, MemoryReport, RoutingReport, SessionStats, RSS_SLACK,
 };
-use crate::routing::{Prefetch, RoutingRecord, RoutingSource, RoutingTrace};
+use crate::routing::{Prefetch, RoutingRecord, RoutingSource, RoutingTrace, SyntheticRouting};
 use crate::sampler::Sampler;
 use crate::{Error, Model, Result};
 
@@ -30,6 +30,9 @@ pub struct Session {
     pub(crate) has_logits: bool,
     /// Sampled and in the context, not yet evaluated.
     pub(crate) pending: Option<u32>,
+    /// The context's tokens, for the repeat penalty (empty after `load_state`: a state keeps no
+    /// tokens).
+    pub(crate) tokens: Vec<u32>,
     routing_name: String,
     log: RunLog,
 }
@@ -68,6 +71,8 @@ impl Session {
     pub fn new(model: Arc<Model>) -> Session {
         let st = PassState {
             kv: model.new_kv_cache(),
+            n_ctx: model.config.max_position_embeddings,
+            discarded: 0,
             routing: RoutingRecord::default(),
             cache_user: CacheUser::new(),
             prefetch: model.prefetch,
@@ -79,6 +84,7 @@ impl Session {
             st,
             has_logits: false,
             pending: None,
+            tokens: Vec::new(),
             routing_name: "the model's routers".into(),
             log: RunLog::default(),
         }
@@ -93,9 +99,64 @@ impl Session {
         self.st.kv.len() + usize::from(self.pending.is_some())
     }
 
-    /// The most positions the context holds.
+    /// The most positions the context holds: the model's trained context unless
+    /// [`set_n_ctx`](Self::set_n_ctx) made it smaller.
     pub fn n_ctx(&self) -> usize {
-        self.model.config.max_position_embeddings
+        self.st.n_ctx
+    }
+
+    /// Limits the context to `n` positions, so the KV cache never holds more than `n` positions'
+    /// keys and values. `n` must hold what the context holds now, and not exceed the model's
+    /// trained context.
+    pub fn set_n_ctx(&mut self, n: usize) -> Result<()> {
+        let max = self.model.config.max_position_embeddings;
+        if n == 0 || n > max {
+            return Err(Error::InvalidArgument(format!(
+                "a context of {n} positions: this model's is 1 to {max}"
+            )));
+        }
+        if n < self.n_past() {
+            return Err(Error::InvalidArgument(format!(
+                "a context of {n} positions: it holds {} already",
+                self.n_past()
+            )));
+        }
+        self.st.n_ctx = n;
+        Ok(())
+    }
+
+    /// Context shift, as llama.cpp's: keeps the first `keep` positions, drops the oldest half of the
+    /// others, and moves the rest down (their keys rotated back by as many positions), making room
+    /// for more tokens. Returns how many positions were dropped. The logits and the pending token
+    /// are kept; the routing record keeps counting tokens, not positions.
+    pub fn shift_context(&mut self, keep: usize) -> Result<usize> {
+        let n = self.st.kv.len();
+        if keep + 2 > n {
+            return Err(Error::InvalidArgument(format!(
+                "cannot shift a context of {n} positions keeping {keep}: nothing would be dropped"
+            )));
+        }
+        let n_discard = (n - keep) / 2;
+        let model = self.model.clone();
+        let hd = model.config.head_dim;
+        // RoPE by -n_discard: the rotation by n_discard with its sine negated.
+        let (mut cos, mut sin) = (vec![0.0; hd / 2], vec![0.0; hd / 2]);
+        model.rope.cos_sin(n_discard, &mut cos, &mut sin);
+        sin.iter_mut().for_each(|s| *s = -*s);
+        let rope = if model.spec.rope_interleaved {
+            cosmoe_kernels::rope_interleaved
+        } else {
+            cosmoe_kernels::rope_neox
+        };
+        self.st.kv.discard(keep, n_discard, |row| {
+            row.chunks_exact_mut(hd)
+                .for_each(|head| rope(head, &cos, &sin));
+        });
+        self.st.discarded += n_discard;
+        let t = keep.min(self.tokens.len());
+        self.tokens
+            .drain(t..(keep + n_discard).min(self.tokens.len()));
+        Ok(n_discard)
     }
 
     /// Routes by `source` from now on (a trace or generator instead of the routers), named `name`
@@ -103,6 +164,40 @@ impl Session {
     pub fn set_routing(&mut self, source: RoutingSource, name: impl Into<String>) {
         self.st.routing.source = source;
         self.routing_name = name.into();
+    }
+
+    /// Routes by the trace recorded in `path` (`run --record-routing`'s JSON) instead of the
+    /// routers; it must have this model's layers, experts and top-k.
+    pub fn route_by_trace(&mut self, path: &std::path::Path) -> Result<()> {
+        let trace = RoutingTrace::load(path)?;
+        self.route_by(trace, format!("trace {}", path.display()))
+    }
+
+    /// Routes by a generator (`synthetic:exrep=0.44[,skew=1.0][,seed=N]`, [`SyntheticRouting`])
+    /// for `n_tokens` positions instead of the routers.
+    pub fn route_synthetic(&mut self, spec: &str, n_tokens: usize) -> Result<()> {
+        let c = &self.model.config;
+        let Some(m) = &c.moe else {
+            return Err(Error::InvalidArgument(
+                "synthetic routing needs a mixture-of-experts model".into(),
+            ));
+        };
+        let sparse: Vec<bool> = (0..c.n_layers).map(|l| c.is_sparse_layer(l)).collect();
+        let trace =
+            SyntheticRouting::parse(spec)?.generate(&sparse, m.n_experts, m.top_k, n_tokens);
+        self.route_by(trace, spec)
+    }
+
+    fn route_by(&mut self, trace: RoutingTrace, name: impl Into<String>) -> Result<()> {
+        let c = &self.model.config;
+        let Some(m) = &c.moe else {
+            return Err(Error::InvalidArgument(
+                "a routing trace needs a mixture-of-experts model".into(),
+            ));
+        };
+        trace.check_fits(c.n_layers, m.n_experts, m.top_k)?;
+        self.set_routing(RoutingSource::Trace(Arc::new(trace)), name);
+        Ok(())
     }
 
     /// The expert predictor for prefetching (it needs the model's cache to have reader threads).
@@ -123,6 +218,8 @@ impl Session {
         self.st.cache_user = CacheUser::new();
         self.has_logits = false;
         self.pending = None;
+        self.tokens.clear();
+        self.st.discarded = 0;
         self.log = RunLog::default();
     }
 
@@ -133,6 +230,7 @@ impl Session {
         if tokens.is_empty() {
             return Err(Error::EmptyInput);
         }
+        self.check_fits(tokens)?;
         self.begin();
         let t0 = Instant::now();
         let mut input = Vec::with_capacity(tokens.len() + 1);
@@ -140,6 +238,7 @@ impl Session {
         input.extend_from_slice(tokens);
         self.pass(&input, want)?;
         let extra = usize::from(self.pending.take().is_some());
+        self.tokens.extend_from_slice(tokens);
         let s = t0.elapsed().as_secs_f64();
         self.log.prompt_tokens += tokens.len();
         self.log.prefill_s += s;
@@ -215,8 +314,15 @@ impl Session {
             let stepped = match self.pending {
                 Some(p) => {
                     if self.st.kv.len() >= self.n_ctx() {
-                        g.stop = StopReason::ContextFull;
-                        return Ok(());
+                        match cfg.context_shift {
+                            Some(keep) => {
+                                self.shift_context(keep)?;
+                            }
+                            None => {
+                                g.stop = StopReason::ContextFull;
+                                return Ok(());
+                            }
+                        }
                     }
                     self.pass(&[p], Logits::Last)?;
                     self.pending = None;
@@ -225,7 +331,7 @@ impl Session {
                 None => false,
             };
             let tok = match self.logits() {
-                Some(l) => sampler.sample(l),
+                Some(l) => sampler.sample(l, &self.tokens),
                 None => return Err(Error::InvalidArgument("no logits to sample from".into())),
             };
             if stepped {
@@ -236,13 +342,14 @@ impl Session {
                 self.log.ttft_s = self.log.last_eval_s + t0.elapsed().as_secs_f64();
             }
             self.pending = Some(tok);
+            self.tokens.push(tok);
             g.tokens.push(tok);
             // Known before the callback, so a text stream can flush what it holds back.
             let stop = if cfg.stop_at_eos && eos.contains(&tok) {
                 Some(StopReason::Eos)
             } else if g.tokens.len() >= cfg.max_new_tokens {
                 Some(StopReason::MaxTokens)
-            } else if self.st.kv.len() >= self.n_ctx() {
+            } else if self.st.kv.len() >= self.n_ctx() && cfg.context_shift.is_none() {
                 Some(StopReason::ContextFull)
             } else {
                 None
@@ -255,6 +362,7 @@ impl Session {
                 if stop == StopReason::ContextFull {
                     // Its position is past the context: it is returned, not kept.
                     self.pending = None;
+                    self.tokens.pop();
                 }
                 g.stop = stop;
                 return Ok(());
@@ -262,7 +370,8 @@ impl Session {
         }
     }
 
-    /// Evaluates `prompt`, then generates: what a command line or a benchmark runs.
+    /// Evaluates `prompt`, then generates (nothing when `cfg.max_new_tokens` is 0): what a command
+    /// line or a benchmark runs.
     pub fn complete(
         &mut self,
         prompt: &[u32],
@@ -270,14 +379,32 @@ impl Session {
         on_token: impl FnMut(u32, bool) -> bool,
     ) -> Result<Generation> {
         Sampler::new(cfg.sampler.clone())?;
+        if prompt.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        self.check_fits(prompt)?;
+        self.eval(prompt, Logits::Last)?;
         if cfg.max_new_tokens == 0 {
-            if prompt.is_empty() {
-                return Err(Error::EmptyInput);
-            }
             return Ok(Generation::default());
         }
-        self.eval(prompt, Logits::Last)?;
         self.generate(cfg, on_token)
+    }
+
+    /// Whether `tokens` are in the vocabulary and fit the context after what it holds, checked before
+    /// any work (the forward pass checks again).
+    pub fn check_fits(&self, tokens: &[u32]) -> Result<()> {
+        let vocab_size = self.model.config.vocab_size;
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
+            return Err(Error::TokenOutOfRange { id, vocab_size });
+        }
+        let needed = self.n_past() + tokens.len();
+        if needed > self.n_ctx() {
+            return Err(Error::ContextFull {
+                needed,
+                max: self.n_ctx(),
+            });
+        }
+        Ok(())
     }
 
     /// A new call starts: a cancel meant for an earlier one is forgotten.
@@ -325,8 +452,10 @@ impl Session {
             prompt_tokens: log.prompt_tokens,
             gen_tokens: log.gen_tokens,
             ttft_ms: log.ttft_s * 1e3,
-            prefill_tok_s: log.prompt_tokens as f64 / log.prefill_s.max(1e-9),
-            decode_tok_s: log.latency_ms.len() as f64 / log.decode_s.max(1e-9),
+            prefill_ms: log.prefill_s * 1e3,
+            decode_ms: log.decode_s * 1e3,
+            prefill_tok_s: per_second(log.prompt_tokens, log.prefill_s),
+            decode_tok_s: per_second(log.latency_ms.len(), log.decode_s),
             latency: Latency::of(&log.latency_ms),
             cache: CacheReport {
                 io: model.experts.config().io.to_string(),
@@ -369,6 +498,15 @@ impl Session {
             },
             notices: model.experts.notices(),
         }
+    }
+}
+
+/// `n` per second over `s` seconds; 0 when nothing was measured.
+fn per_second(n: usize, s: f64) -> f64 {
+    if n == 0 || s <= 0.0 {
+        0.0
+    } else {
+        n as f64 / s
     }
 }
 

@@ -132,7 +132,11 @@ impl Session {
         }
         for pos in 0..n {
             for l in 0..c.n_layers {
-                let es = self.st.routing.chosen(pos, l).unwrap_or(&[]);
+                let es = self
+                    .st
+                    .routing
+                    .chosen(pos + self.st.discarded, l)
+                    .unwrap_or(&[]);
                 w.u8(es.len() as u8);
                 es.iter().for_each(|&e| w.u32(e));
             }
@@ -147,7 +151,10 @@ impl Session {
         let logits = self.logits().map_or(0, <[f32]>::len);
         let routing: usize = (0..n)
             .flat_map(|pos| (0..c.n_layers).map(move |l| (pos, l)))
-            .map(|(pos, l)| 1 + 4 * self.st.routing.chosen(pos, l).map_or(0, <[u32]>::len))
+            .map(|(pos, l)| {
+                let es = self.st.routing.chosen(pos + self.st.discarded, l);
+                1 + 4 * es.map_or(0, <[u32]>::len)
+            })
             .sum();
         4 + 4
             + 6 * 8
@@ -186,7 +193,7 @@ impl Session {
         let (vocab, n_layers, kv_dim) = (c.vocab_size, c.n_layers, model.kv_dim());
         let (n_experts, top_k) = c.moe.as_ref().map_or((0, 0), |m| (m.n_experts, m.top_k));
         let n = r.u64("n_eval")?;
-        let max = c.max_position_embeddings as u64;
+        let max = self.n_ctx() as u64;
         let has_pending = r.u32("has_pending")?;
         let pending = r.u32("pending")?;
         if n > max || n + u64::from(has_pending != 0) > max {

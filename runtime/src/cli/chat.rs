@@ -4,20 +4,19 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use cosmoe::chat::{ChatMessage, ChatTemplate};
 use cosmoe::generate::{GenerateConfig, StopReason, TextStream};
-use cosmoe::sampler::SamplerConfig;
-use cosmoe::session::CancelHandle;
 use cosmoe::{Error, Session, TokenizerSource};
 
-use super::{init_threads, load, ModelArgs};
+use super::{ctrl_c_cancels, init_threads, load, ranged, ModelArgs, SamplerArgs, MAX_TOKENS};
 
 #[derive(Args)]
+// A negative number is a value (refused by its range), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct ChatArgs {
     #[command(flatten)]
     m: ModelArgs,
@@ -30,21 +29,15 @@ pub struct ChatArgs {
     /// tokenizer.json to use instead of the model folder's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Most tokens per answer.
-    #[arg(short = 'n', long = "n-tokens", default_value_t = 1024)]
+    /// Most tokens per answer, 1 to 16777216.
+    #[arg(short = 'n', long = "n-tokens", default_value_t = 1024, value_parser = ranged(1, MAX_TOKENS))]
     n: usize,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.8, allow_hyphen_values = true)]
-    temperature: f32,
-    /// Sample among the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Nucleus sampling mass.
-    #[arg(long, default_value_t = 0.95, allow_hyphen_values = true)]
-    top_p: f32,
-    /// Random seed (default: from the clock, printed to stderr).
-    #[arg(long)]
-    seed: Option<u64>,
+    /// Positions of the context, 1 to the model's trained context (default: that); KV memory
+    /// follows it.
+    #[arg(short = 'c', long, value_parser = ranged(1, MAX_TOKENS))]
+    ctx_size: Option<usize>,
+    #[command(flatten)]
+    sampling: SamplerArgs,
     /// Print each turn's prompt token ids to stderr (`prompt ids: 1 2 3`).
     #[arg(long)]
     verbose_prompt: bool,
@@ -111,24 +104,11 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             )
         })?,
     };
-    let seed = a.seed.unwrap_or_else(|| {
-        let s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        if a.temperature > 0.0 {
-            errln!("seed {s}");
-        }
-        s
-    });
     let cfg = GenerateConfig {
         max_new_tokens: a.n,
         stop_at_eos: true,
-        sampler: SamplerConfig {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            seed,
-        },
+        context_shift: None,
+        sampler: a.sampling.config(0.8),
     };
     // The template's end-of-turn token also ends an answer (Qwen's <|im_end|>, Llama 3's <|eot_id|>),
     // whether or not the model's config lists it.
@@ -146,9 +126,12 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         .collect();
     let mut messages = system.clone();
     let mut session = Session::new(model.clone());
-    let answering = Arc::new(AtomicBool::new(false));
-    #[cfg(unix)]
-    stop_answers_on_ctrl_c(session.cancel_handle(), answering.clone())?;
+    if let Some(n) = a.ctx_size {
+        session.set_n_ctx(n)?;
+    }
+    // Ctrl-C stops the answer being written, not the conversation; between answers it ends cosmoe
+    // as usual (status 130). On a terminal the prompt's line editor reads Ctrl-C itself.
+    let answering = ctrl_c_cancels(session.cancel_handle());
     // What the context holds (the last sampled token included: it is evaluated with the next input).
     let mut held: Vec<u32> = Vec::new();
     let mut input = Input::new()?;
@@ -285,26 +268,4 @@ fn print_stats(session: &Session) {
             s.routing.exrep
         );
     }
-}
-
-/// Ctrl-C (SIGINT) stops the answer being written, not the conversation; between answers it ends
-/// cosmoe as usual (status 130). On a terminal the prompt's line editor reads Ctrl-C itself.
-#[cfg(unix)]
-fn stop_answers_on_ctrl_c(cancel: CancelHandle, answering: Arc<AtomicBool>) -> Result<()> {
-    use signal_hook::consts::SIGINT;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT]).context("handling Ctrl-C")?;
-    std::thread::Builder::new()
-        .name("cosmoe-chat-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if answering.load(Ordering::SeqCst) {
-                    cancel.cancel();
-                } else {
-                    let _ = signal_hook::low_level::emulate_default_handler(sig);
-                    std::process::exit(128 + sig);
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
 }

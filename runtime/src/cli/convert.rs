@@ -7,9 +7,11 @@ use anyhow::Result;
 use clap::Args;
 use cosmoe::quant::{FileType, QuantScheme};
 
-use super::{init_threads, parse_ftype};
+use super::{init_threads, parse_alignment, parse_ftype, ranged, MAX_THREADS};
 
 #[derive(Args)]
+// A negative number is a value (refused by its range), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct ConvertArgs {
     /// Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json).
     src: PathBuf,
@@ -28,13 +30,13 @@ pub struct ConvertArgs {
     /// tokenizer.json to write into the file instead of the folder's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Tensor alignment in bytes (power of two, >= 32). 4096 lets one aligned read fetch an expert;
+    /// Tensor alignment in bytes (a power of two, 32 to 65536). 4096 lets one aligned read fetch an expert;
     /// use 32 for a file that llama.cpp's llama-quantize will rewrite (it pads to 32 whatever the
     /// file says).
-    #[arg(long, default_value_t = cosmoe::convert::ALIGNMENT)]
+    #[arg(long, default_value_t = cosmoe::convert::ALIGNMENT, value_parser = parse_alignment)]
     alignment: u32,
-    /// Worker threads for quantising (default: physical cores).
-    #[arg(long)]
+    /// Worker threads for quantising, 1 to 1024 (default: physical cores).
+    #[arg(short = 't', long, value_parser = ranged(1, MAX_THREADS))]
     threads: Option<usize>,
 }
 

@@ -9,19 +9,24 @@ use cosmoe::quant::QuantScheme;
 use cosmoe_kernels::DType;
 
 use super::bench::{bench_on_pool, BenchArgs};
-use super::{init_threads, CacheArgs, ModelArgs, RoutingArgs};
+use super::{init_threads, ranged, CacheArgs, ModelArgs, RoutingArgs, MAX_THREADS, MAX_TOKENS};
 
 #[derive(Args)]
+// A negative number is a value (refused by its range), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct DemoArgs {
     /// Where the synthesised model is kept (default: $COSMOE_CACHE_DIR, else ~/.cache/cosmoe).
     #[arg(long)]
     dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 64)]
+    /// Prompt length (random token ids), 1 to 16777216; with --gen-tokens within the model's
+    /// context (4096).
+    #[arg(long, default_value_t = 64, value_parser = ranged(1, MAX_TOKENS))]
     prompt_tokens: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Tokens to generate (greedy), 1 to 16777216.
+    #[arg(long, default_value_t = 128, value_parser = ranged(1, MAX_TOKENS))]
     gen_tokens: usize,
-    /// Worker threads (default: physical cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: physical cores).
+    #[arg(short = 't', long, value_parser = ranged(1, MAX_THREADS))]
     threads: Option<usize>,
     /// One JSON object instead of a table.
     #[arg(long)]
@@ -44,6 +49,13 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("cosmoe-wearable.q4_0.gguf");
     let preset = cosmoe::synth::Preset::find("cosmoe-wearable")?;
+    // Before synthesising: a run the model's context cannot hold fails at once.
+    let bench = cosmoe::report::BenchConfig {
+        prompt_tokens: a.prompt_tokens,
+        gen_tokens: a.gen_tokens,
+        seed: 0,
+    };
+    bench.check(preset.context)?;
     if !path.is_file() {
         errln!(
             "synthesising {} once into {} ...",

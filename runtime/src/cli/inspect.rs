@@ -10,6 +10,8 @@ use cosmoe::Model;
 use super::print_report;
 
 #[derive(Args)]
+// A negative number is a value (refused by its range), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct InspectArgs {
     /// Model folder or GGUF file.
     path: PathBuf,

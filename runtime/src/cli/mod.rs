@@ -16,13 +16,127 @@ pub mod run;
 pub mod synth;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::Args;
 use cosmoe::quant::{FileType, QuantScheme};
+use cosmoe::sampler::SamplerConfig;
+use cosmoe::session::CancelHandle;
 use cosmoe::{LoadOptions, Model, Session, TokenizerSource};
 use cosmoe_kernels::DType;
+
+/// The most worker or reader threads a flag may ask for (far above any device's cores; more only
+/// hangs the process creating them).
+pub const MAX_THREADS: u64 = 1024;
+/// The most tokens a count flag may name (a context of 16 Mi positions is beyond any model here).
+pub const MAX_TOKENS: u64 = 1 << 24;
+
+/// A clap parser for an integer in `lo..=hi` (clap names the range when a value is outside it).
+pub fn ranged(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(lo..=hi)
+}
+
+/// A clap parser for a float in `lo..=hi` (`open_lo`: excluding `lo`).
+fn float_in(s: &str, lo: f32, hi: f32, open_lo: bool) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    let above = if open_lo { v > lo } else { v >= lo };
+    if !(above && v <= hi) {
+        let (bra, max) = (
+            if open_lo { "(" } else { "[" },
+            if hi == f32::MAX {
+                "inf".to_string()
+            } else {
+                hi.to_string()
+            },
+        );
+        return Err(format!("{v} is not in {bra}{lo}, {max}]"));
+    }
+    Ok(v)
+}
+
+pub fn non_negative(s: &str) -> Result<f32, String> {
+    float_in(s, 0.0, f32::MAX, false)
+}
+
+pub fn positive(s: &str) -> Result<f32, String> {
+    float_in(s, 0.0, f32::MAX, true)
+}
+
+pub fn unit(s: &str) -> Result<f32, String> {
+    float_in(s, 0.0, 1.0, false)
+}
+
+pub fn open_unit(s: &str) -> Result<f32, String> {
+    float_in(s, 0.0, 1.0, true)
+}
+
+pub fn percent(s: &str) -> Result<f64, String> {
+    float_in(s, 0.0, 100.0, false).map(f64::from)
+}
+
+/// A tensor alignment: a power of two from 32 to 64 KiB.
+pub fn parse_alignment(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(a) if (32..=65536).contains(&a) && a.is_power_of_two() => Ok(a),
+        _ => Err(format!("`{s}` is not a power of two from 32 to 65536")),
+    }
+}
+
+/// The sampling flags of `run` and `chat` (which differ in the default temperature).
+#[derive(Args)]
+pub struct SamplerArgs {
+    /// Sampling temperature, >= 0; 0 is greedy [default: 0 for run, 0.8 for chat].
+    #[arg(long, value_parser = non_negative)]
+    pub temperature: Option<f32>,
+    /// When sampling: among the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// When sampling: among the fewest tokens whose probability reaches this, in (0, 1].
+    #[arg(long, default_value_t = 0.95, value_parser = open_unit)]
+    pub top_p: f32,
+    /// When sampling: drop tokens less likely than this times the most likely one, in [0, 1]
+    /// (at temperature 1, as llama.cpp; 0: off).
+    #[arg(long, default_value_t = 0.05, value_parser = unit)]
+    pub min_p: f32,
+    /// Penalise the tokens among the last --repeat-last-n of the context (positive logits divided by
+    /// it, negative ones multiplied), > 0; 1: off. Greedy decoding too.
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub repeat_penalty: f32,
+    /// How many of the context's last tokens the repeat penalty looks at (0 to 16777216).
+    #[arg(long, default_value_t = 64, value_parser = ranged(0, MAX_TOKENS))]
+    pub repeat_last_n: usize,
+    /// Random seed (default: from the clock, printed to stderr when sampling).
+    #[arg(short = 's', long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplerArgs {
+    /// The sampler these flags ask for, `default_temperature` when `--temperature` is not given.
+    pub fn config(&self, default_temperature: f32) -> SamplerConfig {
+        let temperature = self.temperature.unwrap_or(default_temperature);
+        let seed = self.seed.unwrap_or_else(|| {
+            let s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            if temperature > 0.0 {
+                errln!("seed {s}");
+            }
+            s
+        });
+        SamplerConfig {
+            temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct RoutingArgs {
@@ -37,10 +151,10 @@ pub struct RoutingArgs {
 #[derive(Args)]
 pub struct ModelArgs {
     /// Model folder (config.json, *.safetensors, tokenizer.json) or GGUF file.
-    #[arg(long)]
+    #[arg(short = 'm', long)]
     pub model: PathBuf,
-    /// Worker threads (default: physical cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: physical cores).
+    #[arg(short = 't', long, value_parser = ranged(1, MAX_THREADS))]
     pub threads: Option<usize>,
     /// Convert the weight matrices on load as llama-quantize would: a file type (q4_k_m, q4_k_s,
     /// q5_k_m, q5_k_s, q3_k_s, q3_k_m, q3_k_l, q2_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl,
@@ -56,11 +170,12 @@ pub struct ModelArgs {
 
 #[derive(Args)]
 pub struct CacheArgs {
-    /// Expert cache budget in MiB (default: every expert resident).
-    #[arg(long, conflicts_with = "expert_cache_pct")]
+    /// Expert cache budget in MiB, 0 to 2^32 (default: every expert resident). Mixture-of-experts
+    /// models only, like the other cache flags.
+    #[arg(long, conflicts_with = "expert_cache_pct", value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
     pub expert_cache_mb: Option<u64>,
-    /// Expert cache budget as a percentage of all expert bytes.
-    #[arg(long)]
+    /// Expert cache budget as a percentage of all expert bytes, 0 to 100.
+    #[arg(long, value_parser = percent)]
     pub expert_cache_pct: Option<f64>,
     /// How experts are read: direct (O_DIRECT pread), buffered (pread) or mmap (the OS page cache decides).
     #[arg(long, default_value = "direct")]
@@ -68,9 +183,9 @@ pub struct CacheArgs {
     /// Expert prediction for prefetching: none, gate, history or gate+history.
     #[arg(long, default_value = "none")]
     pub prefetch: cosmoe::routing::Prefetch,
-    /// Background reader threads: they read a layer's missing experts while it computes the others,
-    /// and fetch predicted experts (0: every read happens in the forward pass).
-    #[arg(long, default_value_t = 2)]
+    /// Background reader threads, 0 to 64: they read a layer's missing experts while it computes the
+    /// others, and fetch predicted experts (0: every read happens in the forward pass).
+    #[arg(long, default_value_t = 2, value_parser = ranged(0, 64))]
     pub io_threads: usize,
     /// Which expert leaves the cache first: layer (experts their layer stopped using, then the layer
     /// just finished, the running layer last: Belady's order if the next token reuses this token's
@@ -85,11 +200,6 @@ impl CacheArgs {
         quantize: Option<QuantScheme>,
         tokenizer: TokenizerSource,
     ) -> Result<LoadOptions> {
-        if let Some(p) = self.expert_cache_pct {
-            if !(0.0..=100.0).contains(&p) {
-                bail!("--expert-cache-pct must be in 0..=100, got {p}");
-            }
-        }
         Ok(LoadOptions {
             quantize,
             cache: cosmoe_cache::CacheConfig {
@@ -120,12 +230,41 @@ pub fn parse_dtype(s: &str) -> Result<DType, String> {
     })
 }
 
+/// What Ctrl-C stops instead of the process: a session's run, while its flag is set.
+type Interrupt = (CancelHandle, Arc<AtomicBool>);
+static INTERRUPT: Mutex<Option<Interrupt>> = Mutex::new(None);
+
+/// From now on Ctrl-C cancels what `cancel`'s session runs while the returned flag is set (it is
+/// cleared by the Ctrl-C that cancels, so a second one ends the process).
+pub fn ctrl_c_cancels(cancel: CancelHandle) -> Arc<AtomicBool> {
+    let active = Arc::new(AtomicBool::new(false));
+    if let Ok(mut i) = INTERRUPT.lock() {
+        *i = Some((cancel, active.clone()));
+    }
+    active
+}
+
+/// Whether a Ctrl-C went to a registered session ([`ctrl_c_cancels`]).
+fn cancel_registered() -> bool {
+    let Ok(i) = INTERRUPT.lock() else {
+        return false;
+    };
+    match &*i {
+        Some((cancel, active)) if active.swap(false, Ordering::SeqCst) => {
+            cancel.cancel();
+            true
+        }
+        _ => false,
+    }
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: removes the output files being written ([`cosmoe::outfile`]),
 /// then dies of the signal as if unhandled (so the shell shows 130 for Ctrl-C, and a script's loop
-/// sees the interruption). A signal that was ignored when cosmoe started (`nohup`, a background
-/// job) stays ignored.
+/// sees the interruption). A SIGINT while a session registered with [`ctrl_c_cancels`] runs cancels
+/// that run instead. A signal that was ignored when cosmoe started (`nohup`, a background job)
+/// stays ignored.
 #[cfg(unix)]
-pub fn remove_parts_on_signals() -> Result<()> {
+pub fn handle_signals() -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let wanted: Vec<libc::c_int> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
@@ -136,7 +275,10 @@ pub fn remove_parts_on_signals() -> Result<()> {
     std::thread::Builder::new()
         .name("cosmoe-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == SIGINT && cancel_registered() {
+                    continue;
+                }
                 cosmoe::outfile::remove_parts();
                 let _ = signal_hook::low_level::emulate_default_handler(sig);
                 std::process::exit(128 + sig);
@@ -173,8 +315,8 @@ pub fn print_report(
 /// Sizes the global rayon pool that the kernels split their work over.
 pub fn init_threads(threads: Option<usize>) -> Result<()> {
     let n = threads.unwrap_or_else(num_cpus::get_physical);
-    if n == 0 {
-        bail!("--threads must be at least 1");
+    if !(1..=MAX_THREADS as usize).contains(&n) {
+        bail!("--threads must be 1 to {MAX_THREADS}, got {n}");
     }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -191,32 +333,35 @@ pub fn load(m: &ModelArgs, tokenizer: TokenizerSource) -> Result<Arc<Model>> {
     });
     let opts = m.cache.options(quantize, tokenizer)?;
     // Load errors name the file (and tensor) themselves.
-    Ok(Arc::new(Model::load_with(&m.model, &opts)?))
+    let model = Model::load_with(&m.model, &opts)?;
+    if model.config.moe.is_none() {
+        let c = &m.cache;
+        let given = [
+            ("--expert-cache-mb", c.expert_cache_mb.is_some()),
+            ("--expert-cache-pct", c.expert_cache_pct.is_some()),
+            ("--prefetch", c.prefetch != cosmoe::routing::Prefetch::None),
+        ];
+        let given: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+        if !given.is_empty() {
+            errln!(
+                "note: {} not used: {} is a dense model (no experts)",
+                given.join(", "),
+                m.model.display()
+            );
+        }
+    }
+    Ok(Arc::new(model))
 }
 
 /// Points the session's routing at a trace or a generator, as the flags ask.
 pub fn set_routing(session: &mut Session, r: &RoutingArgs, n_tokens: usize) -> Result<()> {
-    use cosmoe::routing::{RoutingSource, RoutingTrace, SyntheticRouting};
-    let c = &session.model().config;
-    let (trace, what) = match (&r.routing_trace, &r.routing) {
-        (None, None) => return Ok(()),
-        (Some(p), _) => (RoutingTrace::load(p)?, format!("trace {}", p.display())),
-        (None, Some(spec)) => {
-            let Some(m) = &c.moe else {
-                bail!("--routing needs a mixture-of-experts model");
-            };
-            let sparse: Vec<bool> = (0..c.n_layers).map(|l| c.is_sparse_layer(l)).collect();
-            let g = SyntheticRouting::parse(spec)?;
-            (
-                g.generate(&sparse, m.n_experts, m.top_k, n_tokens),
-                spec.clone(),
-            )
-        }
-    };
-    let Some(m) = &c.moe else {
-        bail!("--routing-trace needs a mixture-of-experts model");
-    };
-    trace.check_fits(c.n_layers, m.n_experts, m.top_k)?;
-    session.set_routing(RoutingSource::Trace(Arc::new(trace)), what);
-    Ok(())
+    match (&r.routing_trace, &r.routing) {
+        (Some(p), _) => session
+            .route_by_trace(p)
+            .map_err(|e| anyhow::anyhow!("--routing-trace: {e}")),
+        (None, Some(spec)) => session
+            .route_synthetic(spec, n_tokens)
+            .map_err(|e| anyhow::anyhow!("--routing: {e}")),
+        (None, None) => Ok(()),
+    }
 }

@@ -54,6 +54,14 @@ pub fn stdout(args: fmt::Arguments<'_>) -> Result<(), StdoutError> {
     Ok(())
 }
 
+/// Writes raw bytes to stdout and flushes.
+pub fn stdout_bytes(bytes: &[u8]) -> Result<(), StdoutError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
 /// Writes `args` and a newline to stderr, ignoring a failure.
 pub fn stderr(args: fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();

@@ -7,9 +7,11 @@ use anyhow::Result;
 use clap::Args;
 use cosmoe::quant::{FileType, QuantScheme};
 
-use super::parse_ftype;
+use super::{parse_alignment, parse_ftype};
 
 #[derive(Args)]
+// A negative number is a value (refused by its range), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct SynthArgs {
     /// Model shapes: cosmoe-wearable, cosmoe-phone, olmoe-1b-7b, granite-1b-a400m, qwen3-30b-a3b.
     #[arg(long)]
@@ -31,8 +33,8 @@ pub struct SynthArgs {
     /// Random seed of the weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Tensor alignment in bytes (power of two, >= 32); 32 for a file llama-quantize will rewrite.
-    #[arg(long, default_value_t = cosmoe::convert::ALIGNMENT)]
+    /// Tensor alignment in bytes (a power of two, 32 to 65536); 32 for a file llama-quantize will rewrite.
+    #[arg(long, default_value_t = cosmoe::convert::ALIGNMENT, value_parser = parse_alignment)]
     alignment: u32,
 }
 
