@@ -322,3 +322,61 @@ fn ctrl_c_stops_the_answer_not_the_chat() {
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!((1..3000).contains(&generated), "{stderr}");
 }
+
+/// A GGUF file carries the template (`tokenizer.chat_template`, written by `cosmoe convert` from
+/// tokenizer_config.json) and the vocabulary: `cosmoe chat` on the file alone gives transformers'
+/// `apply_chat_template` ids for the first turn.
+#[test]
+fn chat_on_a_gguf_uses_its_template_and_vocabulary() {
+    let rec = cases();
+    let cli = &rec["cli"];
+    let d = common::copy_fixture("llama");
+    let src = std::fs::read_to_string(fixture("qwen3.jinja")).unwrap();
+    let cfg = serde_json::json!({ "chat_template": src });
+    std::fs::write(d.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let gguf = out_dir.path().join("llama.gguf");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .arg("convert")
+        .arg(d.path())
+        .args(["--type", "f32", "-o"])
+        .arg(&gguf)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let msgs = messages(&cli["messages"]);
+    let args = [
+        "--model",
+        gguf.to_str().unwrap(),
+        "--system",
+        &msgs[0].content,
+        "--temperature",
+        "0",
+        "-n",
+        "4",
+        "--verbose-prompt",
+        "-t",
+        "1",
+    ];
+    let (ok, _, stderr) = run_chat(&args, &format!("{}\n", msgs[1].content));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("tokenizer.chat_template"), "{stderr}");
+    let first: Vec<u32> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("prompt ids: "))
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .split(' ')
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let want: Vec<u32> = cli["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(first, want);
+}

@@ -1,5 +1,7 @@
 //! The command line's defects 5, 6 and 8 to 11 of issue 13, one test each (1 to 3 are in
-//! tests/output_files.rs, 4 in tests/stdout_errors.rs, 7 in tests/cli.rs), and the `run` flags
+//! tests/output_files.rs, 4 in tests/stdout_errors.rs, 7 is bad_input.rs's
+//! `model_path_is_recognised_by_content`, 12 offload.rs's `a_truncated_file_is_an_error_of_the_run`
+//! and the README), and the `run` flags
 //! users of llama.cpp's tools expect: prompts from files and stdin, stop strings, a context size,
 //! context shift, short flags, the stop reason.
 
