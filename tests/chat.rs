@@ -132,6 +132,15 @@ fn a_template_that_cannot_render_names_what_failed() {
 }
 
 /// Runs `cosmoe chat ARGS` with `input` on stdin; returns (status ok, stdout, stderr).
+/// A copy of the golden llama fixture with Qwen3's chat template in its tokenizer_config.json.
+fn llama_with_qwen3_template() -> tempfile::TempDir {
+    let d = common::copy_fixture("llama");
+    let src = std::fs::read_to_string(fixture("qwen3.jinja")).unwrap();
+    let cfg = serde_json::json!({ "chat_template": src });
+    std::fs::write(d.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    d
+}
+
 fn run_chat(args: &[&str], input: &str) -> (bool, String, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -165,10 +174,7 @@ fn run_chat(args: &[&str], input: &str) -> (bool, String, String) {
 fn chat_over_stdin_follows_the_template() {
     let rec = cases();
     let cli = &rec["cli"];
-    let d = common::copy_fixture("llama");
-    let src = std::fs::read_to_string(fixture("qwen3.jinja")).unwrap();
-    let cfg = serde_json::json!({ "chat_template": src });
-    std::fs::write(d.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    let d = llama_with_qwen3_template();
     let msgs = messages(&cli["messages"]);
     let (system, user) = (&msgs[0].content, &msgs[1].content);
     let model = d.path().to_str().unwrap();
@@ -194,12 +200,7 @@ fn chat_over_stdin_follows_the_template() {
         .map(|l| l.split(' ').map(|t| t.parse().unwrap()).collect())
         .collect();
     assert_eq!(turns.len(), 3, "{stderr}");
-    let want: Vec<u32> = cli["prompt_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let want = common::ids(&cli["prompt_ids"]);
     assert_eq!(turns[0], want);
     assert!(turns[1].len() > turns[0].len() + 6 && turns[1].starts_with(&turns[0]));
     let tok = cosmoe_loader::tokenizer::load(&d.path().join("tokenizer.json")).unwrap();
@@ -330,10 +331,7 @@ fn ctrl_c_stops_the_answer_not_the_chat() {
 fn chat_on_a_gguf_uses_its_template_and_vocabulary() {
     let rec = cases();
     let cli = &rec["cli"];
-    let d = common::copy_fixture("llama");
-    let src = std::fs::read_to_string(fixture("qwen3.jinja")).unwrap();
-    let cfg = serde_json::json!({ "chat_template": src });
-    std::fs::write(d.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    let d = llama_with_qwen3_template();
     let out_dir = tempfile::tempdir().unwrap();
     let gguf = out_dir.path().join("llama.gguf");
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_cosmoe"))
@@ -372,11 +370,6 @@ fn chat_on_a_gguf_uses_its_template_and_vocabulary() {
         .split(' ')
         .map(|t| t.parse().unwrap())
         .collect();
-    let want: Vec<u32> = cli["prompt_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let want = common::ids(&cli["prompt_ids"]);
     assert_eq!(first, want);
 }

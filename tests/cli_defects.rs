@@ -161,15 +161,34 @@ fn defect_6_ids_and_context_are_checked_before_any_work_and_no_rate_is_made_up()
     assert!(!e.contains("inf") && !e.contains("NaN"), "{e}");
 }
 
-/// Runs `cosmoe run` on the llama fixture (a byte-level BPE tokenizer of 384 tokens) at a high
-/// temperature, streaming or with --json.
+/// `cosmoe run -m <the llama fixture> ARGS` with `stdin` as its input, single-threaded: stdout and
+/// stderr of a run that must succeed. The fixture has a byte-level BPE tokenizer of 384 tokens.
+fn run_llama(args: &[&str], stdin: &str) -> (String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .args(["run", "-m", &model("llama"), "-t", "1"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    let err = stderr(&o);
+    let out = String::from_utf8(o.stdout).expect("stdout is UTF-8, no dangling partial character");
+    (out, err)
+}
+
+/// Text sampled at a high temperature, streamed or from --json.
 fn sample_text(seed: u64, json: bool) -> String {
     let seed = seed.to_string();
-    let m = model("llama");
     let mut args = vec![
-        "run",
-        "-m",
-        &m,
         "--ids",
         "1,2,3",
         "-n",
@@ -178,23 +197,12 @@ fn sample_text(seed: u64, json: bool) -> String {
         "3",
         "--min-p",
         "0",
-        "--top-k",
-        "0",
-        "--top-p",
-        "1",
-        "-s",
-        &seed,
-        "--ignore-eos",
-        "-t",
-        "1",
     ];
+    args.extend(["--top-k", "0", "--top-p", "1", "-s", &seed, "--ignore-eos"]);
     if json {
         args.push("--json");
     }
-    let o = cosmoe(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out =
-        String::from_utf8(o.stdout).expect("stdout is UTF-8, with no dangling partial character");
+    let (out, _) = run_llama(&args, "");
     if json {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["text"].as_str().unwrap().to_owned()
@@ -354,44 +362,22 @@ fn defect_11_load_time_counts_dash_is_stdout_and_metadata_is_typed() {
     );
 }
 
-/// `cosmoe run` with `stdin` as its input.
-fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn run_reads_prompts_from_files_and_stdin_with_short_flags() {
-    let m = model("llama");
     let prompt = "Hello world, hello";
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("prompt.txt");
     std::fs::write(&file, prompt).unwrap();
-    let common = ["-n", "6", "--print-ids", "--ignore-eos", "-t", "1"];
     let with = |input: &[&str], stdin: &str| {
-        let mut args = vec!["run", "-m", &m];
-        args.extend(input);
-        args.extend(common);
-        let o = run_with_stdin(&args, stdin);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
+        let mut args = input.to_vec();
+        args.extend(["-n", "6", "--print-ids", "--ignore-eos"]);
+        run_llama(&args, stdin).0
     };
     let direct = with(&["-p", prompt], "");
     assert_eq!(direct.split_whitespace().count(), 6);
     assert_eq!(with(&["-f", file.to_str().unwrap()], ""), direct);
     assert_eq!(with(&["--prompt", "-"], prompt), direct);
+    let m = model("llama");
     fails_saying(
         &["run", "-m", &m, "-f", "/no/such/prompt.txt"],
         &["/no/such/prompt.txt"],
@@ -400,27 +386,18 @@ fn run_reads_prompts_from_files_and_stdin_with_short_flags() {
 
 #[test]
 fn run_says_why_it_stopped_and_stop_strings_end_the_text() {
-    let m = model("llama");
     let go = |extra: &[&str]| {
         let mut args = vec![
-            "run",
-            "-m",
-            &m,
             "--ids",
             "1,2,3",
             "-s",
             "3",
             "--temperature",
             "1.5",
-            "-t",
-            "1",
             "--ignore-eos",
         ];
         args.extend(extra);
-        let o = cosmoe(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let e = stderr(&o);
-        (String::from_utf8(o.stdout).unwrap(), e)
+        run_llama(&args, "")
     };
     let (full, e) = go(&["-n", "40"]);
     assert!(e.contains("stopped: token limit (-n 40)"), "{e}");
@@ -441,11 +418,7 @@ fn run_says_why_it_stopped_and_stop_strings_end_the_text() {
 
 #[test]
 fn context_shift_goes_on_past_the_context() {
-    let m = model("llama");
-    let o = cosmoe(&[
-        "run",
-        "-m",
-        &m,
+    let args = [
         "--ids",
         "1,2,3,4",
         "-n",
@@ -455,36 +428,24 @@ fn context_shift_goes_on_past_the_context() {
         "--context-shift",
         "--keep",
         "2",
-        "--print-ids",
-        "--ignore-eos",
-        "-t",
-        "1",
-    ]);
-    let e = stderr(&o);
-    assert!(o.status.success(), "{e}");
-    assert_eq!(
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .split_whitespace()
-            .count(),
-        40
-    );
+    ];
+    let (ids, e) = run_llama(&[&args[..], &["--print-ids", "--ignore-eos"]].concat(), "");
+    assert_eq!(ids.split_whitespace().count(), 40);
     assert!(e.contains("stopped: token limit (-n 40)"), "{e}");
-    fails_saying(
-        &[
-            "run",
-            "-m",
-            &m,
-            "--ids",
-            "1",
-            "-c",
-            "16",
-            "--context-shift",
-            "--keep",
-            "15",
-        ],
-        &["--keep 15"],
-    );
+    let m = model("llama");
+    let keep_all = [
+        "run",
+        "-m",
+        &m,
+        "--ids",
+        "1",
+        "-c",
+        "16",
+        "--context-shift",
+        "--keep",
+        "15",
+    ];
+    fails_saying(&keep_all, &["--keep 15"]);
     fails_saying(
         &["run", "-m", &m, "--ids", "1", "--keep", "3"],
         &["--context-shift"],
@@ -493,25 +454,10 @@ fn context_shift_goes_on_past_the_context() {
 
 #[test]
 fn repeat_penalty_changes_greedy_output() {
-    let m = model("llama");
     let ids = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "-m",
-            &m,
-            "--ids",
-            "1,2,3",
-            "-n",
-            "24",
-            "--print-ids",
-            "--ignore-eos",
-            "-t",
-            "1",
-        ];
+        let mut args = vec!["--ids", "1,2,3", "-n", "24", "--print-ids", "--ignore-eos"];
         args.extend(extra);
-        let o = cosmoe(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
+        run_llama(&args, "").0
     };
     let plain = ids(&[]);
     assert_eq!(ids(&["--repeat-penalty", "1"]), plain);
