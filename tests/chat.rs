@@ -142,23 +142,7 @@ fn llama_with_qwen3_template() -> tempfile::TempDir {
 }
 
 fn run_chat(args: &[&str], input: &str) -> (bool, String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
-        .arg("chat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::cosmoe_with_stdin(&[&["chat"], args].concat(), input);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -164,21 +163,8 @@ fn defect_6_ids_and_context_are_checked_before_any_work_and_no_rate_is_made_up()
 /// `cosmoe run -m <the llama fixture> ARGS` with `stdin` as its input, single-threaded: stdout and
 /// stderr of a run that must succeed. The fixture has a byte-level BPE tokenizer of 384 tokens.
 fn run_llama(args: &[&str], stdin: &str) -> (String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
-        .args(["run", "-m", &model("llama"), "-t", "1"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let m = model("llama");
+    let o = common::cosmoe_with_stdin(&[&["run", "-m", &m, "-t", "1"], args].concat(), stdin);
     assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     let err = stderr(&o);
     let out = String::from_utf8(o.stdout).expect("stdout is UTF-8, no dangling partial character");
