@@ -358,6 +358,7 @@ fn readme_documents_every_flag_of_help() {
         "run",
         "chat",
         "logits",
+        "perplexity",
         "inspect",
         "bench-kernels",
         "convert",

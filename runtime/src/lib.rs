@@ -25,6 +25,7 @@ pub mod kv;
 pub mod model;
 pub mod moe;
 pub mod outfile;
+pub mod perplexity;
 pub mod quant;
 pub mod report;
 pub mod rope;

@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 use cli::{
     bench::BenchArgs, bench_kernels::BenchKernelsArgs, chat::ChatArgs, convert::ConvertArgs,
-    demo::DemoArgs, inspect::InspectArgs, logits::LogitsArgs, run::RunArgs, synth::SynthArgs,
+    demo::DemoArgs, inspect::InspectArgs, logits::LogitsArgs, perplexity::PerplexityArgs,
+    run::RunArgs, synth::SynthArgs,
 };
 
 #[derive(Parser)]
@@ -32,6 +33,8 @@ enum Cmd {
     Chat(ChatArgs),
     /// Write the logits of every position of `--ids` as little-endian f32, row-major [n_ids, vocab].
     Logits(LogitsArgs),
+    /// Perplexity over a text file (as llama.cpp's llama-perplexity), with ExRep and expert usage.
+    Perplexity(PerplexityArgs),
     /// Show a model's architecture, sizes, parameter counts and expert/resident byte split.
     Inspect(InspectArgs),
     /// Kernel speeds against a read-bandwidth probe and an FMA probe measured in the same run.
@@ -67,6 +70,7 @@ fn main() {
         Cmd::Run(a) => cli::run::run(a),
         Cmd::Chat(a) => cli::chat::chat(a),
         Cmd::Logits(a) => cli::logits::logits(a),
+        Cmd::Perplexity(a) => cli::perplexity::perplexity_cmd(a),
         Cmd::Inspect(a) => cli::inspect::inspect(a),
         Cmd::BenchKernels(a) => cli::bench_kernels::bench_kernels(a),
         Cmd::Convert(a) => cli::convert::convert(a),

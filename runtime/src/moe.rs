@@ -271,6 +271,11 @@ pub(crate) fn moe(
     for (t, es) in plan.chosen.iter().enumerate() {
         ctx.routing.record(pos0 + t, l, c.n_layers, es);
     }
+    if ctx.routing.wants_scores() {
+        for (t, row) in logits.chunks_exact(ne).enumerate() {
+            ctx.routing.record_scores(pos0 + t, l, c.n_layers, row);
+        }
+    }
 
     // 2. Fetch. Read-ahead: the reader threads fetch this layer's missing experts while the
     // experts already here are computed (and several reads are in flight at once).

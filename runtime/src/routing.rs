@@ -13,13 +13,17 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// The experts chosen for each token at each MoE layer: `tokens[t][l]` = the top-k experts of token t
-/// in layer l (empty for a dense layer).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// in layer l (empty for a dense layer); and, when recorded, the router's logits for every expert:
+/// `scores[t][l]` (`n_experts` of them, empty for a dense layer), what a cache policy or a predictor
+/// can learn from beyond the choice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoutingTrace {
     pub n_layers: usize,
     pub n_experts: usize,
     pub top_k: usize,
     pub tokens: Vec<Vec<Vec<u32>>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<Vec<Vec<f32>>>,
 }
 
 impl RoutingTrace {
@@ -29,6 +33,7 @@ impl RoutingTrace {
             n_experts,
             top_k,
             tokens: Vec::new(),
+            scores: Vec::new(),
         }
     }
 
@@ -51,6 +56,25 @@ impl RoutingTrace {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
+        if !self.scores.is_empty() && self.scores.len() != self.tokens.len() {
+            return Err(format!(
+                "scores for {} tokens, choices for {}",
+                self.scores.len(),
+                self.tokens.len()
+            ));
+        }
+        for (t, layers) in self.scores.iter().enumerate() {
+            let bad = layers.len() != self.n_layers
+                || layers
+                    .iter()
+                    .any(|s| !s.is_empty() && s.len() != self.n_experts);
+            if bad {
+                return Err(format!(
+                    "token {t}: scores are not {} layers of {} experts",
+                    self.n_layers, self.n_experts
+                ));
+            }
+        }
         for (t, layers) in self.tokens.iter().enumerate() {
             if layers.len() != self.n_layers {
                 return Err(format!(
@@ -102,6 +126,75 @@ impl RoutingTrace {
     pub fn exrep(&self) -> ExRep {
         exrep(&self.tokens, self.n_layers, self.top_k)
     }
+
+    /// `usage[l][e]`: how many tokens layer `l` routed to expert `e`.
+    pub fn usage(&self) -> Vec<Vec<u64>> {
+        let mut usage = vec![vec![0u64; self.n_experts]; self.n_layers];
+        for layers in &self.tokens {
+            for (l, es) in layers.iter().enumerate() {
+                for &e in es {
+                    if let Some(n) = usage.get_mut(l).and_then(|u| u.get_mut(e as usize)) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        usage
+    }
+
+    /// Appends `other`'s tokens (a trace of the same shape: a later, separate run); the scores stay
+    /// only if both have them for every token.
+    pub fn append(&mut self, other: RoutingTrace) {
+        let scored =
+            self.scores.len() == self.tokens.len() && other.scores.len() == other.tokens.len();
+        self.tokens.extend(other.tokens);
+        if scored {
+            self.scores.extend(other.scores);
+        } else {
+            self.scores.clear();
+        }
+    }
+}
+
+/// ExRep's sums for one layer: experts entering the top-k from one token to the next, and the
+/// pairs of consecutive tokens counted. Sums of separate runs add up (a run's boundary is no pair).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExRepCount {
+    pub new: usize,
+    pub pairs: usize,
+}
+
+/// [`ExRepCount`] of every layer of `tokens[t][l]`.
+pub fn exrep_counts(tokens: &[Vec<Vec<u32>>], n_layers: usize) -> Vec<ExRepCount> {
+    (0..n_layers)
+        .map(|l| {
+            let mut c = ExRepCount::default();
+            for w in tokens.windows(2) {
+                let (a, b) = (&w[0][l], &w[1][l]);
+                if a.is_empty() || b.is_empty() {
+                    continue;
+                }
+                c.new += b.iter().filter(|e| !a.contains(e)).count();
+                c.pairs += 1;
+            }
+            c
+        })
+        .collect()
+}
+
+/// ExRep from the sums of every layer (see [`exrep`]).
+pub fn exrep_of_counts(counts: &[ExRepCount], top_k: usize) -> ExRep {
+    let per_layer: Vec<Option<f64>> = counts
+        .iter()
+        .map(|c| (c.pairs > 0).then(|| c.new as f64 / (top_k * c.pairs) as f64))
+        .collect();
+    let vals: Vec<f64> = per_layer.iter().flatten().copied().collect();
+    let overall = if vals.is_empty() {
+        0.0
+    } else {
+        vals.iter().sum::<f64>() / vals.len() as f64
+    };
+    ExRep { overall, per_layer }
 }
 
 /// ExRep per layer and overall (the mean over MoE layers).
@@ -114,28 +207,7 @@ pub struct ExRep {
 /// ExRep of `tokens[t][l]` (see the module docs); `None` for layers without experts or with fewer than
 /// two tokens.
 pub fn exrep(tokens: &[Vec<Vec<u32>>], n_layers: usize, top_k: usize) -> ExRep {
-    let mut per_layer = vec![None; n_layers];
-    for (l, slot) in per_layer.iter_mut().enumerate() {
-        let (mut new, mut pairs) = (0usize, 0usize);
-        for w in tokens.windows(2) {
-            let (a, b) = (&w[0][l], &w[1][l]);
-            if a.is_empty() || b.is_empty() {
-                continue;
-            }
-            new += b.iter().filter(|e| !a.contains(e)).count();
-            pairs += 1;
-        }
-        if pairs > 0 {
-            *slot = Some(new as f64 / (top_k * pairs) as f64);
-        }
-    }
-    let vals: Vec<f64> = per_layer.iter().flatten().copied().collect();
-    let overall = if vals.is_empty() {
-        0.0
-    } else {
-        vals.iter().sum::<f64>() / vals.len() as f64
-    };
-    ExRep { overall, per_layer }
+    exrep_of_counts(&exrep_counts(tokens, n_layers), top_k)
 }
 
 /// A generator of routing with a chosen ExRep and skewed expert popularity: per layer, each of the k
@@ -337,6 +409,8 @@ pub struct RoutingRecord {
     pub source: RoutingSource,
     /// `chosen[pos][layer]`: the experts position `pos` used (empty for dense layers).
     chosen: Vec<Vec<Vec<u32>>>,
+    /// `scores[pos][layer]`: the router's logits, when asked for ([`Self::keep_scores`]).
+    scores: Option<Vec<Vec<Vec<f32>>>>,
 }
 
 impl RoutingRecord {
@@ -354,6 +428,25 @@ impl RoutingRecord {
         self.chosen[pos][l].extend_from_slice(experts);
     }
 
+    /// Keeps the router's logits of every position from now on (or stops, and forgets them).
+    pub fn keep_scores(&mut self, on: bool) {
+        self.scores = on.then(Vec::new);
+    }
+
+    pub fn wants_scores(&self) -> bool {
+        self.scores.is_some()
+    }
+
+    /// Records the router's logits of position `pos` in layer `l` of `n_layers`, if kept.
+    pub fn record_scores(&mut self, pos: usize, l: usize, n_layers: usize, logits: &[f32]) {
+        if let Some(scores) = &mut self.scores {
+            if scores.len() <= pos {
+                scores.resize(pos + 1, vec![Vec::new(); n_layers]);
+            }
+            scores[pos][l] = logits.to_vec();
+        }
+    }
+
     /// What position `pos` chose in layer `l`.
     pub fn chosen(&self, pos: usize, l: usize) -> Option<&[u32]> {
         self.chosen
@@ -366,6 +459,9 @@ impl RoutingRecord {
     /// Forgets positions from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.chosen.truncate(len);
+        if let Some(s) = &mut self.scores {
+            s.truncate(len);
+        }
     }
 
     /// The choices of every recorded position as a trace.
@@ -375,6 +471,7 @@ impl RoutingRecord {
             n_experts,
             top_k,
             tokens: self.chosen.clone(),
+            scores: self.scores.clone().unwrap_or_default(),
         }
     }
 }
@@ -382,6 +479,37 @@ impl RoutingRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_of_separate_runs_add_up_without_their_boundary() {
+        let a = vec![vec![vec![0, 1]], vec![vec![0, 2]]];
+        let b = vec![vec![vec![3, 4]], vec![vec![3, 4]]];
+        let (ca, cb) = (exrep_counts(&a, 1), exrep_counts(&b, 1));
+        assert_eq!(ca, vec![ExRepCount { new: 1, pairs: 1 }]);
+        let sum = vec![ExRepCount {
+            new: ca[0].new + cb[0].new,
+            pairs: ca[0].pairs + cb[0].pairs,
+        }];
+        // 1 new expert over 2 pairs of k = 2; the joined list would count {0,2} -> {3,4} too.
+        assert_eq!(exrep_of_counts(&sum, 2).overall, 0.25);
+        let joined: Vec<_> = a.iter().chain(&b).cloned().collect();
+        assert_eq!(exrep(&joined, 1, 2).overall, 3.0 / 6.0);
+
+        let mut t = RoutingTrace::new(1, 5, 2);
+        t.append(RoutingTrace {
+            tokens: a.clone(),
+            scores: vec![vec![vec![0.0; 5]]; 2],
+            ..RoutingTrace::new(1, 5, 2)
+        });
+        assert_eq!(t.scores.len(), 2);
+        // A run without scores: the trace keeps none rather than scores that do not line up.
+        t.append(RoutingTrace {
+            tokens: b,
+            ..RoutingTrace::new(1, 5, 2)
+        });
+        assert_eq!((t.tokens.len(), t.scores.len()), (4, 0));
+        assert_eq!(t.usage(), vec![vec![2, 1, 1, 2, 2]]);
+    }
 
     #[test]
     fn exrep_counts_entering_experts() {

@@ -200,6 +200,12 @@ impl Session {
         Ok(())
     }
 
+    /// Keeps the router's logits of every position evaluated from now on, for
+    /// [`routing_trace`](Self::routing_trace)'s `scores` (`n_layers x n_experts` floats a position).
+    pub fn record_router_scores(&mut self, on: bool) {
+        self.st.routing.keep_scores(on);
+    }
+
     /// The expert predictor for prefetching (it needs the model's cache to have reader threads).
     pub fn set_prefetch(&mut self, p: Prefetch) {
         self.st.prefetch = p;

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod demo;
 pub mod inspect;
 pub mod logits;
+pub mod perplexity;
 pub mod run;
 pub mod synth;
 
