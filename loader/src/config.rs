@@ -23,10 +23,14 @@ pub enum Architecture {
     Qwen3Moe,
     Olmoe,
     GraniteMoe,
+    /// The CoSMoEs paper's models as cosmoe's reference module writes them
+    /// (tests/fixtures/cosmoe_reference.py): Llama-3 blocks with a dense MLP or a Mixtral-style
+    /// mixture of experts under Qwen-style names.
+    Cosmoe,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 9] = [
+    pub const ALL: [Architecture; 10] = [
         Architecture::Llama,
         Architecture::Mistral,
         Architecture::Qwen2,
@@ -36,6 +40,7 @@ impl Architecture {
         Architecture::Qwen3Moe,
         Architecture::Olmoe,
         Architecture::GraniteMoe,
+        Architecture::Cosmoe,
     ];
 
     /// The transformers class name (`architectures[0]` in config.json).
@@ -50,6 +55,7 @@ impl Architecture {
             Architecture::Qwen3Moe => "Qwen3MoeForCausalLM",
             Architecture::Olmoe => "OlmoeForCausalLM",
             Architecture::GraniteMoe => "GraniteMoeForCausalLM",
+            Architecture::Cosmoe => "CosmoeForCausalLM",
         }
     }
 
@@ -65,6 +71,7 @@ impl Architecture {
             Architecture::Qwen3Moe => "qwen3_moe",
             Architecture::Olmoe => "olmoe",
             Architecture::GraniteMoe => "granitemoe",
+            Architecture::Cosmoe => "cosmoe",
         }
     }
 
@@ -365,12 +372,13 @@ impl ModelConfig {
 
         let vocab_size = c.dim("vocab_size")?;
         let default_eps = match architecture {
-            A::Mixtral | A::Olmoe => 1e-5,
+            A::Mixtral | A::Olmoe | A::Cosmoe => 1e-5,
             _ => 1e-6,
         };
         let rms_norm_eps = c.opt_f64("rms_norm_eps")?.unwrap_or(default_eps) as f32;
         let default_theta = match architecture {
             A::Mixtral => 1e6,
+            A::Cosmoe => 5e5,
             _ => 1e4,
         };
         let rope = rope(c, default_theta)?;
@@ -561,6 +569,19 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
         A::Mixtral | A::GraniteMoe => ("num_local_experts", "intermediate_size"),
         A::Olmoe => ("num_experts", "intermediate_size"),
         A::Qwen2Moe | A::Qwen3Moe => ("num_experts", "moe_intermediate_size"),
+        // Dense when it has no experts.
+        A::Cosmoe if matches!(c.opt_usize("num_local_experts")?, None | Some(0)) => {
+            return Ok(None)
+        }
+        A::Cosmoe => {
+            if let Some(r) = c.opt_usize("expert_rank")? {
+                return Err(c.bad(
+                    "expert_rank",
+                    format!("{r}: weight-decomposed experts are not supported yet"),
+                ));
+            }
+            ("num_local_experts", "moe_intermediate_size")
+        }
         A::Llama | A::Mistral | A::Qwen2 | A::Qwen3 => return Ok(None),
     };
     // transformers 5 writes `num_local_experts` for Qwen3-MoE where 4.x and the hub write `num_experts`.
@@ -587,7 +608,7 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
     }
     let expert_ffn = c.dim(ffn_key)?;
     let norm_topk_prob = match arch {
-        A::Mixtral => true,
+        A::Mixtral | A::Cosmoe => true,
         A::GraniteMoe => false, // top-k then softmax: already sums to one
         _ => c.opt_bool("norm_topk_prob")?.unwrap_or(false),
     };
@@ -662,7 +683,7 @@ fn sliding_window(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Ve
                     .collect()
             }
         }
-        A::Llama | A::Olmoe | A::GraniteMoe => vec![None; n_layers],
+        A::Llama | A::Olmoe | A::GraniteMoe | A::Cosmoe => vec![None; n_layers],
     };
     Ok(windows)
 }

@@ -71,7 +71,11 @@ pub const ALIGNMENT: u32 = 4096;
 /// llama.cpp's name of an architecture.
 pub fn gguf_arch(a: Architecture) -> &'static str {
     match a {
-        Architecture::Llama | Architecture::Mistral | Architecture::Mixtral => "llama",
+        // A Cosmoe model without WD experts is a Llama (dense) or a Mixtral (MoE) under other names.
+        Architecture::Llama
+        | Architecture::Mistral
+        | Architecture::Mixtral
+        | Architecture::Cosmoe => "llama",
         Architecture::Qwen2 => "qwen2",
         Architecture::Qwen3 => "qwen3",
         Architecture::Qwen2Moe => "qwen2moe",
@@ -280,7 +284,10 @@ fn check_convertible(c: &ModelConfig, src: &Path, notices: &mut Vec<String>) -> 
         // llama.cpp hard-codes the renormalisation of the top-k weights per architecture.
         let llama_cpp_norm = matches!(
             c.architecture,
-            Architecture::Mixtral | Architecture::Qwen3Moe | Architecture::GraniteMoe
+            Architecture::Mixtral
+                | Architecture::Cosmoe
+                | Architecture::Qwen3Moe
+                | Architecture::GraniteMoe
         );
         let hf_norm = m.norm_topk_prob || c.architecture == Architecture::GraniteMoe;
         if hf_norm != llama_cpp_norm {
