@@ -67,6 +67,8 @@ fn outputs_are_identical_in_every_mode() {
         (gguf("qwen3_moe.f32.gguf"), "qwen3_moe".into()),
         (golden_dir().join("olmoe"), "olmoe".into()),
         (golden_dir().join("qwen2_moe"), "qwen2_moe".into()),
+        // Weight-decomposed experts: six matrices an expert, read and cached as one unit.
+        (golden_dir().join("cosmoe_wd"), "cosmoe_wd".into()),
     ];
     for (path, fixture) in cases {
         let prompt = expected(&golden_dir().join(&fixture)).prompt_ids;

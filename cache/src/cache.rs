@@ -588,11 +588,8 @@ fn serve_in_place(
         })
     };
     Some((|| {
-        Some(ExpertWeights {
-            gate: weight(&loc.gate)?,
-            up: weight(&loc.up)?,
-            down: weight(&loc.down)?,
-        })
+        let m: Option<Vec<Weight>> = loc.parts().iter().map(|(_, p)| weight(p)).collect();
+        ExpertWeights::from_matrices(m?)
     })())
 }
 
@@ -851,7 +848,8 @@ impl Inner {
                 bytes: bytes.slice(data..data + p.len())?,
             })
         };
-        let (Some(gate), Some(up), Some(down)) = (weight(0), weight(1), weight(2)) else {
+        let m: Option<Vec<Weight>> = (0..loc.parts().len()).map(weight).collect();
+        let Some(w) = m.and_then(ExpertWeights::from_matrices) else {
             return Err(CacheError::Layout {
                 layer,
                 expert,
@@ -859,7 +857,7 @@ impl Inner {
                 msg: "buffer plan does not hold the parts".into(),
             });
         };
-        Ok(Arc::new(ExpertWeights { gate, up, down }))
+        Ok(Arc::new(w))
     }
 }
 

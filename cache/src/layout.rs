@@ -59,16 +59,23 @@ impl ExpertPart {
     }
 }
 
-/// The three projections of one routed expert (a SwiGLU MLP).
+/// The projections of one routed expert (a SwiGLU MLP): three matrices, or of a weight-decomposed
+/// expert three left factors and three right ones, read and cached as one unit.
 #[derive(Clone, Debug)]
 pub struct ExpertLoc {
-    /// (ffn, hidden)
+    /// (ffn, hidden), or the left factor (ffn, rank)
     pub gate: ExpertPart,
-    /// (ffn, hidden)
+    /// (ffn, hidden), or (ffn, rank)
     pub up: ExpertPart,
-    /// (hidden, ffn)
+    /// (hidden, ffn), or (hidden, rank)
     pub down: ExpertPart,
+    /// The right factors of a weight-decomposed expert: gate (rank, hidden), up (rank, hidden),
+    /// down (rank, ffn).
+    pub right: Option<Box<[ExpertPart; 3]>>,
 }
+
+/// The most parts an expert has (a weight-decomposed one).
+pub(crate) const MAX_PARTS: usize = 6;
 
 impl ExpertLoc {
     /// An expert whose weights are already in memory (no copy).
@@ -77,12 +84,24 @@ impl ExpertLoc {
             gate: ExpertPart::from_weight(&w.gate),
             up: ExpertPart::from_weight(&w.up),
             down: ExpertPart::from_weight(&w.down),
+            right: w.right.as_ref().map(|r| {
+                Box::new([
+                    ExpertPart::from_weight(&r.gate),
+                    ExpertPart::from_weight(&r.up),
+                    ExpertPart::from_weight(&r.down),
+                ])
+            }),
         }
     }
 
-    /// `(name, part)` for gate, up and down, in that order.
-    pub fn parts(&self) -> [(&'static str, &ExpertPart); 3] {
-        [("gate", &self.gate), ("up", &self.up), ("down", &self.down)]
+    /// `(name, part)` for gate, up and down, then the right factors, in
+    /// [`ExpertWeights::matrices`]' order.
+    pub fn parts(&self) -> Vec<(&'static str, &ExpertPart)> {
+        let mut v = vec![("gate", &self.gate), ("up", &self.up), ("down", &self.down)];
+        if let Some([g, u, d]) = self.right.as_deref() {
+            v.extend([("gate.right", g), ("up.right", u), ("down.right", d)]);
+        }
+        v
     }
 
     /// Bytes of the three weight matrices (without any buffer padding).
@@ -122,7 +141,8 @@ pub(crate) struct Slot {
 /// One expert's buffer plan: a region per part, and the buffer size (what the cache charges).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Plan {
-    pub slots: [Slot; 3],
+    /// One per part, in [`ExpertLoc::parts`]' order (the rest unused).
+    pub slots: [Slot; MAX_PARTS],
     /// Allocated bytes: a whole number of pages.
     pub size: usize,
 }
@@ -135,7 +155,7 @@ impl Plan {
     /// planned with `O_DIRECT` (each such part gets its own aligned superset region). `None` on
     /// arithmetic overflow.
     pub(crate) fn new(loc: &ExpertLoc, direct: impl Fn(usize) -> bool) -> Option<Plan> {
-        let mut slots = [Slot::default(); 3];
+        let mut slots = [Slot::default(); MAX_PARTS];
         let mut end = 0usize;
         for (slot, (_, part)) in slots.iter_mut().zip(loc.parts()) {
             *slot = match part.loc {
@@ -242,9 +262,10 @@ mod tests {
             gate: part(4096 + 100, 400),
             up: part(10_000, 8192),
             down: part(0, 40),
+            right: None,
         };
         let p = Plan::new(&loc, |_| true).unwrap();
-        let [g, u, d] = p.slots;
+        let [g, u, d, ..] = p.slots;
         assert_eq!((g.region, g.region_len, g.data), (0, 4096, 100));
         // 10_000 = 2 * 4096 + 1808; 1808 + 8192 rounds up to 12288.
         assert_eq!((u.region, u.region_len, u.data), (4096, 12288, 4096 + 1808));
@@ -252,8 +273,29 @@ mod tests {
         assert_eq!(p.size, 20480);
 
         let p = Plan::new(&loc, |_| false).unwrap();
-        let [g, u, d] = p.slots;
+        let [g, u, d, ..] = p.slots;
         assert_eq!((g.data, u.data, d.data), (0, 448, 448 + 8192));
         assert_eq!(p.size, 12288);
+    }
+
+    #[test]
+    fn a_weight_decomposed_expert_is_one_buffer_of_six_parts() {
+        let loc = ExpertLoc {
+            gate: part(0, 400),
+            up: part(400, 400),
+            down: part(800, 400),
+            right: Some(Box::new([part(1200, 100), part(1300, 100), part(1400, 100)])),
+        };
+        let names: Vec<&str> = loc.parts().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["gate", "up", "down", "gate.right", "up.right", "down.right"]);
+        assert_eq!(loc.n_bytes(), 1500);
+        let p = Plan::new(&loc, |_| false).unwrap();
+        // Each part from the next cache line after the previous one.
+        let data: Vec<usize> = p.slots.iter().map(|s| s.data).collect();
+        assert_eq!(data, [0, 448, 896, 1344, 1472, 1600]);
+        let p = Plan::new(&loc, |_| true).unwrap();
+        assert!(p.slots.iter().all(|s| s.direct && s.region % ALIGN == 0));
+        // 1200..1300 lies in the first page: its data starts 1200 bytes into its region.
+        assert_eq!(p.slots[3].data - p.slots[3].region, 1200);
     }
 }

@@ -88,28 +88,67 @@ pub type ExpertKey = (usize, usize);
 /// The name the runtime knows the cache by: [`ExpertCache::resident`] builds the all-in-RAM store.
 pub type ExpertStore = ExpertCache;
 
-/// One routed expert: a SwiGLU MLP.
+/// One routed expert: a SwiGLU MLP, `down(silu(gate x) * up x)`.
 #[derive(Clone, Debug)]
 pub struct ExpertWeights {
-    /// (ffn, hidden)
+    /// (ffn, hidden); of a weight-decomposed expert the left factor L, (ffn, rank)
     pub gate: Weight,
-    /// (ffn, hidden)
+    /// (ffn, hidden); or L, (ffn, rank)
     pub up: Weight,
-    /// (hidden, ffn)
+    /// (hidden, ffn); or L, (hidden, rank)
+    pub down: Weight,
+    /// A weight-decomposed expert's right factors: each matrix is `gate . right.gate` etc.
+    pub right: Option<Box<RightFactors>>,
+}
+
+/// The right factors R of a weight-decomposed expert (M = L . R, computed as L (R x)).
+#[derive(Clone, Debug)]
+pub struct RightFactors {
+    /// (rank, hidden)
+    pub gate: Weight,
+    /// (rank, hidden)
+    pub up: Weight,
+    /// (rank, ffn)
     pub down: Weight,
 }
 
 impl ExpertWeights {
+    /// Every matrix: gate, up, down, then the right factors, if any.
+    pub fn matrices(&self) -> Vec<&Weight> {
+        let mut v = vec![&self.gate, &self.up, &self.down];
+        if let Some(r) = &self.right {
+            v.extend([&r.gate, &r.up, &r.down]);
+        }
+        v
+    }
+
     /// Bytes of weights this expert occupies.
     pub fn n_bytes(&self) -> usize {
-        self.gate.bytes.len() + self.up.bytes.len() + self.down.bytes.len()
+        self.matrices().iter().map(|w| w.bytes.len()).sum()
     }
 
     /// Number of parameters.
     pub fn n_params(&self) -> usize {
-        self.gate.rows * self.gate.cols
-            + self.up.rows * self.up.cols
-            + self.down.rows * self.down.cols
+        self.matrices().iter().map(|w| w.rows * w.cols).sum()
+    }
+
+    /// An expert from its matrices in [`matrices`](Self::matrices)' order (3 or 6 of them).
+    pub fn from_matrices(mut m: Vec<Weight>) -> Option<ExpertWeights> {
+        let right = match m.len() {
+            3 => None,
+            6 => {
+                let (down, up, gate) = (m.pop()?, m.pop()?, m.pop()?);
+                Some(Box::new(RightFactors { gate, up, down }))
+            }
+            _ => return None,
+        };
+        let (down, up, gate) = (m.pop()?, m.pop()?, m.pop()?);
+        Some(ExpertWeights {
+            gate,
+            up,
+            down,
+            right,
+        })
     }
 }
 

@@ -129,6 +129,9 @@ pub struct MoeConfig {
     pub shared_expert_ffn: Option<usize>,
     /// `sparse_layers[i]`: layer `i` has routed experts (else a dense MLP of `intermediate_size`).
     pub sparse_layers: Vec<bool>,
+    /// Weight-decomposed experts (the CoSMoEs paper): every expert matrix M (n x m) is stored as
+    /// L (n x r) . R (r x m) of this rank r.
+    pub expert_rank: Option<usize>,
 }
 
 /// GraniteMoE's scalar multipliers; 1.0 (and attention `None`) for every other architecture.
@@ -573,15 +576,7 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
         A::Cosmoe if matches!(c.opt_usize("num_local_experts")?, None | Some(0)) => {
             return Ok(None)
         }
-        A::Cosmoe => {
-            if let Some(r) = c.opt_usize("expert_rank")? {
-                return Err(c.bad(
-                    "expert_rank",
-                    format!("{r}: weight-decomposed experts are not supported yet"),
-                ));
-            }
-            ("num_local_experts", "moe_intermediate_size")
-        }
+        A::Cosmoe => ("num_local_experts", "moe_intermediate_size"),
         A::Llama | A::Mistral | A::Qwen2 | A::Qwen3 => return Ok(None),
     };
     // transformers 5 writes `num_local_experts` for Qwen3-MoE where 4.x and the hub write `num_experts`.
@@ -639,6 +634,10 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
             *s = !only_dense.contains(&i) && step > 0 && (i + 1) % step == 0;
         }
     }
+    let expert_rank = match arch {
+        A::Cosmoe => c.opt_dim("expert_rank")?,
+        _ => None,
+    };
     Ok(Some(MoeConfig {
         n_experts,
         top_k,
@@ -646,6 +645,7 @@ fn moe(c: &Obj<'_>, arch: Architecture, n_layers: usize) -> Result<Option<MoeCon
         norm_topk_prob,
         shared_expert_ffn,
         sparse_layers,
+        expert_rank,
     }))
 }
 

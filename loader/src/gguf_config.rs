@@ -232,6 +232,7 @@ impl ModelConfig {
                         _ => None,
                     },
                     sparse_layers: vec![true; n_layers],
+                    expert_rank: None,
                 })
             }
         };

@@ -239,6 +239,12 @@ fn check_convertible(c: &ModelConfig, src: &Path, notices: &mut Vec<String>) -> 
         })
     };
     let arch = gguf_arch(c.architecture);
+    if let Some(r) = c.moe.as_ref().and_then(|m| m.expert_rank) {
+        return refuse(format!(
+            "its experts are weight-decomposed (expert_rank {r}), which no GGUF architecture \
+             represents yet (cosmoe runs the checkpoint itself)"
+        ));
+    }
     if let Some(m) = &c.moe {
         if m.sparse_layers.iter().any(|s| !s) {
             return refuse(format!(

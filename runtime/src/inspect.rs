@@ -14,6 +14,8 @@ pub struct ExpertReport {
     pub top_k: usize,
     pub expert_ffn: usize,
     pub shared_expert_ffn: Option<usize>,
+    /// Weight-decomposed experts: the rank of their factors.
+    pub expert_rank: Option<usize>,
     pub sparse_layers: usize,
     pub params_per_expert: usize,
     pub bytes_per_expert: usize,
@@ -75,6 +77,7 @@ impl ModelReport {
                 top_k: m.top_k,
                 expert_ffn: m.expert_ffn,
                 shared_expert_ffn: m.shared_expert_ffn,
+                expert_rank: m.expert_rank,
                 sparse_layers,
                 params_per_expert,
                 bytes_per_expert: first.map_or(0, |w| w.n_bytes()),
@@ -208,6 +211,9 @@ impl std::fmt::Display for ModelReport {
                     self.n_layers,
                     e.shared_expert_ffn
                         .map_or(String::new(), |s| format!(", shared expert ffn {s}"))
+                        + &e.expert_rank.map_or(String::new(), |r| {
+                            format!(", weight-decomposed: rank {r}")
+                        })
                 )?;
                 writeln!(
                     f,

@@ -366,6 +366,10 @@ fn expert_layout(source: &dyn WeightSource, experts: Vec<Vec<ExpertWeights>>) ->
                     gate: part(&x.gate),
                     up: part(&x.up),
                     down: part(&x.down),
+                    right: x
+                        .right
+                        .as_ref()
+                        .map(|r| Box::new([part(&r.gate), part(&r.up), part(&r.down)])),
                 })
                 .collect()
         })
@@ -544,10 +548,13 @@ impl Builder<'_> {
     /// Layer `l`'s experts, from whichever layout the checkpoint uses.
     fn experts(&self, l: usize, n_experts: usize, ffn: usize) -> Result<Vec<ExpertWeights>> {
         let h = self.c.hidden_size;
+        let rank = self.c.moe.as_ref().and_then(|m| m.expert_rank);
         let layouts = self.names.expert_layouts(l);
+        // A weight-decomposed expert's matrices are `{name}.left` and `{name}.right`.
+        let wd = if rank.is_some() { ".left" } else { "" };
         let found = layouts.iter().find(|lay| match lay {
             ExpertLayout::PerExpert { prefix, gate, .. } => {
-                self.ck.contains(&format!("{prefix}.0.{gate}.weight"))
+                self.ck.contains(&format!("{prefix}.0.{gate}{wd}.weight"))
             }
             ExpertLayout::Fused { gate_up, .. } => self.ck.contains(gate_up),
             ExpertLayout::Stacked { gate, .. } => self.ck.contains(gate),
@@ -556,7 +563,7 @@ impl Builder<'_> {
             // Name the tensor the architecture's usual layout needs.
             let want = match &layouts[..] {
                 [ExpertLayout::PerExpert { prefix, gate, .. }, ..] => {
-                    format!("{prefix}.0.{gate}.weight")
+                    format!("{prefix}.0.{gate}{wd}.weight")
                 }
                 [ExpertLayout::Fused { gate_up, .. }, ..] => gate_up.clone(),
                 [ExpertLayout::Stacked { gate, .. }, ..] => gate.clone(),
@@ -567,6 +574,48 @@ impl Builder<'_> {
         // GGUF stores each projection of all experts as one 3-D tensor, which the plan goes by.
         let exps = |p: &str| format!("blk.{l}.ffn_{p}_exps.weight");
         let (g_name, u_name, d_name) = (exps("gate"), exps("up"), exps("down"));
+        if let Some(r) = rank {
+            let ExpertLayout::PerExpert {
+                prefix,
+                gate,
+                up,
+                down,
+            } = layout
+            else {
+                return Err(Error::Model {
+                    path: self.ck.origin().to_owned(),
+                    msg: format!(
+                        "layer {l}: weight-decomposed experts are read from per-expert tensors \
+                         (`{{prefix}}.E.gate_proj.left.weight`), not from stacked ones"
+                    ),
+                });
+            };
+            // Left factors (n, r), right factors (r, m), each as the plan types the full matrix.
+            return (0..n_experts)
+                .map(|e| {
+                    let name = |p: &str, side: &str| format!("{prefix}.{e}.{p}.{side}.weight");
+                    let pair = |p: &str, gguf: &str, n: usize, m: usize| -> Result<(Weight, Weight)> {
+                        Ok((
+                            self.matrix(&name(p, "left"), gguf, n, r)?,
+                            self.matrix(&name(p, "right"), gguf, r, m)?,
+                        ))
+                    };
+                    let (gl, gr) = pair(gate, &g_name, ffn, h)?;
+                    let (ul, ur) = pair(up, &u_name, ffn, h)?;
+                    let (dl, dr) = pair(down, &d_name, h, ffn)?;
+                    Ok(ExpertWeights {
+                        gate: gl,
+                        up: ul,
+                        down: dl,
+                        right: Some(Box::new(cosmoe_cache::RightFactors {
+                            gate: gr,
+                            up: ur,
+                            down: dr,
+                        })),
+                    })
+                })
+                .collect();
+        }
         match layout {
             ExpertLayout::PerExpert {
                 prefix,
@@ -580,6 +629,7 @@ impl Builder<'_> {
                         gate: self.matrix(&name(gate), &g_name, ffn, h)?,
                         up: self.matrix(&name(up), &u_name, ffn, h)?,
                         down: self.matrix(&name(down), &d_name, h, ffn)?,
+                        right: None,
                     })
                 })
                 .collect(),
@@ -594,6 +644,7 @@ impl Builder<'_> {
                         gate: self.convert(gate, &g_name),
                         up: self.convert(up, &u_name),
                         down: self.convert(down, &d_name),
+                        right: None,
                     })
                     .collect())
             }
@@ -612,6 +663,7 @@ impl Builder<'_> {
                             gate: self.convert(gate, &g_name),
                             up: self.convert(up, &u_name),
                             down: self.convert(down, &d_name),
+                            right: None,
                         })
                     })
                     .collect()

@@ -30,6 +30,8 @@ pub(crate) struct FfnScratch {
     u: Vec<f32>,
     /// (m, hidden): the experts' outputs, before their routing weights.
     d: Vec<f32>,
+    /// (m, rank) per factored product: weight-decomposed experts' rank-r middles.
+    t: Vec<f32>,
     /// (n): the shared expert's gate.
     shared_gate: Vec<f32>,
 }
@@ -41,11 +43,13 @@ pub(crate) struct MoeCtx<'a> {
     pub prefetch: Prefetch,
 }
 
-/// One product of a SwiGLU MLP: a weight matrix and its bias, if any.
+/// One product of a SwiGLU MLP: a weight matrix and its bias, if any; of a weight-decomposed expert
+/// the left factor `w` and the right one, the product `w (right x)`.
 #[derive(Clone, Copy)]
 struct Proj<'a> {
     w: &'a Weight,
     b: Option<&'a [f32]>,
+    right: Option<&'a Weight>,
 }
 
 impl<'a> From<&'a Linear> for Proj<'a> {
@@ -53,7 +57,58 @@ impl<'a> From<&'a Linear> for Proj<'a> {
         Proj {
             w: &l.w,
             b: l.b.as_deref(),
+            right: None,
         }
+    }
+}
+
+/// `y_i = P_i x_i` for one token each (decode) as at most two parallel jobs: the right factors'
+/// products first (their rank-r results one after another in `t`), then every left or whole matrix.
+fn project_one(items: &mut [(Proj<'_>, &[f32], &mut [f32])], t: &mut Vec<f32>) {
+    let middle: usize = items.iter().filter_map(|(p, ..)| p.right.map(|r| r.rows)).sum();
+    let t = take(t, middle); // (sum of ranks)
+    if middle > 0 {
+        let mut mv = Vec::new();
+        let mut rest = &mut t[..];
+        for (p, x, _) in items.iter() {
+            if let Some(r) = p.right {
+                let (tj, more) = rest.split_at_mut(r.rows);
+                rest = more;
+                mv.push(k::MatvecJob { w: r.mat(), x, y: tj });
+            }
+        }
+        k::matvec_jobs(&mut mv);
+    }
+    let t = &*t;
+    let mut mv = Vec::with_capacity(items.len());
+    let mut at = 0;
+    for (p, x, y) in items.iter_mut() {
+        let input: &[f32] = match p.right {
+            Some(r) => {
+                at += r.rows;
+                &t[at - r.rows..at]
+            }
+            None => x,
+        };
+        mv.push(k::MatvecJob {
+            w: p.w.mat(),
+            x: input,
+            y: &mut y[..],
+        });
+    }
+    k::matvec_jobs(&mut mv);
+}
+
+/// `y = P x` over `m` tokens `x: (m, in)` into `y: (m, out)`, through the rank-r middle `(m, r)` in
+/// `t` for a factored product.
+fn project_many(p: Proj<'_>, x: &[f32], m: usize, y: &mut [f32], t: &mut Vec<f32>) {
+    match p.right {
+        Some(r) => {
+            let t = take(t, m * r.rows); // (m, rank)
+            matmul(r.mat(), x, m, t);
+            matmul(p.w.mat(), t, m, y);
+        }
+        None => matmul(p.w.mat(), x, m, y),
     }
 }
 
@@ -88,11 +143,12 @@ impl<'a> Job<'a> {
     }
 
     fn expert(e: &'a ExpertWeights, x: &'a [f32], m: usize) -> Self {
-        let p = |w| Proj { w, b: None };
+        let r = e.right.as_deref();
+        let p = |w, right| Proj { w, b: None, right };
         Job {
-            gate: p(&e.gate),
-            up: p(&e.up),
-            down: p(&e.down),
+            gate: p(&e.gate, r.map(|r| &r.gate)),
+            up: p(&e.up, r.map(|r| &r.up)),
+            down: p(&e.down, r.map(|r| &r.down)),
             x,
             m,
         }
@@ -107,66 +163,61 @@ impl<'a> Job<'a> {
 /// otherwise each product covers its tokens at once (`matmul` reads each weight row once for all).
 /// The kernels give each value exactly as a lone matvec does either way, so prefill equals decode
 /// bit for bit.
-fn swiglu(jobs: &[Job<'_>], g: &mut Vec<f32>, u: &mut Vec<f32>, out: &mut [f32]) {
+fn swiglu(jobs: &[Job<'_>], s: &mut SwigluScratch<'_>, out: &mut [f32]) {
     // Offsets of each job's rows in g/u: (m_i, ffn_i) each.
     let ffn_len: usize = jobs.iter().map(|j| j.m * j.gate.w.rows).sum();
-    let (g, u) = (take(g, ffn_len), take(u, ffn_len));
+    let (g, u) = (take(s.g, ffn_len), take(s.u, ffn_len));
     let ffn_ranges = ranges(jobs, |j| j.gate.w.rows);
     let out_ranges = ranges(jobs, |j| j.down.w.rows);
 
     if jobs.iter().all(|j| j.m == 1) {
-        let mut mv = Vec::with_capacity(2 * jobs.len());
+        let mut items = Vec::with_capacity(2 * jobs.len());
         let (mut gs, mut us) = (&mut g[..], &mut u[..]);
         for j in jobs {
             let ffn = j.gate.w.rows;
             let (gj, g_rest) = gs.split_at_mut(ffn);
             let (uj, u_rest) = us.split_at_mut(ffn);
             (gs, us) = (g_rest, u_rest);
-            mv.push(k::MatvecJob {
-                w: j.gate.w.mat(),
-                x: j.x,
-                y: gj,
-            });
-            mv.push(k::MatvecJob {
-                w: j.up.w.mat(),
-                x: j.x,
-                y: uj,
-            });
+            items.push((j.gate, j.x, gj));
+            items.push((j.up, j.x, uj));
         }
-        k::matvec_jobs(&mut mv);
-        drop(mv);
+        project_one(&mut items, s.t);
+        drop(items);
         for (j, &(a, b)) in jobs.iter().zip(&ffn_ranges) {
             j.gate.add_bias(&mut g[a..b]);
             j.up.add_bias(&mut u[a..b]);
             k::silu_mul(&mut g[a..b], &u[a..b]);
         }
         let g = &*g;
-        let mut mv = Vec::with_capacity(jobs.len());
+        let mut items = Vec::with_capacity(jobs.len());
         let mut rest = &mut out[..];
         for (j, &(a, b)) in jobs.iter().zip(&ffn_ranges) {
             let (oj, r) = rest.split_at_mut(j.down.w.rows);
             rest = r;
-            mv.push(k::MatvecJob {
-                w: j.down.w.mat(),
-                x: &g[a..b],
-                y: oj,
-            });
+            items.push((j.down, &g[a..b], oj));
         }
-        k::matvec_jobs(&mut mv);
+        project_one(&mut items, s.t);
     } else {
         for (j, (&(a, b), &(oa, ob))) in jobs.iter().zip(ffn_ranges.iter().zip(&out_ranges)) {
             let (gj, uj) = (&mut g[a..b], &mut u[a..b]);
-            matmul(j.gate.w.mat(), j.x, j.m, gj);
-            matmul(j.up.w.mat(), j.x, j.m, uj);
+            project_many(j.gate, j.x, j.m, gj, s.t);
+            project_many(j.up, j.x, j.m, uj, s.t);
             j.gate.add_bias(gj);
             j.up.add_bias(uj);
             k::silu_mul(gj, uj);
-            matmul(j.down.w.mat(), gj, j.m, &mut out[oa..ob]);
+            project_many(j.down, gj, j.m, &mut out[oa..ob], s.t);
         }
     }
     for (j, &(oa, ob)) in jobs.iter().zip(&out_ranges) {
         j.down.add_bias(&mut out[oa..ob]);
     }
+}
+
+/// The buffers [`swiglu`] computes in.
+struct SwigluScratch<'s> {
+    g: &'s mut Vec<f32>,
+    u: &'s mut Vec<f32>,
+    t: &'s mut Vec<f32>,
 }
 
 /// Where each job's `(m, width)` rows lie in a buffer that holds them one after another.
@@ -183,7 +234,12 @@ fn ranges(jobs: &[Job<'_>], width: fn(&Job<'_>) -> usize) -> Vec<(usize, usize)>
 
 /// A dense SwiGLU layer: `xn: (n, hidden) -> out: (n, hidden)`.
 pub(crate) fn dense(mlp: &Mlp, xn: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
-    swiglu(&[Job::mlp(mlp, xn, n)], &mut s.g, &mut s.u, out);
+    let mut sc = SwigluScratch {
+        g: &mut s.g,
+        u: &mut s.u,
+        t: &mut s.t,
+    };
+    swiglu(&[Job::mlp(mlp, xn, n)], &mut sc, out);
 }
 
 /// Which experts each token uses and with which weights.
@@ -324,7 +380,12 @@ pub(crate) fn moe(
             at += toks.len();
         }
         let d = take(&mut s.d, rows * h); // (rows, hidden)
-        swiglu(&jobs, &mut s.g, &mut s.u, d);
+        let mut sc = SwigluScratch {
+            g: &mut s.g,
+            u: &mut s.u,
+            t: &mut s.t,
+        };
+        swiglu(&jobs, &mut sc, d);
         // Experts in index order, as transformers accumulates them.
         let mut row = 0;
         for (_, toks) in experts {
@@ -337,7 +398,12 @@ pub(crate) fn moe(
 
     if let Some((mlp, gate)) = &m.shared {
         let d = take(&mut s.d, n * h); // (n, hidden)
-        swiglu(&[Job::mlp(mlp, xn, n)], &mut s.g, &mut s.u, d);
+        let mut sc = SwigluScratch {
+            g: &mut s.g,
+            u: &mut s.u,
+            t: &mut s.t,
+        };
+        swiglu(&[Job::mlp(mlp, xn, n)], &mut sc, d);
         let g = take(&mut s.shared_gate, n); // (n, 1)
         matmul(gate.mat(), xn, n, g);
         for t in 0..n {

@@ -336,6 +336,7 @@ impl Preset {
                 norm_topk_prob: self.norm_topk,
                 shared_expert_ffn: self.shared_expert_ffn,
                 sparse_layers: vec![true; self.layers],
+                expert_rank: None,
             }),
             multipliers: self.multipliers.clone(),
             bos_token_id: None,

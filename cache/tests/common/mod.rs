@@ -166,6 +166,7 @@ pub fn write_model(dir: &Path, spec: Spec) -> Model {
                     gate: part(0),
                     up: part(1),
                     down: part(2),
+                    right: None,
                 }
             })
             .collect();
@@ -205,6 +206,7 @@ pub fn memory_layout(model: &Model) -> ExpertLayout {
                         gate: part(&loc.gate, 0),
                         up: part(&loc.up, 1),
                         down: part(&loc.down, 2),
+                        right: None,
                     }
                 })
                 .collect()
