@@ -284,10 +284,17 @@ mod tests {
             gate: part(0, 400),
             up: part(400, 400),
             down: part(800, 400),
-            right: Some(Box::new([part(1200, 100), part(1300, 100), part(1400, 100)])),
+            right: Some(Box::new([
+                part(1200, 100),
+                part(1300, 100),
+                part(1400, 100),
+            ])),
         };
         let names: Vec<&str> = loc.parts().iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["gate", "up", "down", "gate.right", "up.right", "down.right"]);
+        assert_eq!(
+            names,
+            ["gate", "up", "down", "gate.right", "up.right", "down.right"]
+        );
         assert_eq!(loc.n_bytes(), 1500);
         let p = Plan::new(&loc, |_| false).unwrap();
         // Each part from the next cache line after the previous one.

@@ -594,12 +594,13 @@ impl Builder<'_> {
             return (0..n_experts)
                 .map(|e| {
                     let name = |p: &str, side: &str| format!("{prefix}.{e}.{p}.{side}.weight");
-                    let pair = |p: &str, gguf: &str, n: usize, m: usize| -> Result<(Weight, Weight)> {
-                        Ok((
-                            self.matrix(&name(p, "left"), gguf, n, r)?,
-                            self.matrix(&name(p, "right"), gguf, r, m)?,
-                        ))
-                    };
+                    let pair =
+                        |p: &str, gguf: &str, n: usize, m: usize| -> Result<(Weight, Weight)> {
+                            Ok((
+                                self.matrix(&name(p, "left"), gguf, n, r)?,
+                                self.matrix(&name(p, "right"), gguf, r, m)?,
+                            ))
+                        };
                     let (gl, gr) = pair(gate, &g_name, ffn, h)?;
                     let (ul, ur) = pair(up, &u_name, ffn, h)?;
                     let (dl, dr) = pair(down, &d_name, h, ffn)?;

@@ -65,7 +65,10 @@ impl<'a> From<&'a Linear> for Proj<'a> {
 /// `y_i = P_i x_i` for one token each (decode) as at most two parallel jobs: the right factors'
 /// products first (their rank-r results one after another in `t`), then every left or whole matrix.
 fn project_one(items: &mut [(Proj<'_>, &[f32], &mut [f32])], t: &mut Vec<f32>) {
-    let middle: usize = items.iter().filter_map(|(p, ..)| p.right.map(|r| r.rows)).sum();
+    let middle: usize = items
+        .iter()
+        .filter_map(|(p, ..)| p.right.map(|r| r.rows))
+        .sum();
     let t = take(t, middle); // (sum of ranks)
     if middle > 0 {
         let mut mv = Vec::new();
@@ -74,7 +77,11 @@ fn project_one(items: &mut [(Proj<'_>, &[f32], &mut [f32])], t: &mut Vec<f32>) {
             if let Some(r) = p.right {
                 let (tj, more) = rest.split_at_mut(r.rows);
                 rest = more;
-                mv.push(k::MatvecJob { w: r.mat(), x, y: tj });
+                mv.push(k::MatvecJob {
+                    w: r.mat(),
+                    x,
+                    y: tj,
+                });
             }
         }
         k::matvec_jobs(&mut mv);
