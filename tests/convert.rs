@@ -333,3 +333,46 @@ fn what_cannot_be_converted_is_refused_clearly() {
     });
     assert!(e.contains("outside the model's vocabulary"), "{e}");
 }
+
+/// Weight-decomposed experts (docs/wd-experts.md) have no llama.cpp architecture: they are written as
+/// cosmoe's own `cosmoe` GGUF architecture, each factor of every expert stacked
+/// (`ffn_gate_l_exps`, `ffn_gate_r_exps`, ...), and the F32 file gives the checkpoint's logits bit for
+/// bit; a quantised one runs too, its factors typed by the rules (rows of 24 values fall back to F16).
+#[test]
+fn weight_decomposed_experts_convert_to_cosmoe_gguf() {
+    let src = golden_dir().join("cosmoe_wd");
+    let prompt = ids(&common::expected(&src).json["prompt_ids"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let logits = |m: &Arc<Model>| {
+        let mut s = Session::new(m.clone());
+        s.eval(&prompt, cosmoe::forward::Logits::All)
+            .unwrap()
+            .to_vec()
+    };
+    let want = logits(&Arc::new(Model::load(&src).unwrap()));
+    for dtype in [DType::F32, DType::Q8_0] {
+        let out = tmp.path().join(format!("wd.{}.gguf", dtype.name()));
+        let r = convert(&config(&src, &out, dtype)).unwrap();
+        assert_eq!(r.architecture, "cosmoe");
+        let f = GgufFile::open(&out).unwrap();
+        assert_eq!(f.get("cosmoe.expert_rank"), Some(&Value::U32(24)));
+        for name in ["ffn_gate_l_exps", "ffn_up_r_exps", "ffn_down_r_exps"] {
+            assert!(
+                f.tensor(&format!("blk.1.{name}.weight")).is_some(),
+                "{name}"
+            );
+        }
+        let model = Arc::new(Model::load(&out).unwrap());
+        assert_eq!(model.config.moe.as_ref().unwrap().expert_rank, Some(24));
+        let got = logits(&model);
+        if dtype == DType::F32 {
+            assert!(got == want, "F32 GGUF logits differ from the checkpoint's");
+        } else {
+            assert!(
+                common::rel_err(&got, &want) < 0.05,
+                "{}",
+                common::rel_err(&got, &want)
+            );
+        }
+    }
+}

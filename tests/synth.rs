@@ -15,6 +15,10 @@ fn presets_have_their_published_sizes() {
     let want = [
         ("cosmoe-wearable", 392.0),
         ("cosmoe-phone", 3690.0),
+        // The paper's WD models: its 377M / 3.65B total, with cosmoe's rounded hidden sizes and the
+        // derived expert width (../shared/PAPER.md); the factors counted as stored.
+        ("cosmoe-wearable-wd", 399.9),
+        ("cosmoe-phone-wd", 3547.0),
         ("olmoe-1b-7b", 6919.0),
         ("granite-1b-a400m", 1335.0),
         ("qwen3-30b-a3b", 30532.0),
@@ -48,6 +52,17 @@ fn presets_have_their_published_sizes() {
     assert!(dense.iter().any(|n| n == "blk.1.ffn_down.weight"));
     assert!(dense.iter().any(|n| n == "blk.1.attn_k.bias"));
     assert!(!dense.iter().any(|n| n.contains("exps")));
+    // Weight-decomposed experts: each factor of every expert stacked, no full expert matrices.
+    let wd = names("cosmoe-wearable-wd");
+    for n in [
+        "ffn_gate_l_exps",
+        "ffn_gate_r_exps",
+        "ffn_down_l_exps",
+        "ffn_down_r_exps",
+    ] {
+        assert!(wd.iter().any(|t| t == &format!("blk.31.{n}.weight")), "{n}");
+    }
+    assert!(!wd.iter().any(|t| t.contains("ffn_up_exps")));
     let shared = names("fixture-qwen2moe-256");
     for n in ["ffn_gate_inp_shexp", "ffn_up_shexp", "ffn_down_exps"] {
         assert!(

@@ -92,7 +92,7 @@ impl ModelConfig {
         let unsupported = || LoaderError::UnsupportedArchitecture {
             path: f.path().to_owned(),
             arch: arch_name.to_owned(),
-            supported: "llama, qwen2, qwen3, qwen2moe, qwen3moe, olmoe, granitemoe".into(),
+            supported: "llama, qwen2, qwen3, qwen2moe, qwen3moe, olmoe, granitemoe, cosmoe".into(),
         };
         let n_experts = m.opt_dim("expert_count")?;
         use Architecture as A;
@@ -105,6 +105,8 @@ impl ModelConfig {
             ("qwen3moe", _) => A::Qwen3Moe,
             ("olmoe", _) => A::Olmoe,
             ("granitemoe", _) => A::GraniteMoe,
+            // cosmoe's own: weight-decomposed experts (docs/wd-experts.md), which llama.cpp lacks.
+            ("cosmoe", Some(_)) => A::Cosmoe,
             _ => return Err(unsupported()),
         };
 
@@ -225,14 +227,17 @@ impl ModelConfig {
                     expert_ffn,
                     norm_topk_prob: matches!(
                         architecture,
-                        A::Mixtral | A::Qwen3Moe | A::GraniteMoe
+                        A::Mixtral | A::Qwen3Moe | A::GraniteMoe | A::Cosmoe
                     ),
                     shared_expert_ffn: match architecture {
                         A::Qwen2Moe => m.opt_dim("expert_shared_feed_forward_length")?,
                         _ => None,
                     },
                     sparse_layers: vec![true; n_layers],
-                    expert_rank: None,
+                    expert_rank: match architecture {
+                        A::Cosmoe => Some(m.dim("expert_rank")?),
+                        _ => None,
+                    },
                 })
             }
         };

@@ -68,6 +68,15 @@ pub struct ConvertReport {
 /// The default alignment of every tensor: one page, so an expert's slice can start an aligned read.
 pub const ALIGNMENT: u32 = 4096;
 
+/// The GGUF architecture a model is written as: llama.cpp's name of its architecture, or `cosmoe` for
+/// weight-decomposed experts, which llama.cpp has no architecture for (docs/wd-experts.md).
+pub fn gguf_arch_of(c: &ModelConfig) -> &'static str {
+    match c.moe.as_ref().and_then(|m| m.expert_rank) {
+        Some(_) => "cosmoe",
+        None => gguf_arch(c.architecture),
+    }
+}
+
 /// llama.cpp's name of an architecture.
 pub fn gguf_arch(a: Architecture) -> &'static str {
     match a {
@@ -119,7 +128,7 @@ pub fn convert(cfg: &ConvertConfig) -> Result<ConvertReport> {
     check_output(&cfg.out, &inputs)?;
     let model = Model::load(&cfg.src)?;
     let c = &model.config;
-    let arch = gguf_arch(c.architecture);
+    let arch = gguf_arch_of(c);
     let mut notices = Vec::new();
     check_convertible(c, &cfg.src, &mut notices)?;
 
@@ -238,12 +247,13 @@ fn check_convertible(c: &ModelConfig, src: &Path, notices: &mut Vec<String>) -> 
             msg: format!("cannot convert to GGUF: {msg}"),
         })
     };
-    let arch = gguf_arch(c.architecture);
-    if let Some(r) = c.moe.as_ref().and_then(|m| m.expert_rank) {
-        return refuse(format!(
-            "its experts are weight-decomposed (expert_rank {r}), which no GGUF architecture \
-             represents yet (cosmoe runs the checkpoint itself)"
-        ));
+    let arch = gguf_arch_of(c);
+    if arch == "cosmoe" {
+        notices.push(
+            "weight-decomposed experts are written as cosmoe's own GGUF architecture `cosmoe` \
+             (docs/wd-experts.md): llama.cpp will not load the file"
+                .into(),
+        );
     }
     if let Some(m) = &c.moe {
         if m.sparse_layers.iter().any(|s| !s) {
@@ -342,7 +352,7 @@ fn fallback_notices(f: &[(String, usize, DType, DType)]) -> Vec<String> {
 /// The `general.*` and `{arch}.*` keys, as llama.cpp's converter writes them (`general.file_type` is
 /// `quant`'s llama-quantize file type).
 pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, quant: QuantScheme) {
-    let arch = gguf_arch(c.architecture);
+    let arch = gguf_arch_of(c);
     let u32v = |n: usize| Value::U32(n as u32);
     let name = src
         .file_name()
@@ -392,6 +402,9 @@ pub(crate) fn metadata(w: &mut GgufWriter, c: &ModelConfig, src: &Path, quant: Q
             }
             if let Some(s) = m.shared_expert_ffn {
                 set("expert_shared_feed_forward_length", u32v(s));
+            }
+            if let Some(r) = m.expert_rank {
+                set("expert_rank", u32v(r));
             }
         }
     }
@@ -484,7 +497,7 @@ fn plan(model: &Model) -> Result<Vec<Item>> {
     let names = TensorNames::new(c.architecture, Naming::Gguf);
     let mut p = Planner { items: Vec::new() };
     // llama.cpp's `llama` and `granitemoe` graphs rotate adjacent pairs: permute Q and K rows per head.
-    let (qh, kh) = match gguf_arch(c.architecture) {
+    let (qh, kh) = match gguf_arch_of(c) {
         "llama" | "granitemoe" => (Some(c.n_heads), Some(c.n_kv_heads)),
         _ => (None, None),
     };
@@ -523,12 +536,32 @@ fn plan(model: &Model) -> Result<Vec<Item>> {
                 let experts = (0..model.experts.n_experts(l))
                     .map(|e| model.experts.get(l, e))
                     .collect::<Result<Vec<_>, _>>()?;
+                // A weight-decomposed expert's left factors as `ffn_*_l_exps`, right as `_r_exps`.
+                let wd = experts.iter().all(|x| x.right.is_some());
+                let (l_, r_) = if wd { ("_l", "_r") } else { ("", "") };
                 let gate = experts.iter().map(|x| x.gate.clone()).collect();
                 let up = experts.iter().map(|x| x.up.clone()).collect();
                 let down = experts.iter().map(|x| x.down.clone()).collect();
-                p.experts(format!("blk.{l}.ffn_gate_exps.weight"), gate);
-                p.experts(format!("blk.{l}.ffn_up_exps.weight"), up);
-                p.experts(format!("blk.{l}.ffn_down_exps.weight"), down);
+                p.experts(format!("blk.{l}.ffn_gate{l_}_exps.weight"), gate);
+                p.experts(format!("blk.{l}.ffn_up{l_}_exps.weight"), up);
+                p.experts(format!("blk.{l}.ffn_down{l_}_exps.weight"), down);
+                if wd {
+                    let right = |f: fn(&cosmoe_cache::RightFactors) -> &Weight| {
+                        experts
+                            .iter()
+                            .filter_map(|x| x.right.as_deref().map(f).cloned())
+                            .collect()
+                    };
+                    p.experts(
+                        format!("blk.{l}.ffn_gate{r_}_exps.weight"),
+                        right(|r| &r.gate),
+                    );
+                    p.experts(format!("blk.{l}.ffn_up{r_}_exps.weight"), right(|r| &r.up));
+                    p.experts(
+                        format!("blk.{l}.ffn_down{r_}_exps.weight"),
+                        right(|r| &r.down),
+                    );
+                }
                 if let Some((shared, gate)) = &moe.shared {
                     let parts = [Part::SharedGate, Part::SharedUp, Part::SharedDown];
                     p.mlp(parts.map(n), shared);

@@ -549,6 +549,33 @@ impl Builder<'_> {
     fn experts(&self, l: usize, n_experts: usize, ffn: usize) -> Result<Vec<ExpertWeights>> {
         let h = self.c.hidden_size;
         let rank = self.c.moe.as_ref().and_then(|m| m.expert_rank);
+        if let Some(r) = rank {
+            // A GGUF file (cosmoe's `cosmoe` architecture) stacks each factor of every expert.
+            let stacked = |p: &str, side: &str| format!("blk.{l}.ffn_{p}_{side}_exps.weight");
+            if self.ck.contains(&stacked("gate", "l")) {
+                let shapes = [("gate", ffn, h), ("up", ffn, h), ("down", h, ffn)];
+                // gate, up, down left factors, then the right ones: `ExpertWeights::from_matrices`' order.
+                let mut factors = Vec::new();
+                for side in ["l", "r"] {
+                    for (p, n, m) in shapes {
+                        let (rows, cols) = if side == "l" { (n, r) } else { (r, m) };
+                        let w = self.ck.stacked(&stacked(p, side), n_experts, rows, cols)?;
+                        factors.push(w.into_iter());
+                    }
+                }
+                return (0..n_experts)
+                    .map(|e| {
+                        let m: Option<Vec<Weight>> =
+                            factors.iter_mut().map(Iterator::next).collect();
+                        m.and_then(ExpertWeights::from_matrices)
+                            .ok_or_else(|| Error::Model {
+                                path: self.ck.origin().to_owned(),
+                                msg: format!("layer {l}: the factors of expert {e} are missing"),
+                            })
+                    })
+                    .collect();
+            }
+        }
         let layouts = self.names.expert_layouts(l);
         // A weight-decomposed expert's matrices are `{name}.left` and `{name}.right`.
         let wd = if rank.is_some() { ".left" } else { "" };

@@ -49,6 +49,8 @@ pub struct Preset {
     pub top_k: usize,
     /// Qwen2-MoE's shared expert (with its sigmoid gate).
     pub shared_expert_ffn: Option<usize>,
+    /// Weight-decomposed experts (CoSMoEs): the rank of their factors.
+    pub expert_rank: Option<usize>,
     /// Biases on q, k and v (Qwen2, Qwen2-MoE).
     pub attention_bias: bool,
     pub tied: bool,
@@ -82,6 +84,7 @@ const fn llama_moe(
         experts: 8,
         top_k: 2,
         shared_expert_ffn: None,
+        expert_rank: None,
         attention_bias: false,
         tied: false,
         rope_theta: 500_000.0,
@@ -134,6 +137,32 @@ pub fn presets() -> Vec<Preset> {
             3840,
         ),
         Preset {
+            arch: Architecture::Cosmoe,
+            expert_rank: Some(208),
+            ..llama_moe(
+                "cosmoe-wearable-wd",
+                "CoSMoEs wearable WD MoE: 32 layers, hidden 416, 8 weight-decomposed experts (rank 208) top-2 (~400M params)",
+                32,
+                416,
+                8,
+                8,
+                1280,
+            )
+        },
+        Preset {
+            arch: Architecture::Cosmoe,
+            expert_rank: Some(800),
+            ..llama_moe(
+                "cosmoe-phone-wd",
+                "CoSMoEs phone WD MoE: 26 layers, hidden 1600, 8 weight-decomposed experts (rank 800) top-2 (~3.55B params)",
+                26,
+                1600,
+                20,
+                5,
+                4352,
+            )
+        },
+        Preset {
             name: "olmoe-1b-7b",
             about: "OLMoE-1B-7B-0924: 16 layers, hidden 2048, 64 experts top-8 (~6.9B params)",
             arch: Architecture::Olmoe,
@@ -147,6 +176,7 @@ pub fn presets() -> Vec<Preset> {
             experts: 64,
             top_k: 8,
             shared_expert_ffn: None,
+            expert_rank: None,
             attention_bias: false,
             tied: false,
             rope_theta: 10_000.0,
@@ -169,6 +199,7 @@ pub fn presets() -> Vec<Preset> {
             experts: 32,
             top_k: 8,
             shared_expert_ffn: None,
+            expert_rank: None,
             attention_bias: false,
             tied: true,
             rope_theta: 10_000.0,
@@ -196,6 +227,7 @@ pub fn presets() -> Vec<Preset> {
             experts: 128,
             top_k: 8,
             shared_expert_ffn: None,
+            expert_rank: None,
             attention_bias: false,
             tied: false,
             rope_theta: 1_000_000.0,
@@ -258,6 +290,7 @@ pub fn presets() -> Vec<Preset> {
         Preset {
             arch: Architecture::Qwen2Moe,
             shared_expert_ffn: Some(512),
+            expert_rank: None,
             attention_bias: true,
             norm_topk: false,
             rope_theta: 1_000_000.0,
@@ -336,7 +369,7 @@ impl Preset {
                 norm_topk_prob: self.norm_topk,
                 shared_expert_ffn: self.shared_expert_ffn,
                 sparse_layers: vec![true; self.layers],
-                expert_rank: None,
+                expert_rank: self.expert_rank,
             }),
             multipliers: self.multipliers.clone(),
             bos_token_id: None,
@@ -456,17 +489,38 @@ fn plan(c: &ModelConfig) -> Vec<Planned> {
                 std: 1.0 / (h as f32).sqrt(),
             },
         });
-        mat(
-            &mut v,
-            format!("blk.{l}.ffn_gate_exps.weight"),
-            vec![h, f, e],
-        );
-        mat(&mut v, format!("blk.{l}.ffn_up_exps.weight"), vec![h, f, e]);
-        mat(
-            &mut v,
-            format!("blk.{l}.ffn_down_exps.weight"),
-            vec![f, h, e],
-        );
+        match m.expert_rank {
+            None => {
+                mat(
+                    &mut v,
+                    format!("blk.{l}.ffn_gate_exps.weight"),
+                    vec![h, f, e],
+                );
+                mat(&mut v, format!("blk.{l}.ffn_up_exps.weight"), vec![h, f, e]);
+                mat(
+                    &mut v,
+                    format!("blk.{l}.ffn_down_exps.weight"),
+                    vec![f, h, e],
+                );
+            }
+            // Weight-decomposed: left factors (n, r), then right factors (r, m), as convert writes them.
+            Some(r) => {
+                for (p, n) in [("gate", f), ("up", f), ("down", h)] {
+                    mat(
+                        &mut v,
+                        format!("blk.{l}.ffn_{p}_l_exps.weight"),
+                        vec![r, n, e],
+                    );
+                }
+                for (p, m) in [("gate", h), ("up", h), ("down", f)] {
+                    mat(
+                        &mut v,
+                        format!("blk.{l}.ffn_{p}_r_exps.weight"),
+                        vec![m, r, e],
+                    );
+                }
+            }
+        }
         if let Some(sf) = m.shared_expert_ffn {
             let std = 1.0 / (h as f32).sqrt();
             vec_uniform(&mut v, w(Part::SharedRouter), h, std);

@@ -13,7 +13,8 @@ use super::{parse_alignment, parse_ftype};
 // A negative number is a value (refused by its range), not an unknown flag.
 #[command(allow_negative_numbers = true)]
 pub struct SynthArgs {
-    /// Model shapes: cosmoe-wearable, cosmoe-phone, olmoe-1b-7b, granite-1b-a400m, qwen3-30b-a3b.
+    /// Model shapes: cosmoe-wearable, cosmoe-phone, cosmoe-wearable-wd, cosmoe-phone-wd (weight-decomposed
+    /// experts), olmoe-1b-7b, granite-1b-a400m, qwen3-30b-a3b.
     #[arg(long)]
     preset: String,
     /// Types of the weight matrices: a llama-quantize file type (q4_k_m, q4_k_s, q5_k_m, q5_k_s,
