@@ -396,6 +396,12 @@ fn run_says_why_it_stopped_and_stop_strings_end_the_text() {
     let (cut, e) = go(&["-n", "40", "--stop", "no such text", "--stop", &stop]);
     assert_eq!(cut.trim_end_matches('\n'), &text[..at]);
     assert!(e.contains(&format!("stopped: stop string {stop:?}")), "{e}");
+    // Stop strings look at text: with ids printed they could not apply.
+    let m = model("llama");
+    fails_saying(
+        &["run", "-m", &m, "--ids", "1", "--stop", "x", "--print-ids"],
+        &["--stop", "--print-ids"],
+    );
     // A context of 8 positions: 3 prompt tokens and 5 generated fill it.
     let (ids, e) = go(&["-n", "40", "-c", "8", "--print-ids"]);
     assert_eq!(ids.split_whitespace().count(), 6, "{ids}");

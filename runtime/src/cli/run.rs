@@ -135,6 +135,16 @@ pub fn run(a: RunArgs) -> Result<()> {
         );
     }
     let tok = model.tokenizer.as_ref();
+    if !a.stop.is_empty() && (a.print_ids || tok.is_none()) {
+        bail!(
+            "--stop looks for text: it needs a tokenizer{}",
+            if a.print_ids {
+                " and no --print-ids"
+            } else {
+                ""
+            }
+        );
+    }
     let prompt: Vec<u32> = match (&a.ids, text) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => {
