@@ -359,6 +359,7 @@ fn readme_documents_every_flag_of_help() {
         "chat",
         "logits",
         "perplexity",
+        "simulate",
         "inspect",
         "bench-kernels",
         "convert",

@@ -68,6 +68,7 @@ mod error;
 mod io;
 mod layout;
 mod policy;
+pub mod sim;
 mod stats;
 mod user;
 

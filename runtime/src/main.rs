@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use cli::{
     bench::BenchArgs, bench_kernels::BenchKernelsArgs, chat::ChatArgs, convert::ConvertArgs,
     demo::DemoArgs, inspect::InspectArgs, logits::LogitsArgs, perplexity::PerplexityArgs,
-    run::RunArgs, synth::SynthArgs,
+    run::RunArgs, simulate::SimulateArgs, synth::SynthArgs,
 };
 
 #[derive(Parser)]
@@ -43,6 +43,8 @@ enum Cmd {
     Convert(ConvertArgs),
     /// Write a GGUF with random weights at the shapes of a real model (for benchmarks without downloads).
     Synth(SynthArgs),
+    /// Replay a routing trace through each cache policy at several budgets, against Belady's bound.
+    Simulate(SimulateArgs),
     /// Prefill and decode on a model, reporting latency, cache hits, flash reads, stall, memory and ExRep.
     Bench(BenchArgs),
     /// Synthesise the paper's wearable model (once) and bench it with half its experts in RAM.
@@ -76,6 +78,7 @@ fn main() {
         Cmd::Convert(a) => cli::convert::convert(a),
         Cmd::Synth(a) => cli::synth::synth(a),
         Cmd::Bench(a) => cli::bench::bench(a),
+        Cmd::Simulate(a) => cli::simulate::simulate(a),
         Cmd::Demo(a) => cli::demo::demo(a),
     };
     if let Err(e) = r {

@@ -127,6 +127,20 @@ impl RoutingTrace {
         exrep(&self.tokens, self.n_layers, self.top_k)
     }
 
+    /// The expert fetches of the first `n_tokens` tokens, as the forward pass makes them one token at a
+    /// time: layer by layer, each layer's experts in index order.
+    pub fn requests(&self, n_tokens: usize) -> Vec<(usize, usize)> {
+        let mut r = Vec::new();
+        for layers in self.tokens.iter().take(n_tokens) {
+            for (l, es) in layers.iter().enumerate() {
+                let mut es: Vec<usize> = es.iter().map(|&e| e as usize).collect();
+                es.sort_unstable();
+                r.extend(es.into_iter().map(|e| (l, e)));
+            }
+        }
+        r
+    }
+
     /// `usage[l][e]`: how many tokens layer `l` routed to expert `e`.
     pub fn usage(&self) -> Vec<Vec<u64>> {
         let mut usage = vec![vec![0u64; self.n_experts]; self.n_layers];

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod logits;
 pub mod perplexity;
 pub mod run;
+pub mod simulate;
 pub mod synth;
 
 use std::path::PathBuf;

@@ -1,0 +1,191 @@
+//! Replays a sequence of expert requests through an eviction policy exactly as [`crate::ExpertCache`]
+//! serves one session without reader threads: a request is a hit if the expert is resident (the policy
+//! is told [`touch`](EvictionPolicy::touch)), else a miss that evicts the policy's victims until the
+//! expert's charge fits the budget, then makes it resident. The same policy objects as the cache's, so
+//! a simulated hit rate is the runtime's (tests/simulate.rs checks it end to end), plus [`Belady`]:
+//! the offline optimum for experts of one size, the bound no online policy beats.
+
+use std::collections::HashMap;
+
+use crate::policy::EvictionPolicy;
+use crate::ExpertKey;
+
+/// What a replay counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    /// Bytes loaded: the misses' `read` bytes.
+    pub bytes_read: u64,
+}
+
+impl SimStats {
+    pub fn hit_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.hits as f64 / self.requests as f64
+        }
+    }
+}
+
+/// The cost of each expert: what the budget counts (`charge`: the cache's page-rounded buffer) and
+/// what a load reads (`read`: its weight bytes).
+pub struct Costs<C, R> {
+    pub charge: C,
+    pub read: R,
+}
+
+/// Replays `requests` through `policy` under `budget` bytes.
+pub fn replay<C: Fn(ExpertKey) -> u64, R: Fn(ExpertKey) -> u64>(
+    requests: &[ExpertKey],
+    costs: &Costs<C, R>,
+    budget: u64,
+    policy: &mut dyn EvictionPolicy,
+) -> SimStats {
+    let mut resident: HashMap<ExpertKey, u64> = HashMap::new();
+    let mut held = 0u64;
+    let mut s = SimStats::default();
+    for &key in requests {
+        s.requests += 1;
+        policy.requested(key);
+        if resident.contains_key(&key) {
+            s.hits += 1;
+            policy.touch(key);
+            continue;
+        }
+        s.misses += 1;
+        let c = (costs.charge)(key);
+        s.bytes_read += (costs.read)(key);
+        // As the cache's `reserve`: the policy's victims, else any resident expert.
+        while held + c > budget {
+            let Some(v) = policy.victim().or_else(|| resident.keys().next().copied()) else {
+                break;
+            };
+            policy.remove(v);
+            if let Some(vc) = resident.remove(&v) {
+                held -= vc;
+                s.evictions += 1;
+            }
+        }
+        held += c;
+        resident.insert(key, c);
+        policy.insert(key);
+    }
+    s
+}
+
+/// Belady's offline policy: evicts the resident expert whose next request lies furthest ahead (or
+/// never comes). It knows the whole request sequence, which it must be given in the order
+/// [`replay`] sees it; optimal when every expert costs the same.
+pub struct Belady {
+    /// `next[i]`: the index of the next request for the key of request `i` (`usize::MAX`: none).
+    next: Vec<usize>,
+    /// Requests seen.
+    at: usize,
+    /// Each resident expert's next request.
+    resident: HashMap<ExpertKey, usize>,
+    /// The next request of the key being requested now.
+    pending: usize,
+}
+
+impl Belady {
+    pub fn new(requests: &[ExpertKey]) -> Belady {
+        let mut next = vec![usize::MAX; requests.len()];
+        let mut seen: HashMap<ExpertKey, usize> = HashMap::new();
+        for (i, k) in requests.iter().enumerate().rev() {
+            if let Some(&j) = seen.get(k) {
+                next[i] = j;
+            }
+            seen.insert(*k, i);
+        }
+        Belady {
+            next,
+            at: 0,
+            resident: HashMap::new(),
+            pending: usize::MAX,
+        }
+    }
+}
+
+impl EvictionPolicy for Belady {
+    fn requested(&mut self, _key: ExpertKey) {
+        self.pending = self.next.get(self.at).copied().unwrap_or(usize::MAX);
+        self.at += 1;
+    }
+    fn insert(&mut self, key: ExpertKey) {
+        self.resident.insert(key, self.pending);
+    }
+    fn touch(&mut self, key: ExpertKey) {
+        self.resident.insert(key, self.pending);
+    }
+    fn victim(&mut self) -> Option<ExpertKey> {
+        // Ties (never requested again) broken by key, so replays are reproducible.
+        self.resident
+            .iter()
+            .max_by_key(|(k, &n)| (n, std::cmp::Reverse(**k)))
+            .map(|(k, _)| *k)
+    }
+    fn remove(&mut self, key: ExpertKey) {
+        self.resident.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{LayerCyclic, Lru};
+
+    fn keys(v: &[usize]) -> Vec<ExpertKey> {
+        v.iter().map(|&e| (0, e)).collect()
+    }
+
+    type Cost = fn(ExpertKey) -> u64;
+
+    fn unit() -> Costs<Cost, Cost> {
+        Costs {
+            charge: |_| 1,
+            read: |_| 1,
+        }
+    }
+
+    #[test]
+    fn lru_and_belady_on_a_textbook_sequence() {
+        // 3 slots, the textbook's reference string: LRU faults 9 times, the optimum 7 (the first
+        // requests of each expert included).
+        let r = keys(&[7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2]);
+        let lru = replay(&r, &unit(), 3, &mut Lru::new());
+        let opt = replay(&r, &unit(), 3, &mut Belady::new(&r));
+        assert_eq!((lru.misses, opt.misses), (9, 7));
+        assert_eq!(lru.requests, 13);
+        assert_eq!(opt.hits + opt.misses, 13);
+        assert_eq!(opt.bytes_read, 7);
+        // Room for everything: only the first requests miss.
+        let all = replay(&r, &unit(), 100, &mut Lru::new());
+        assert_eq!((all.misses, all.evictions), (6, 0));
+    }
+
+    #[test]
+    fn belady_bounds_every_online_policy() {
+        // A cyclic pattern over 2 layers, 4 experts each, 2 a token, with some reuse.
+        let mut r = Vec::new();
+        for t in 0..60usize {
+            for l in 0..2 {
+                r.push((l, (t / 3 + l) % 4));
+                r.push((l, (t / 5 + 2 * l + 1) % 4));
+            }
+        }
+        r.dedup();
+        for budget in 2..8 {
+            let opt = replay(&r, &unit(), budget, &mut Belady::new(&r)).hits;
+            let lru = replay(&r, &unit(), budget, &mut Lru::new()).hits;
+            let layer = replay(&r, &unit(), budget, &mut LayerCyclic::new(2)).hits;
+            assert!(
+                opt >= lru && opt >= layer,
+                "budget {budget}: {opt} {lru} {layer}"
+            );
+        }
+    }
+}

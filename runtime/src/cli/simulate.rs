@@ -1,0 +1,225 @@
+//! `cosmoe simulate`: a routing trace replayed through each eviction policy at several budgets, with
+//! Belady's offline optimum as the bound, by the expert cache's own policies and accounting
+//! (`cosmoe_cache::sim`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use cosmoe::routing::RoutingTrace;
+use cosmoe::{LoadOptions, Model, TokenizerSource};
+use cosmoe_cache::sim::{replay, Belady, Costs, SimStats};
+use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, LayerCyclic, Lru};
+
+use super::{percent, ranged, MAX_TOKENS};
+
+#[derive(Args)]
+// A negative number is a value (refused by its range), not an unknown flag.
+#[command(allow_negative_numbers = true)]
+pub struct SimulateArgs {
+    /// The routing trace (`run --record-routing`, `perplexity --record-routing`).
+    #[arg(long)]
+    trace: PathBuf,
+    /// The model the trace is of: experts cost what the cache charges for them (page-rounded
+    /// buffers, per `--io`), and budgets are shares of that as `--expert-cache-pct` makes them.
+    /// Without it every expert costs one unit.
+    #[arg(short = 'm', long)]
+    model: Option<PathBuf>,
+    /// With --model: the buffer plans of this `--io` mode (direct pads each part to pages).
+    #[arg(long, default_value = "direct", requires = "model")]
+    io: IoMode,
+    /// Budgets as percentages of all expert bytes, each 0 to 100.
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50,75", value_parser = percent)]
+    budget_pct: Vec<f64>,
+    /// Policies: lru, layer (the cache's) and belady (the offline bound).
+    #[arg(long, value_delimiter = ',', default_value = "lru,layer,belady")]
+    policy: Vec<String>,
+    /// Replay the first N tokens of the trace, 1 to 16777216 (default: all).
+    #[arg(long, value_parser = ranged(1, MAX_TOKENS))]
+    tokens: Option<usize>,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn simulate(a: SimulateArgs) -> Result<()> {
+    let trace = RoutingTrace::load(&a.trace)?;
+    for p in &a.policy {
+        if !["lru", "layer", "belady"].contains(&p.as_str()) {
+            bail!("unknown policy `{p}` (lru, layer, belady)");
+        }
+    }
+    let n_tokens = a
+        .tokens
+        .unwrap_or(trace.tokens.len())
+        .min(trace.tokens.len());
+    if n_tokens == 0 {
+        bail!("{}: the trace has no tokens", a.trace.display());
+    }
+    // What each expert costs: (charged, read) bytes.
+    let costs: Vec<Vec<(u64, u64)>> = match &a.model {
+        Some(m) => {
+            let opts = LoadOptions {
+                cache: CacheConfig {
+                    budget: None,
+                    io: a.io,
+                    prefetch_threads: 0,
+                    ..Default::default()
+                },
+                tokenizer: TokenizerSource::None,
+                ..Default::default()
+            };
+            let model = Model::load_with(m, &opts)?;
+            let c = &model.config;
+            let Some(moe) = &c.moe else {
+                bail!(
+                    "{} is a dense model: it has no experts to cache",
+                    m.display()
+                );
+            };
+            trace.check_fits(c.n_layers, moe.n_experts, moe.top_k)?;
+            let e = &model.experts;
+            let read = |l, x| e.expert_loc(l, x).map_or(0, |loc| loc.n_bytes() as u64);
+            (0..e.n_layers())
+                .map(|l| {
+                    (0..e.n_experts(l))
+                        .map(|x| (e.expert_bytes(l, x), read(l, x)))
+                        .collect()
+                })
+                .collect()
+        }
+        None => (0..trace.n_layers)
+            .map(|l| {
+                let sparse = trace.tokens.iter().any(|t| !t[l].is_empty());
+                vec![(1, 1); if sparse { trace.n_experts } else { 0 }]
+            })
+            .collect(),
+    };
+    let total: u64 = costs.iter().flatten().map(|c| c.0).sum();
+    let cost = Costs {
+        charge: |(l, e): (usize, usize)| costs[l][e].0,
+        read: |(l, e): (usize, usize)| costs[l][e].1,
+    };
+    let requests = trace.requests(n_tokens);
+    // The cache refuses a budget below one layer's k largest experts.
+    let min_budget = costs
+        .iter()
+        .map(|l| {
+            let mut c: Vec<u64> = l.iter().map(|c| c.0).collect();
+            c.sort_unstable_by(|a, b| b.cmp(a));
+            c.iter().take(trace.top_k).sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+
+    let mut rows = Vec::new();
+    for &pct in &a.budget_pct {
+        // As `--expert-cache-pct` computes it.
+        let budget = (total as f64 * (pct / 100.0).clamp(0.0, 1.0)) as u64;
+        for p in &a.policy {
+            if budget < min_budget {
+                rows.push(Row {
+                    pct,
+                    budget,
+                    policy: p.clone(),
+                    stats: None,
+                });
+                continue;
+            }
+            let mut policy: Box<dyn EvictionPolicy> = match p.as_str() {
+                "lru" => Box::new(Lru::new()),
+                "layer" => Box::new(LayerCyclic::new(trace.n_layers)),
+                _ => Box::new(Belady::new(&requests)),
+            };
+            let stats = replay(&requests, &cost, budget, policy.as_mut());
+            rows.push(Row {
+                pct,
+                budget,
+                policy: p.clone(),
+                stats: Some(stats),
+            });
+        }
+    }
+    let exrep = RoutingTrace {
+        tokens: trace.tokens[..n_tokens].to_vec(),
+        scores: Vec::new(),
+        ..trace.clone()
+    }
+    .exrep()
+    .overall;
+    if a.json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let s = r.stats.unwrap_or_default();
+                serde_json::json!({
+                    "budget_pct": r.pct,
+                    "budget_bytes": r.budget,
+                    "policy": r.policy,
+                    "feasible": r.stats.is_some(),
+                    "requests": s.requests,
+                    "hits": s.hits,
+                    "misses": s.misses,
+                    "hit_rate": s.hit_rate(),
+                    "evictions": s.evictions,
+                    "bytes_read": s.bytes_read,
+                    "bytes_read_per_token": s.bytes_read as f64 / n_tokens as f64,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "trace": a.trace.display().to_string(),
+            "tokens": n_tokens,
+            "exrep": exrep,
+            "total_expert_bytes": total,
+            "unit": if a.model.is_some() { "bytes" } else { "experts" },
+            "rows": rows,
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    outln!(
+        "{}: {n_tokens} tokens, {} layers x {} experts top-{}, ExRep {exrep:.3}; experts cost {}",
+        a.trace.display(),
+        trace.n_layers,
+        trace.n_experts,
+        trace.top_k,
+        if a.model.is_some() {
+            "what the cache charges (MiB below)"
+        } else {
+            "one unit each"
+        }
+    )?;
+    outln!("budget   policy   hit rate   misses/token   read/token   evictions")?;
+    let unit = |b: f64| match a.model {
+        Some(_) => format!("{:.2} MiB", b / (1 << 20) as f64),
+        None => format!("{b:.2}"),
+    };
+    for r in &rows {
+        match r.stats {
+            Some(s) => outln!(
+                "{:>5.1} %  {:<7}  {:>6.1} %   {:>12.2}   {:>10}   {:>9}",
+                r.pct,
+                r.policy,
+                100.0 * s.hit_rate(),
+                s.misses as f64 / n_tokens as f64,
+                unit(s.bytes_read as f64 / n_tokens as f64),
+                s.evictions
+            )?,
+            None => outln!(
+                "{:>5.1} %  {:<7}  below one layer's {} experts: the cache refuses it",
+                r.pct,
+                r.policy,
+                trace.top_k
+            )?,
+        }
+    }
+    Ok(())
+}
+
+struct Row {
+    pct: f64,
+    budget: u64,
+    policy: String,
+    stats: Option<SimStats>,
+}
