@@ -100,6 +100,9 @@ fn outputs_are_identical_in_every_mode() {
             let mut layer = opts(Some(budget), IoMode::Buffered, Prefetch::History);
             layer.cache.policy = cosmoe_cache::PolicyKind::Layer;
             modes.push(layer);
+            let mut lfu = opts(Some(budget), IoMode::Buffered, Prefetch::None);
+            lfu.cache.policy = cosmoe_cache::PolicyKind::Lfu;
+            modes.push(lfu);
         }
         for o in &modes {
             let (got, model) = run(&path, o, &prompt, 12);

@@ -65,7 +65,7 @@ fn simulated_hits_equal_the_runtimes() {
         let belady = rows.iter().find(|r| r["policy"] == "belady").unwrap()["hits"]
             .as_u64()
             .unwrap();
-        for policy in ["lru", "layer"] {
+        for policy in ["lru", "layer", "lfu"] {
             let row = rows.iter().find(|r| r["policy"] == policy).unwrap();
             let b = cosmoe(&[
                 "bench",
@@ -101,7 +101,7 @@ fn simulated_hits_equal_the_runtimes() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 6);
+    assert_eq!(compared, 9);
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub enum PolicyKind {
     Lru,
     /// [`LayerCyclic`].
     Layer,
+    /// [`Lfu`].
+    Lfu,
 }
 
 impl PolicyKind {
@@ -39,6 +41,7 @@ impl PolicyKind {
         match self {
             PolicyKind::Lru => "lru",
             PolicyKind::Layer => "layer",
+            PolicyKind::Lfu => "lfu",
         }
     }
 }
@@ -52,10 +55,10 @@ impl std::fmt::Display for PolicyKind {
 impl std::str::FromStr for PolicyKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [PolicyKind::Lru, PolicyKind::Layer]
+        [PolicyKind::Lru, PolicyKind::Layer, PolicyKind::Lfu]
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown cache policy `{s}` (lru, layer)"))
+            .ok_or_else(|| format!("unknown cache policy `{s}` (lru, layer, lfu)"))
     }
 }
 
@@ -194,9 +197,95 @@ impl EvictionPolicy for Lru {
     }
 }
 
+/// Least frequently used, with ageing: each expert's requests are counted (resident or not), every
+/// count halving over `half_life` tokens, so experts a run has moved away from lose their claim; the
+/// expert with the smallest decayed count goes first, the least recently requested among equals.
+/// Tokens are told apart as [`LayerCyclic`] does: a request for a lower layer than the last starts one.
+pub struct Lfu {
+    half_life: f64,
+    /// Every expert ever requested: (decayed count as of `at`, `at`, last request tick).
+    seen: std::collections::HashMap<ExpertKey, (f64, u64, u64)>,
+    resident: std::collections::HashSet<ExpertKey>,
+    token: u64,
+    layer: usize,
+    tick: u64,
+}
+
+impl Lfu {
+    /// Counts halve every `half_life_tokens` tokens.
+    pub fn new(half_life_tokens: f64) -> Lfu {
+        Lfu {
+            half_life: half_life_tokens.max(1e-9),
+            seen: Default::default(),
+            resident: Default::default(),
+            token: 0,
+            layer: 0,
+            tick: 0,
+        }
+    }
+
+    /// The half-life [`PolicyKind::Lfu`] uses, in tokens.
+    pub const DEFAULT_HALF_LIFE: f64 = 16.0;
+
+    /// `key`'s count decayed to now.
+    fn score(&self, key: &ExpertKey) -> (f64, u64) {
+        self.seen.get(key).map_or((0.0, 0), |&(c, at, tick)| {
+            let age = (self.token - at) as f64 / self.half_life;
+            (c * (-age).exp2(), tick)
+        })
+    }
+}
+
+impl EvictionPolicy for Lfu {
+    fn requested(&mut self, key: ExpertKey) {
+        if key.0 < self.layer {
+            self.token += 1;
+        }
+        self.layer = key.0;
+        self.tick += 1;
+        let (c, _) = self.score(&key);
+        self.seen.insert(key, (c + 1.0, self.token, self.tick));
+    }
+    fn insert(&mut self, key: ExpertKey) {
+        self.resident.insert(key);
+    }
+    fn touch(&mut self, _key: ExpertKey) {}
+    fn victim(&mut self) -> Option<ExpertKey> {
+        self.resident
+            .iter()
+            .map(|k| (self.score(k), *k))
+            .min_by(|(a, ka), (b, kb)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(ka.cmp(kb)))
+            .map(|(_, k)| k)
+    }
+    fn remove(&mut self, key: ExpertKey) {
+        self.resident.remove(&key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lfu_keeps_the_frequent_and_forgets_with_age() {
+        let mut p = Lfu::new(2.0);
+        // Token 0: expert 1 requested three times, expert 2 once.
+        for k in [(0, 1), (0, 1), (0, 1), (0, 2)] {
+            p.requested(k);
+        }
+        p.insert((0, 1));
+        p.insert((0, 2));
+        assert_eq!(p.victim(), Some((0, 2)));
+        // Many tokens later expert 1's count has decayed below a fresh single request of 3.
+        for t in 0..12 {
+            p.requested((1, t % 4));
+            p.requested((0, 9));
+        }
+        p.requested((0, 3));
+        p.insert((0, 3));
+        p.remove((0, 2));
+        assert_eq!(p.victim(), Some((0, 1)));
+    }
 
     #[test]
     fn lru_order() {

@@ -191,7 +191,8 @@ pub struct CacheArgs {
     pub io_threads: usize,
     /// Which expert leaves the cache first: layer (experts their layer stopped using, then the layer
     /// just finished, the running layer last: Belady's order if the next token reuses this token's
-    /// experts; measured better than LRU, docs/benchmarks.md) or lru.
+    /// experts; measured better than LRU, docs/benchmarks.md), lru, or lfu (request counts halving
+    /// every 16 tokens).
     #[arg(long, default_value = "layer")]
     pub cache_policy: cosmoe_cache::PolicyKind,
 }

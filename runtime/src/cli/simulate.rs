@@ -9,7 +9,7 @@ use clap::Args;
 use cosmoe::routing::RoutingTrace;
 use cosmoe::{LoadOptions, Model, TokenizerSource};
 use cosmoe_cache::sim::{replay, Belady, Costs, SimStats};
-use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, LayerCyclic, Lru};
+use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, LayerCyclic, Lfu, Lru};
 
 use super::{percent, ranged, MAX_TOKENS};
 
@@ -31,8 +31,8 @@ pub struct SimulateArgs {
     /// Budgets as percentages of all expert bytes, each 0 to 100.
     #[arg(long, value_delimiter = ',', default_value = "10,25,50,75", value_parser = percent)]
     budget_pct: Vec<f64>,
-    /// Policies: lru, layer (the cache's) and belady (the offline bound).
-    #[arg(long, value_delimiter = ',', default_value = "lru,layer,belady")]
+    /// Policies: lru, layer, lfu (the cache's) and belady (the offline bound).
+    #[arg(long, value_delimiter = ',', default_value = "lru,layer,lfu,belady")]
     policy: Vec<String>,
     /// Replay the first N tokens of the trace, 1 to 16777216 (default: all).
     #[arg(long, value_parser = ranged(1, MAX_TOKENS))]
@@ -45,8 +45,8 @@ pub struct SimulateArgs {
 pub fn simulate(a: SimulateArgs) -> Result<()> {
     let trace = RoutingTrace::load(&a.trace)?;
     for p in &a.policy {
-        if !["lru", "layer", "belady"].contains(&p.as_str()) {
-            bail!("unknown policy `{p}` (lru, layer, belady)");
+        if !["lru", "layer", "lfu", "belady"].contains(&p.as_str()) {
+            bail!("unknown policy `{p}` (lru, layer, lfu, belady)");
         }
     }
     let n_tokens = a
@@ -129,6 +129,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             let mut policy: Box<dyn EvictionPolicy> = match p.as_str() {
                 "lru" => Box::new(Lru::new()),
                 "layer" => Box::new(LayerCyclic::new(trace.n_layers)),
+                "lfu" => Box::new(Lfu::new(Lfu::DEFAULT_HALF_LIFE)),
                 _ => Box::new(Belady::new(&requests)),
             };
             let stats = replay(&requests, &cost, budget, policy.as_mut());
