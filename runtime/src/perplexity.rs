@@ -102,7 +102,6 @@ pub fn perplexity(
             2 * n_ctx
         )));
     }
-    session.check_fits(&tokens[..n_ctx])?;
     if let Some(&id) = tokens
         .iter()
         .find(|&&t| t as usize >= session.model().config.vocab_size)
@@ -113,6 +112,7 @@ pub fn perplexity(
         });
     }
     let c = &session.model().config;
+    let vocab = c.vocab_size;
     // llama.cpp puts BOS first in every window when its tokenizer adds BOS (the text then starts
     // with it).
     let bos = c.bos_token_id.filter(|b| tokens.first() == Some(b));
@@ -142,9 +142,8 @@ pub fn perplexity(
         let mut pos = first;
         while pos < n_ctx - 1 {
             let end = (pos + batch).min(n_ctx - 1);
-            let v = session.model().config.vocab_size;
             let logits = session.eval(&window[pos..end], Logits::All)?;
-            for (row, &next) in logits.chunks_exact(v).zip(&window[pos + 1..end + 1]) {
+            for (row, &next) in logits.chunks_exact(vocab).zip(&window[pos + 1..end + 1]) {
                 let x = nll(row, next);
                 sum += x;
                 sum2 += x * x;

@@ -141,13 +141,8 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             });
         }
     }
-    let exrep = RoutingTrace {
-        tokens: trace.tokens[..n_tokens].to_vec(),
-        scores: Vec::new(),
-        ..trace.clone()
-    }
-    .exrep()
-    .overall;
+    let exrep =
+        cosmoe::routing::exrep(&trace.tokens[..n_tokens], trace.n_layers, trace.top_k).overall;
     if a.json {
         let rows: Vec<serde_json::Value> = rows
             .iter()
