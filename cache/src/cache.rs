@@ -265,6 +265,46 @@ impl ExpertCache {
         layer: usize,
         expert: usize,
     ) -> Result<Arc<ExpertWeights>, CacheError> {
+        self.fetch(user, layer, expert, false)
+    }
+
+    /// A visit of `layer` by `user`'s forward pass: the eviction policy hears of all of `experts`
+    /// before any of them is fetched, so making room for one never evicts another the visit is about
+    /// to use (the `layer` policy then keeps what a layer still uses and replaces what it stopped
+    /// using: with room for k experts a layer, exactly the CoSMoEs paper's offloading rule). Then each
+    /// as [`get_as`](Self::get_as), in order.
+    pub fn get_layer_as(
+        &self,
+        user: &CacheUser,
+        layer: usize,
+        experts: &[usize],
+    ) -> Result<Vec<Arc<ExpertWeights>>, CacheError> {
+        let inner = &*self.inner;
+        for &e in experts {
+            inner.check_key(layer, e)?;
+        }
+        {
+            let mut st = inner.state.lock();
+            for &e in experts {
+                if inner.in_place[layer][e].is_none() {
+                    st.policy.requested((layer, e));
+                }
+            }
+        }
+        experts
+            .iter()
+            .map(|&e| self.fetch(user, layer, e, true))
+            .collect()
+    }
+
+    /// [`get_as`](Self::get_as); `announced`: the policy was told of the request already.
+    fn fetch(
+        &self,
+        user: &CacheUser,
+        layer: usize,
+        expert: usize,
+        announced: bool,
+    ) -> Result<Arc<ExpertWeights>, CacheError> {
         let inner = &*self.inner;
         inner.check_key(layer, expert)?;
         let count = |f: fn(&Counters) -> &AtomicU64, n: u64| inner.count(user, f, n);
@@ -276,7 +316,9 @@ impl ExpertCache {
         let key = (layer, expert);
         let t0 = Instant::now();
         let mut st = inner.state.lock();
-        st.policy.requested(key);
+        if !announced {
+            st.policy.requested(key);
+        }
         let st_ref = &mut *st;
         if let Some(entry) = st_ref.ready.get_mut(&key) {
             let w = entry.weights.clone();

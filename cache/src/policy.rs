@@ -118,8 +118,9 @@ impl EvictionPolicy for LayerCyclic {
     }
 
     fn victim(&mut self) -> Option<ExpertKey> {
-        // Experts their layer's latest visit did not use (the running layer's included: its visit
-        // has requested what it needs before anything is loaded for it), least recently used first.
+        // Experts their layer's latest visit did not use (the running layer's included: the forward
+        // pass tells of a visit's requests before it loads any, `ExpertCache::get_layer_as`), least
+        // recently used first.
         let stale = self
             .used
             .iter()

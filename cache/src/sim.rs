@@ -1,6 +1,8 @@
 //! Replays a sequence of expert requests through an eviction policy exactly as [`crate::ExpertCache`]
-//! serves one session without reader threads: a request is a hit if the expert is resident (the policy
-//! is told [`touch`](EvictionPolicy::touch)), else a miss that evicts the policy's victims until the
+//! serves one session without reader threads: requests come in visits (one layer of one token, as
+//! [`get_layer_as`](crate::ExpertCache::get_layer_as) makes them), the policy is told of a visit's
+//! requests before any of them is served; then each is a hit if the expert is resident (the policy is
+//! told [`touch`](EvictionPolicy::touch)), else a miss that evicts the policy's victims until the
 //! expert's charge fits the budget, then makes it resident. The same policy objects as the cache's, so
 //! a simulated hit rate is the runtime's (tests/simulate.rs checks it end to end), plus [`Belady`]:
 //! the offline optimum for experts of one size, the bound no online policy beats.
@@ -38,9 +40,9 @@ pub struct Costs<C, R> {
     pub read: R,
 }
 
-/// Replays `requests` through `policy` under `budget` bytes.
+/// Replays `visits` (each a layer's requests of one token) through `policy` under `budget` bytes.
 pub fn replay<C: Fn(ExpertKey) -> u64, R: Fn(ExpertKey) -> u64>(
-    requests: &[ExpertKey],
+    visits: &[Vec<ExpertKey>],
     costs: &Costs<C, R>,
     budget: u64,
     policy: &mut dyn EvictionPolicy,
@@ -48,38 +50,42 @@ pub fn replay<C: Fn(ExpertKey) -> u64, R: Fn(ExpertKey) -> u64>(
     let mut resident: HashMap<ExpertKey, u64> = HashMap::new();
     let mut held = 0u64;
     let mut s = SimStats::default();
-    for &key in requests {
-        s.requests += 1;
-        policy.requested(key);
-        if resident.contains_key(&key) {
-            s.hits += 1;
-            policy.touch(key);
-            continue;
+    for visit in visits {
+        for &key in visit {
+            policy.requested(key);
         }
-        s.misses += 1;
-        let c = (costs.charge)(key);
-        s.bytes_read += (costs.read)(key);
-        // As the cache's `reserve`: the policy's victims, else any resident expert.
-        while held + c > budget {
-            let Some(v) = policy.victim().or_else(|| resident.keys().next().copied()) else {
-                break;
-            };
-            policy.remove(v);
-            if let Some(vc) = resident.remove(&v) {
-                held -= vc;
-                s.evictions += 1;
+        for &key in visit {
+            s.requests += 1;
+            if resident.contains_key(&key) {
+                s.hits += 1;
+                policy.touch(key);
+                continue;
             }
+            s.misses += 1;
+            let c = (costs.charge)(key);
+            s.bytes_read += (costs.read)(key);
+            // As the cache's `reserve`: the policy's victims, else any resident expert.
+            while held + c > budget {
+                let Some(v) = policy.victim().or_else(|| resident.keys().next().copied()) else {
+                    break;
+                };
+                policy.remove(v);
+                if let Some(vc) = resident.remove(&v) {
+                    held -= vc;
+                    s.evictions += 1;
+                }
+            }
+            held += c;
+            resident.insert(key, c);
+            policy.insert(key);
         }
-        held += c;
-        resident.insert(key, c);
-        policy.insert(key);
     }
     s
 }
 
 /// Belady's offline policy: evicts the resident expert whose next request lies furthest ahead (or
-/// never comes). It knows the whole request sequence, which it must be given in the order
-/// [`replay`] sees it; optimal when every expert costs the same.
+/// never comes). It knows the whole request sequence, which it must be given as [`replay`] is;
+/// optimal when every expert costs the same.
 pub struct Belady {
     /// `next[i]`: the index of the next request for the key of request `i` (`usize::MAX`: none).
     next: Vec<usize>,
@@ -87,12 +93,13 @@ pub struct Belady {
     at: usize,
     /// Each resident expert's next request.
     resident: HashMap<ExpertKey, usize>,
-    /// The next request of the key being requested now.
-    pending: usize,
+    /// The next request of each key requested by the running visit.
+    pending: HashMap<ExpertKey, usize>,
 }
 
 impl Belady {
-    pub fn new(requests: &[ExpertKey]) -> Belady {
+    pub fn new(visits: &[Vec<ExpertKey>]) -> Belady {
+        let requests: Vec<ExpertKey> = visits.iter().flatten().copied().collect();
         let mut next = vec![usize::MAX; requests.len()];
         let mut seen: HashMap<ExpertKey, usize> = HashMap::new();
         for (i, k) in requests.iter().enumerate().rev() {
@@ -105,21 +112,26 @@ impl Belady {
             next,
             at: 0,
             resident: HashMap::new(),
-            pending: usize::MAX,
+            pending: HashMap::new(),
         }
+    }
+
+    fn next_use(&self, key: ExpertKey) -> usize {
+        self.pending.get(&key).copied().unwrap_or(usize::MAX)
     }
 }
 
 impl EvictionPolicy for Belady {
-    fn requested(&mut self, _key: ExpertKey) {
-        self.pending = self.next.get(self.at).copied().unwrap_or(usize::MAX);
+    fn requested(&mut self, key: ExpertKey) {
+        let n = self.next.get(self.at).copied().unwrap_or(usize::MAX);
+        self.pending.insert(key, n);
         self.at += 1;
     }
     fn insert(&mut self, key: ExpertKey) {
-        self.resident.insert(key, self.pending);
+        self.resident.insert(key, self.next_use(key));
     }
     fn touch(&mut self, key: ExpertKey) {
-        self.resident.insert(key, self.pending);
+        self.resident.insert(key, self.next_use(key));
     }
     fn victim(&mut self) -> Option<ExpertKey> {
         // Ties (never requested again) broken by key, so replays are reproducible.
@@ -138,8 +150,9 @@ mod tests {
     use super::*;
     use crate::policy::{LayerCyclic, Lru};
 
-    fn keys(v: &[usize]) -> Vec<ExpertKey> {
-        v.iter().map(|&e| (0, e)).collect()
+    /// One visit per request.
+    fn keys(v: &[usize]) -> Vec<Vec<ExpertKey>> {
+        v.iter().map(|&e| vec![(0, e)]).collect()
     }
 
     type Cost = fn(ExpertKey) -> u64;
@@ -173,11 +186,11 @@ mod tests {
         let mut r = Vec::new();
         for t in 0..60usize {
             for l in 0..2 {
-                r.push((l, (t / 3 + l) % 4));
-                r.push((l, (t / 5 + 2 * l + 1) % 4));
+                let mut v = vec![(l, (t / 3 + l) % 4), (l, (t / 5 + 2 * l + 1) % 4)];
+                v.dedup();
+                r.push(v);
             }
         }
-        r.dedup();
         for budget in 2..8 {
             let opt = replay(&r, &unit(), budget, &mut Belady::new(&r)).hits;
             let lru = replay(&r, &unit(), budget, &mut Lru::new()).hits;

@@ -543,6 +543,7 @@ fn load_options(p: &cosmoe_model_params) -> Res<LoadOptions> {
             ..Default::default()
         },
         cache_share: (pct > 0.0).then(|| f64::from(pct) / 100.0),
+        cache_experts_per_layer: None,
         prefetch,
         threads: Some(threads),
         tokenizer,

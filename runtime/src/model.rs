@@ -127,6 +127,12 @@ pub struct LoadOptions {
     pub cache: CacheConfig,
     /// Budget as this share (0..=1) of all expert bytes, instead of `cache.budget`.
     pub cache_share: Option<f64>,
+    /// Budget as this many experts of every MoE layer (the sum over layers of each layer's N largest
+    /// experts, as the cache charges them), instead of `cache.budget`. N = top-k with
+    /// [`PolicyKind::Layer`](cosmoe_cache::PolicyKind::Layer) is the CoSMoEs paper's offloading rule
+    /// (its Eq. 8): exactly the k experts in use of each layer in memory, the ones a token stops using
+    /// replaced by the ones it starts using.
+    pub cache_experts_per_layer: Option<usize>,
     /// Expert prediction for prefetching (needs `cache.prefetch_threads > 0`).
     pub prefetch: crate::routing::Prefetch,
     /// Worker threads of the model's own pool; `None` runs on rayon's global pool (which a program
@@ -250,15 +256,28 @@ impl Model {
         let parts = b.build()?;
         let layout = expert_layout(source.as_ref(), parts.experts);
         let mut cache_cfg = opts.cache;
-        if let Some(share) = opts.cache_share {
+        if opts.cache_share.is_some() || opts.cache_experts_per_layer.is_some() {
             // What the cache charges for every expert (page-rounded buffers), from an unbounded cache.
             let unbounded = CacheConfig {
                 budget: None,
                 prefetch_threads: 0,
                 ..opts.cache
             };
-            let total = ExpertCache::open(layout.clone(), unbounded)?.total_expert_bytes();
-            cache_cfg.budget = Some((total as f64 * share.clamp(0.0, 1.0)) as u64);
+            let all = ExpertCache::open(layout.clone(), unbounded)?;
+            if let Some(share) = opts.cache_share {
+                let total = all.total_expert_bytes();
+                cache_cfg.budget = Some((total as f64 * share.clamp(0.0, 1.0)) as u64);
+            }
+            if let Some(n) = opts.cache_experts_per_layer {
+                let per_layer = |l| {
+                    let mut c: Vec<u64> = (0..all.n_experts(l))
+                        .map(|e| all.expert_bytes(l, e))
+                        .collect();
+                    c.sort_unstable_by(|a, b| b.cmp(a));
+                    c.iter().take(n).sum::<u64>()
+                };
+                cache_cfg.budget = Some((0..all.n_layers()).map(per_layer).sum());
+            }
         }
         let experts = ExpertCache::open(layout, cache_cfg)?;
         if let Some(m) = &config.moe {

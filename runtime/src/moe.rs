@@ -362,10 +362,8 @@ pub(crate) fn moe(
     // expert beyond the cache's budget.
     let group = if n == 1 { plan.experts.len() } else { 1 };
     for experts in plan.experts.chunks(group.max(1)) {
-        let weights = experts
-            .iter()
-            .map(|&(e, _)| model.experts.get_as(ctx.user, l, e))
-            .collect::<Result<Vec<Arc<ExpertWeights>>, _>>()?;
+        let ids: Vec<usize> = experts.iter().map(|&(e, _)| e).collect();
+        let weights = model.experts.get_layer_as(ctx.user, l, &ids)?;
         let rows: usize = experts.iter().map(|(_, toks)| toks.len()).sum();
         let xs = take(&mut s.xs, rows * h); // (rows, hidden)
         let mut at = 0;

@@ -127,15 +127,42 @@ impl RoutingTrace {
         exrep(&self.tokens, self.n_layers, self.top_k)
     }
 
+    /// The trace for a deeper model with the same experts and top-k: its layer `l` of `n_layers`
+    /// follows this trace's layer `l * self.n_layers / n_layers`, so each recorded layer drives a run
+    /// of consecutive layers and keeps its own ExRep. It replays a small trained model's routing at a
+    /// larger shape (cosmoe-phone driven by a 4-layer model's choices, docs/paper.md).
+    pub fn stretch(&self, n_layers: usize) -> Result<RoutingTrace> {
+        if n_layers < self.n_layers || self.n_layers == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a routing trace of {} layers cannot be stretched to {n_layers}",
+                self.n_layers
+            )));
+        }
+        let src = |l: usize| l * self.n_layers / n_layers;
+        let map = |t: &Vec<Vec<u32>>| (0..n_layers).map(|l| t[src(l)].clone()).collect();
+        let map_f = |t: &Vec<Vec<f32>>| (0..n_layers).map(|l| t[src(l)].clone()).collect();
+        Ok(RoutingTrace {
+            n_layers,
+            n_experts: self.n_experts,
+            top_k: self.top_k,
+            tokens: self.tokens.iter().map(map).collect(),
+            scores: self.scores.iter().map(map_f).collect(),
+        })
+    }
+
     /// The expert fetches of the first `n_tokens` tokens, as the forward pass makes them one token at a
-    /// time: layer by layer, each layer's experts in index order.
-    pub fn requests(&self, n_tokens: usize) -> Vec<(usize, usize)> {
+    /// time: a visit of each MoE layer in turn, each with the layer's experts in index order
+    /// ([`cosmoe_cache::sim::replay`]'s input).
+    pub fn requests(&self, n_tokens: usize) -> Vec<Vec<(usize, usize)>> {
         let mut r = Vec::new();
         for layers in self.tokens.iter().take(n_tokens) {
             for (l, es) in layers.iter().enumerate() {
+                if es.is_empty() {
+                    continue;
+                }
                 let mut es: Vec<usize> = es.iter().map(|&e| e as usize).collect();
                 es.sort_unstable();
-                r.extend(es.into_iter().map(|e| (l, e)));
+                r.push(es.into_iter().map(|e| (l, e)).collect());
             }
         }
         r

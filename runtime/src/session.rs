@@ -188,7 +188,8 @@ impl Session {
         self.route_by(trace, spec)
     }
 
-    fn route_by(&mut self, trace: RoutingTrace, name: impl Into<String>) -> Result<()> {
+    /// Routes by `trace` (checked against the model's shape), reported as `name`.
+    pub fn route_by(&mut self, trace: RoutingTrace, name: impl Into<String>) -> Result<()> {
         let c = &self.model.config;
         let Some(m) = &c.moe else {
             return Err(Error::InvalidArgument(

@@ -74,6 +74,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let routing = RoutingArgs {
         routing_trace: None,
         routing: Some("synthetic:exrep=0.44".into()),
+        stretch_trace: false,
     };
     let m = ModelArgs {
         model: path.clone(),
@@ -83,6 +84,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         cache: CacheArgs {
             expert_cache_mb: None,
             expert_cache_pct: Some(50.0),
+            expert_cache_experts: None,
             io: cosmoe_cache::IoMode::Direct,
             prefetch: cosmoe::routing::Prefetch::History,
             io_threads: 2,

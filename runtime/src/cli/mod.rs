@@ -25,6 +25,7 @@ use anyhow::{bail, Context, Result};
 use clap::builder::RangedU64ValueParser;
 use clap::Args;
 use cosmoe::quant::{FileType, QuantScheme};
+use cosmoe::routing::RoutingTrace;
 use cosmoe::sampler::SamplerConfig;
 use cosmoe::session::CancelHandle;
 use cosmoe::{LoadOptions, Model, Session, TokenizerSource};
@@ -148,6 +149,10 @@ pub struct RoutingArgs {
     /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N].
     #[arg(long)]
     pub routing: Option<String>,
+    /// With --routing-trace: replay a trace of fewer layers on a deeper model with the same experts
+    /// and top-k, model layer l following trace layer l x (trace layers) / (model layers).
+    #[arg(long, requires = "routing_trace")]
+    pub stretch_trace: bool,
 }
 
 #[derive(Args)]
@@ -177,8 +182,13 @@ pub struct CacheArgs {
     #[arg(long, conflicts_with = "expert_cache_pct", value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
     pub expert_cache_mb: Option<u64>,
     /// Expert cache budget as a percentage of all expert bytes, 0 to 100.
-    #[arg(long, value_parser = percent)]
+    #[arg(long, value_parser = percent, conflicts_with = "expert_cache_experts")]
     pub expert_cache_pct: Option<f64>,
+    /// Expert cache budget as N experts of every layer, 1 to 4096 (each layer's N largest). With
+    /// N = top-k, --cache-policy layer and --prefetch none: the CoSMoEs paper's offloading rule
+    /// (exactly the experts in use in memory, replaced as the routing changes).
+    #[arg(long, conflicts_with = "expert_cache_mb", value_parser = ranged(1, 4096))]
+    pub expert_cache_experts: Option<usize>,
     /// How experts are read: direct (O_DIRECT pread), buffered (pread) or mmap (the OS page cache decides).
     #[arg(long, default_value = "direct")]
     pub io: cosmoe_cache::IoMode,
@@ -213,6 +223,7 @@ impl CacheArgs {
                 ..Default::default()
             },
             cache_share: self.expert_cache_pct.map(|p| p / 100.0),
+            cache_experts_per_layer: self.expert_cache_experts,
             prefetch: self.prefetch,
             threads: None,
             tokenizer,
@@ -342,6 +353,7 @@ pub fn load(m: &ModelArgs, tokenizer: TokenizerSource) -> Result<Arc<Model>> {
         let given = [
             ("--expert-cache-mb", c.expert_cache_mb.is_some()),
             ("--expert-cache-pct", c.expert_cache_pct.is_some()),
+            ("--expert-cache-experts", c.expert_cache_experts.is_some()),
             ("--prefetch", c.prefetch != cosmoe::routing::Prefetch::None),
         ];
         let given: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
@@ -359,6 +371,13 @@ pub fn load(m: &ModelArgs, tokenizer: TokenizerSource) -> Result<Arc<Model>> {
 /// Points the session's routing at a trace or a generator, as the flags ask.
 pub fn set_routing(session: &mut Session, r: &RoutingArgs, n_tokens: usize) -> Result<()> {
     match (&r.routing_trace, &r.routing) {
+        (Some(p), _) if r.stretch_trace => {
+            let n_layers = session.model().config.n_layers;
+            RoutingTrace::load(p)
+                .and_then(|t| t.stretch(n_layers))
+                .and_then(|t| session.route_by(t, format!("trace {} (stretched)", p.display())))
+                .map_err(|e| anyhow::anyhow!("--routing-trace: {e}"))
+        }
         (Some(p), _) => session
             .route_by_trace(p)
             .map_err(|e| anyhow::anyhow!("--routing-trace: {e}")),

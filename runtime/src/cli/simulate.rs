@@ -31,6 +31,11 @@ pub struct SimulateArgs {
     /// Budgets as percentages of all expert bytes, each 0 to 100.
     #[arg(long, value_delimiter = ',', default_value = "10,25,50,75", value_parser = percent)]
     budget_pct: Vec<f64>,
+    /// More budgets, as N experts of every layer (each layer's N largest), 1 to 4096, as
+    /// `--expert-cache-experts` makes them: with N = top-k and the layer policy, the CoSMoEs paper's
+    /// offloading rule.
+    #[arg(long, value_delimiter = ',', value_parser = ranged(1, 4096))]
+    budget_experts: Vec<usize>,
     /// Policies: lru, layer, lfu (the cache's) and belady (the offline bound).
     #[arg(long, value_delimiter = ',', default_value = "lru,layer,lfu,belady")]
     policy: Vec<String>,
@@ -112,15 +117,40 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         .max()
         .unwrap_or(0);
 
-    let mut rows = Vec::new();
-    for &pct in &a.budget_pct {
+    // (percentage of all expert bytes, bytes, experts per layer when given so)
+    let mut budgets: Vec<(f64, u64, Option<usize>)> = a
+        .budget_pct
+        .iter()
         // As `--expert-cache-pct` computes it.
-        let budget = (total as f64 * (pct / 100.0).clamp(0.0, 1.0)) as u64;
+        .map(|&pct| {
+            (
+                pct,
+                (total as f64 * (pct / 100.0).clamp(0.0, 1.0)) as u64,
+                None,
+            )
+        })
+        .collect();
+    for &n in &a.budget_experts {
+        // As `--expert-cache-experts` computes it.
+        let b: u64 = costs
+            .iter()
+            .map(|l| {
+                let mut c: Vec<u64> = l.iter().map(|c| c.0).collect();
+                c.sort_unstable_by(|a, b| b.cmp(a));
+                c.iter().take(n).sum::<u64>()
+            })
+            .sum();
+        budgets.push((100.0 * b as f64 / total.max(1) as f64, b, Some(n)));
+    }
+
+    let mut rows = Vec::new();
+    for &(pct, budget, per_layer) in &budgets {
         for p in &a.policy {
             if budget < min_budget {
                 rows.push(Row {
                     pct,
                     budget,
+                    per_layer,
                     policy: p.clone(),
                     stats: None,
                 });
@@ -136,6 +166,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             rows.push(Row {
                 pct,
                 budget,
+                per_layer,
                 policy: p.clone(),
                 stats: Some(stats),
             });
@@ -151,6 +182,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
                 serde_json::json!({
                     "budget_pct": r.pct,
                     "budget_bytes": r.budget,
+                    "budget_experts_per_layer": r.per_layer,
                     "policy": r.policy,
                     "feasible": r.stats.is_some(),
                     "requests": s.requests,
@@ -186,16 +218,19 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             "one unit each"
         }
     )?;
-    outln!("budget   policy   hit rate   misses/token   read/token   evictions")?;
+    outln!("budget             policy   hit rate   misses/token   read/token   evictions")?;
     let unit = |b: f64| match a.model {
         Some(_) => format!("{:.2} MiB", b / (1 << 20) as f64),
         None => format!("{b:.2}"),
     };
     for r in &rows {
+        let budget = match r.per_layer {
+            Some(n) => format!("{:>5.1} % ({n}/layer)", r.pct),
+            None => format!("{:>5.1} %", r.pct),
+        };
         match r.stats {
             Some(s) => outln!(
-                "{:>5.1} %  {:<7}  {:>6.1} %   {:>12.2}   {:>10}   {:>9}",
-                r.pct,
+                "{budget:<17}  {:<7}  {:>6.1} %   {:>12.2}   {:>10}   {:>9}",
                 r.policy,
                 100.0 * s.hit_rate(),
                 s.misses as f64 / n_tokens as f64,
@@ -203,8 +238,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
                 s.evictions
             )?,
             None => outln!(
-                "{:>5.1} %  {:<7}  below one layer's {} experts: the cache refuses it",
-                r.pct,
+                "{budget:<17}  {:<7}  below one layer's {} experts: the cache refuses it",
                 r.policy,
                 trace.top_k
             )?,
@@ -216,6 +250,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
 struct Row {
     pct: f64,
     budget: u64,
+    per_layer: Option<usize>,
     policy: String,
     stats: Option<SimStats>,
 }
