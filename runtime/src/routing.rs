@@ -553,6 +553,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stretched_trace_repeats_each_layer_over_a_run_and_keeps_its_exrep() {
+        // Two layers, 4 experts, top-1 over three tokens; scores follow their layer.
+        let t = RoutingTrace {
+            tokens: vec![
+                vec![vec![0], vec![1]],
+                vec![vec![0], vec![2]],
+                vec![vec![3], vec![2]],
+            ],
+            scores: vec![vec![vec![0.0; 4], vec![1.0; 4]]; 3],
+            ..RoutingTrace::new(2, 4, 1)
+        };
+        let s = t.stretch(5).unwrap();
+        assert_eq!(s.n_layers, 5);
+        // Layers 0-2 follow trace layer 0 (l * 2 / 5 = 0, 0, 0), 3-4 follow layer 1.
+        assert_eq!(s.tokens[1], vec![vec![0], vec![0], vec![0], vec![2], vec![2]]);
+        assert_eq!(s.scores[0][4], vec![1.0; 4]);
+        assert_eq!(s.scores[0][2], vec![0.0; 4]);
+        s.check_fits(5, 4, 1).unwrap();
+        let (a, b) = (t.exrep(), s.exrep());
+        assert_eq!(b.per_layer[0], a.per_layer[0]);
+        assert_eq!(b.per_layer[4], a.per_layer[1]);
+        assert!(t.stretch(1).is_err());
+        assert_eq!(t.stretch(2).unwrap(), t);
+    }
+
+    #[test]
     fn exrep_counts_entering_experts() {
         // One layer, k = 2: {0,1} -> {0,2} (1 new) -> {3,4} (2 new): 3 / (2 * 2) = 0.75.
         let tokens = vec![vec![vec![0, 1]], vec![vec![2, 0]], vec![vec![3, 4]]];
