@@ -230,53 +230,58 @@ fn prefill_loads_each_expert_once_per_batch() {
 
 /// `cache_experts_per_layer = k` with the `layer` policy is the CoSMoEs paper's offloading rule
 /// (Eq. 8): in decode, the experts a token stops using are exactly the ones evicted, so every expert
-/// replacement of the routing (what ExRep counts) is one read, and nothing else is.
+/// replacement of the routing (what ExRep counts) is one read, and nothing else is; with the reader
+/// threads' read-ahead too.
 #[test]
 fn k_experts_per_layer_with_the_layer_policy_is_the_papers_offloading_rule() {
     let path = gguf("mixtral.q8_0.gguf");
-    let opts = LoadOptions {
-        cache: CacheConfig {
-            io: IoMode::Buffered,
-            prefetch_threads: 0,
-            policy: cosmoe_cache::PolicyKind::Layer,
+    for readers in [0, 2] {
+        let opts = LoadOptions {
+            cache: CacheConfig {
+                io: IoMode::Buffered,
+                prefetch_threads: readers,
+                policy: cosmoe_cache::PolicyKind::Layer,
+                ..Default::default()
+            },
+            cache_experts_per_layer: Some(2),
             ..Default::default()
-        },
-        cache_experts_per_layer: Some(2),
-        ..Default::default()
-    };
-    let model = Arc::new(Model::load_with(&path, &opts).unwrap());
-    let m = model.config.moe.clone().unwrap();
-    assert_eq!(m.top_k, 2);
-    let n_layers = model.config.n_layers;
-    // The budget holds exactly one token's experts.
-    let one = model.experts.expert_bytes(0, 0);
-    assert_eq!(
-        model.experts.budget(),
-        Some(one * (n_layers * m.top_k) as u64)
-    );
-    let mut kv = Session::new(model.clone());
-    let mut next = 1u32;
-    for _ in 0..48 {
-        let l = kv.eval(&[next], Logits::Last).map(<[f32]>::to_vec).unwrap();
-        next = argmax(&l);
+        };
+        let model = Arc::new(Model::load_with(&path, &opts).unwrap());
+        let m = model.config.moe.clone().unwrap();
+        assert_eq!(m.top_k, 2);
+        let n_layers = model.config.n_layers;
+        // The budget holds exactly one token's experts.
+        let one = model.experts.expert_bytes(0, 0);
+        assert_eq!(
+            model.experts.budget(),
+            Some(one * (n_layers * m.top_k) as u64)
+        );
+        let mut kv = Session::new(model.clone());
+        let mut next = 1u32;
+        for _ in 0..48 {
+            let l = kv.eval(&[next], Logits::Last).map(<[f32]>::to_vec).unwrap();
+            next = argmax(&l);
+        }
+        model.experts.wait_prefetches();
+        let trace = kv.routing_trace().unwrap();
+        let counts = cosmoe::routing::exrep_counts(&trace.tokens, n_layers);
+        let replaced: usize = counts.iter().map(|c| c.new).sum();
+        assert!(
+            replaced > 0,
+            "the routing never changed: the test would check nothing"
+        );
+        let s = model.experts.stats();
+        let first = (n_layers * m.top_k) as u64;
+        let what = format!("{readers} reader threads");
+        assert_eq!(
+            s.reads,
+            first + replaced as u64,
+            "{what}: reads = the first token's experts + replacements"
+        );
+        assert_eq!(
+            s.evictions, replaced as u64,
+            "{what}: each replacement evicts the expert it replaces"
+        );
+        assert_eq!(s.requests, (48 * n_layers * m.top_k) as u64, "{what}");
     }
-    let trace = kv.routing_trace().unwrap();
-    let counts = cosmoe::routing::exrep_counts(&trace.tokens, n_layers);
-    let replaced: usize = counts.iter().map(|c| c.new).sum();
-    assert!(
-        replaced > 0,
-        "the routing never changed: the test would check nothing"
-    );
-    let s = model.experts.stats();
-    let first = (n_layers * m.top_k) as u64;
-    assert_eq!(
-        s.misses,
-        first + replaced as u64,
-        "reads: the first token's experts + replacements"
-    );
-    assert_eq!(
-        s.evictions, replaced as u64,
-        "every replacement evicts the expert it replaces"
-    );
-    assert_eq!(s.requests, (48 * n_layers * m.top_k) as u64);
 }

@@ -268,33 +268,30 @@ impl ExpertCache {
         self.fetch(user, layer, expert, false)
     }
 
-    /// A visit of `layer` by `user`'s forward pass: the eviction policy hears of all of `experts`
-    /// before any of them is fetched, so making room for one never evicts another the visit is about
-    /// to use (the `layer` policy then keeps what a layer still uses and replaces what it stopped
-    /// using: with room for k experts a layer, exactly the CoSMoEs paper's offloading rule). Then each
-    /// as [`get_as`](Self::get_as), in order.
-    pub fn get_layer_as(
+    /// Tells the eviction policy that a visit of `layer` is about to fetch `experts` (unknown ones
+    /// are ignored), before any of them is read or fetched: making room for one then never evicts
+    /// another the visit uses, and the `layer` policy keeps what a layer still uses and replaces what
+    /// it stopped using (with room for k experts a layer, exactly the CoSMoEs paper's offloading
+    /// rule). Fetch them with [`get_announced_as`](Self::get_announced_as).
+    pub fn announce(&self, layer: usize, experts: &[usize]) {
+        let inner = &*self.inner;
+        let mut st = inner.state.lock();
+        for &e in experts {
+            if inner.check_key(layer, e).is_ok() && inner.in_place[layer][e].is_none() {
+                st.policy.requested((layer, e));
+            }
+        }
+    }
+
+    /// [`get_as`](Self::get_as) for an expert [`announce`](Self::announce)d (the policy is not told
+    /// of the request twice).
+    pub fn get_announced_as(
         &self,
         user: &CacheUser,
         layer: usize,
-        experts: &[usize],
-    ) -> Result<Vec<Arc<ExpertWeights>>, CacheError> {
-        let inner = &*self.inner;
-        for &e in experts {
-            inner.check_key(layer, e)?;
-        }
-        {
-            let mut st = inner.state.lock();
-            for &e in experts {
-                if inner.in_place[layer][e].is_none() {
-                    st.policy.requested((layer, e));
-                }
-            }
-        }
-        experts
-            .iter()
-            .map(|&e| self.fetch(user, layer, e, true))
-            .collect()
+        expert: usize,
+    ) -> Result<Arc<ExpertWeights>, CacheError> {
+        self.fetch(user, layer, expert, true)
     }
 
     /// [`get_as`](Self::get_as); `announced`: the policy was told of the request already.

@@ -119,7 +119,7 @@ impl EvictionPolicy for LayerCyclic {
 
     fn victim(&mut self) -> Option<ExpertKey> {
         // Experts their layer's latest visit did not use (the running layer's included: the forward
-        // pass tells of a visit's requests before it loads any, `ExpertCache::get_layer_as`), least
+        // pass tells of a visit's requests before it loads any, `ExpertCache::announce`), least
         // recently used first.
         let stale = self
             .used

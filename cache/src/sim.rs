@@ -1,6 +1,6 @@
 //! Replays a sequence of expert requests through an eviction policy exactly as [`crate::ExpertCache`]
 //! serves one session without reader threads: requests come in visits (one layer of one token, as
-//! [`get_layer_as`](crate::ExpertCache::get_layer_as) makes them), the policy is told of a visit's
+//! [`announce`](crate::ExpertCache::announce) makes them), the policy is told of a visit's
 //! requests before any of them is served; then each is a hit if the expert is resident (the policy is
 //! told [`touch`](EvictionPolicy::touch)), else a miss that evicts the policy's victims until the
 //! expert's charge fits the budget, then makes it resident. The same policy objects as the cache's, so

@@ -352,6 +352,9 @@ pub(crate) fn moe(
             needed_at: now,
         })
         .collect();
+    // The policy hears of the whole visit before the read-ahead or any fetch makes room.
+    let ids: Vec<usize> = plan.experts.iter().map(|&(e, _)| e).collect();
+    model.experts.announce(l, &ids);
     model.experts.prefetch_as(ctx.user, &needed);
     if n == 1 {
         prefetch_next(model, l, xn, pos0, &ctx);
@@ -362,8 +365,10 @@ pub(crate) fn moe(
     // expert beyond the cache's budget.
     let group = if n == 1 { plan.experts.len() } else { 1 };
     for experts in plan.experts.chunks(group.max(1)) {
-        let ids: Vec<usize> = experts.iter().map(|&(e, _)| e).collect();
-        let weights = model.experts.get_layer_as(ctx.user, l, &ids)?;
+        let weights = experts
+            .iter()
+            .map(|&(e, _)| model.experts.get_announced_as(ctx.user, l, e))
+            .collect::<Result<Vec<Arc<ExpertWeights>>, _>>()?;
         let rows: usize = experts.iter().map(|(_, toks)| toks.len()).sum();
         let xs = take(&mut s.xs, rows * h); // (rows, hidden)
         let mut at = 0;

@@ -567,7 +567,10 @@ mod tests {
         let s = t.stretch(5).unwrap();
         assert_eq!(s.n_layers, 5);
         // Layers 0-2 follow trace layer 0 (l * 2 / 5 = 0, 0, 0), 3-4 follow layer 1.
-        assert_eq!(s.tokens[1], vec![vec![0], vec![0], vec![0], vec![2], vec![2]]);
+        assert_eq!(
+            s.tokens[1],
+            vec![vec![0], vec![0], vec![0], vec![2], vec![2]]
+        );
         assert_eq!(s.scores[0][4], vec![1.0; 4]);
         assert_eq!(s.scores[0][2], vec![0.0; 4]);
         s.check_fits(5, 4, 1).unwrap();
