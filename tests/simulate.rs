@@ -102,6 +102,111 @@ fn simulated_hits_equal_the_runtimes() {
         }
     }
     assert_eq!(compared, 9);
+
+    // A budget of k experts a layer (`--budget-experts`, `--expert-cache-experts`) too.
+    let sim = cosmoe(&[
+        "simulate",
+        "--trace",
+        trace,
+        "-m",
+        model,
+        "--io",
+        "buffered",
+        "--budget-experts",
+        "2",
+        "--policy",
+        "layer",
+        "--tokens",
+        "40",
+        "--json",
+    ]);
+    let row = &sim["rows"][0];
+    assert_eq!(row["budget_experts_per_layer"], 2);
+    let b = cosmoe(&[
+        "bench",
+        "--model",
+        model,
+        "--routing-trace",
+        trace,
+        "--io",
+        "buffered",
+        "--io-threads",
+        "0",
+        "--prefetch",
+        "none",
+        "--cache-policy",
+        "layer",
+        "--expert-cache-experts",
+        "2",
+        "--prompt-tokens",
+        "1",
+        "--gen-tokens",
+        "40",
+        "--json",
+    ]);
+    assert_eq!(row["budget_bytes"], b["cache"]["budget_bytes"]);
+    for k in ["requests", "hits", "misses", "evictions", "bytes_read"] {
+        assert_eq!(row[k], b["cache"][k], "2 experts a layer: {k}");
+    }
+}
+
+#[test]
+fn plot_draws_a_line_per_policy_and_never_over_its_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("t.json");
+    // 2 layers x 4 experts, top-1, with some reuse.
+    let tokens: Vec<Vec<Vec<u32>>> = (0..40u32)
+        .map(|t| vec![vec![(t / 3) % 4], vec![(t / 5 + 1) % 4]])
+        .collect();
+    let t = serde_json::json!({"n_layers": 2, "n_experts": 4, "top_k": 1, "tokens": tokens});
+    std::fs::write(&trace, t.to_string()).unwrap();
+    let svg = tmp.path().join("hits.svg");
+    let (trace_s, svg_s) = (trace.to_str().unwrap(), svg.to_str().unwrap());
+    cosmoe(&[
+        "simulate",
+        "--trace",
+        trace_s,
+        "--budget-pct",
+        "25,50,75",
+        "--json",
+        "--plot",
+        svg_s,
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
+    for label in [
+        "lru",
+        "layer",
+        "lfu",
+        "belady (offline bound)",
+        "hit rate (%)",
+        "ExRep",
+    ] {
+        assert!(text.contains(label), "no `{label}` in the plot");
+    }
+    // One line of three points (the budgets) per policy; the axes and legend samples have two.
+    let lines = text
+        .split("<polyline")
+        .skip(1)
+        .filter(|l| {
+            let pts = l.split("points=\"").nth(1).unwrap_or("");
+            pts.split('"')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+                == 3
+        })
+        .count();
+    assert_eq!(lines, 4, "{text}");
+    // The plot may not replace the trace it reads.
+    let before = std::fs::read(&trace).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_cosmoe"))
+        .args(["simulate", "--trace", trace_s, "--plot", trace_s])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&trace).unwrap(), before);
 }
 
 #[test]

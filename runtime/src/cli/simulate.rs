@@ -28,8 +28,9 @@ pub struct SimulateArgs {
     /// With --model: the buffer plans of this `--io` mode (direct pads each part to pages).
     #[arg(long, default_value = "direct", requires = "model")]
     io: IoMode,
-    /// Budgets as percentages of all expert bytes, each 0 to 100.
-    #[arg(long, value_delimiter = ',', default_value = "10,25,50,75", value_parser = percent)]
+    /// Budgets as percentages of all expert bytes, each 0 to 100 (default: 10,25,50,75 unless
+    /// --budget-experts is given).
+    #[arg(long, value_delimiter = ',', value_parser = percent)]
     budget_pct: Vec<f64>,
     /// More budgets, as N experts of every layer (each layer's N largest), 1 to 4096, as
     /// `--expert-cache-experts` makes them: with N = top-k and the layer policy, the CoSMoEs paper's
@@ -45,9 +46,17 @@ pub struct SimulateArgs {
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also draw hit rate against budget, one line per policy, as an SVG file.
+    #[arg(long, value_name = "OUT.svg")]
+    plot: Option<PathBuf>,
 }
 
 pub fn simulate(a: SimulateArgs) -> Result<()> {
+    if let Some(out) = &a.plot {
+        let mut inputs = vec![a.trace.as_path()];
+        inputs.extend(a.model.as_deref());
+        cosmoe::outfile::check_output(out, &inputs)?;
+    }
     let trace = RoutingTrace::load(&a.trace)?;
     for p in &a.policy {
         if !["lru", "layer", "lfu", "belady"].contains(&p.as_str()) {
@@ -118,8 +127,11 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         .unwrap_or(0);
 
     // (percentage of all expert bytes, bytes, experts per layer when given so)
-    let mut budgets: Vec<(f64, u64, Option<usize>)> = a
-        .budget_pct
+    let pcts = match (a.budget_pct.is_empty(), a.budget_experts.is_empty()) {
+        (true, true) => vec![10.0, 25.0, 50.0, 75.0],
+        _ => a.budget_pct.clone(),
+    };
+    let mut budgets: Vec<(f64, u64, Option<usize>)> = pcts
         .iter()
         // As `--expert-cache-pct` computes it.
         .map(|&pct| {
@@ -174,6 +186,14 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     }
     let exrep =
         cosmoe::routing::exrep(&trace.tokens[..n_tokens], trace.n_layers, trace.top_k).overall;
+    if let Some(out) = &a.plot {
+        let title = format!(
+            "{}: {n_tokens} tokens, ExRep {exrep:.3}",
+            a.trace.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let svg = plot(&title, &rows, &a.policy)?;
+        cosmoe::outfile::write(out, svg.as_bytes())?;
+    }
     if a.json {
         let rows: Vec<serde_json::Value> = rows
             .iter()
@@ -245,6 +265,67 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Hit rate (%) against budget (% of all expert bytes), a line and points per policy.
+fn plot(title: &str, rows: &[Row], policies: &[String]) -> Result<String> {
+    use plotters::prelude::*;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0f64..100f64, 0f64..100f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("expert cache budget (% of all expert bytes)")
+            .y_desc("hit rate (%)")
+            .draw()?;
+        for (i, p) in policies.iter().enumerate() {
+            let mut pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| &r.policy == p)
+                .filter_map(|r| r.stats.map(|s| (r.pct, 100.0 * s.hit_rate())))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pts.dedup_by(|a, b| a.0 == b.0);
+            // Belady, the bound rather than a policy, in a thin black line.
+            const COLORS: [RGBColor; 5] = [
+                RGBColor(214, 39, 40),
+                RGBColor(44, 160, 44),
+                RGBColor(255, 127, 14),
+                RGBColor(31, 119, 180),
+                RGBColor(148, 103, 189),
+            ];
+            let (color, width) = match p.as_str() {
+                "belady" => (BLACK.to_rgba(), 1),
+                _ => (COLORS[i % COLORS.len()].to_rgba(), 2),
+            };
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))?
+                .label(if p == "belady" {
+                    "belady (offline bound)"
+                } else {
+                    p.as_str()
+                })
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&xy| Circle::new(xy, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
 }
 
 struct Row {
