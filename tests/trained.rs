@@ -1,0 +1,288 @@
+//! The project's trained models (research/train_cosmoe.py; tests/fixtures/trained/, made by
+//! make_trained_fixtures.py): a dense model, a mixture of experts, one with weight-decomposed experts and
+//! the MoE trained with the paper's BlES loss, each as GGUF Q8_0.
+//!
+//! - cosmoe's logits match the training script's own forward pass with the file's weights: with the
+//!   weights dequantised on load (`--quantize f32`) against the reference in f32, closely (the order of
+//!   sums differs); on the file as it is (Q8_0 x Q8_0 products, activations rounded to Q8_0 blocks as
+//!   llama.cpp rounds them) against the reference rounding them the same way, within what a last-bit
+//!   difference moving a value to the next Q8_0 level gives;
+//! - the greedy continuation equals the reference's for as long as the reference's choice is decisive;
+//! - greedy text on a held-out code prompt is not degenerate (see `assert_not_degenerate`), but for the
+//!   BlES model's, which loops (docs/paper.md);
+//! - the models learned: held-out perplexity far below the vocabulary's 4096;
+//! - BlES lowers the expert replacement rate (ExRep) on held-out text below the plain MoE's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cosmoe::forward::Logits;
+use cosmoe::generate::GenerateConfig;
+use cosmoe::perplexity::{perplexity, PerplexityConfig, PerplexityReport};
+use cosmoe::quant::QuantScheme;
+use cosmoe::sampler::SamplerConfig;
+use cosmoe::{LoadOptions, Model, Session};
+use serde_json::Value;
+
+/// max |diff| / max |logit| against the reference, with f32 activations (measured: below 1e-6).
+const TOL_F32: f32 = 1e-5;
+/// The same with Q8_0 activations (measured: 6.5e-3 on `moe`; the levels a last bit moves add up).
+const TOL_Q8: f32 = 2e-2;
+/// A reference greedy step whose best logit leads the second by less than this could tip either way
+/// with sums in another order; the comparison of greedy ids stops there.
+const DECISIVE_MARGIN: f64 = 1e-3;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trained")
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap()
+}
+
+/// max |a - b| / max |b|.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let max_b = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max_d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    max_d / max_b
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn load(name: &str) -> Arc<Model> {
+    Arc::new(Model::load(&dir().join(format!("{name}.q8_0.gguf"))).unwrap())
+}
+
+/// The model with its weights dequantised to f32 on load.
+fn load_f32(name: &str) -> Arc<Model> {
+    let opts = LoadOptions {
+        quantize: Some(QuantScheme::parse("f32", false).unwrap()),
+        ..Default::default()
+    };
+    Arc::new(Model::load_with(&dir().join(format!("{name}.q8_0.gguf")), &opts).unwrap())
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    (0..row.len())
+        .max_by(|&i, &j| row[i].total_cmp(&row[j]))
+        .unwrap() as u32
+}
+
+fn greedy(n: usize) -> GenerateConfig {
+    GenerateConfig {
+        max_new_tokens: n,
+        stop_at_eos: false,
+        context_shift: None,
+        sampler: SamplerConfig {
+            temperature: 0.0,
+            ..Default::default()
+        },
+    }
+}
+
+fn models() -> Vec<(String, Value)> {
+    let e = expected();
+    let m = e["models"].as_object().unwrap();
+    // The pair the BlES check compares, so a fixture run that lost one fails here rather than testing
+    // less; every model in expected.json is checked.
+    for name in ["moe", "moe_bles"] {
+        assert!(m.contains_key(name), "expected.json has no `{name}`");
+    }
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[test]
+fn logits_match_the_training_scripts_forward_pass() {
+    let e = expected();
+    let positions: Vec<usize> = e["logit_positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap() as usize)
+        .collect();
+    let mut report = Vec::new();
+    for (name, m) in models() {
+        let prompt = ids(&m["prompt_ids"]);
+        let bytes = std::fs::read(dir().join(format!("{name}.logits.bin"))).unwrap();
+        let want: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        // (activations, reference block, argmax key, tolerance, argmax positions that may differ)
+        let cases = [
+            (load_f32(&name), 0, "argmax", TOL_F32, 0),
+            (load(&name), 1, "argmax_q8_acts", TOL_Q8, 2),
+        ];
+        for (model, block, key, tol, slack) in cases {
+            let vocab = model.config.vocab_size;
+            let n = positions.len() * vocab;
+            assert_eq!(want.len(), 2 * n, "{name}: logits.bin");
+            let want = &want[block * n..(block + 1) * n];
+            let all = Session::new(model.clone())
+                .eval(&prompt, Logits::All)
+                .map(<[f32]>::to_vec)
+                .unwrap();
+            let got: Vec<f32> = positions
+                .iter()
+                .flat_map(|&p| all[p * vocab..(p + 1) * vocab].iter().copied())
+                .collect();
+            let err = rel_err(&got, want);
+            let refs = ids(&m[key]);
+            let agree = refs
+                .iter()
+                .enumerate()
+                .filter(|&(p, &a)| argmax(&all[p * vocab..(p + 1) * vocab]) == a)
+                .count();
+            report.push(format!("{name} {key}: {err:.1e}, {agree}/{}", refs.len()));
+            assert!(
+                err <= tol,
+                "{name} ({key}): max |diff| / max |logit| = {err:e}"
+            );
+            assert!(
+                agree + slack >= refs.len(),
+                "{name} ({key}): argmax equal at {agree} of {} positions",
+                refs.len()
+            );
+        }
+    }
+    eprintln!(
+        "trained models vs the training script: {}",
+        report.join("; ")
+    );
+}
+
+#[test]
+fn greedy_ids_match_while_the_reference_is_decisive() {
+    for (name, m) in models() {
+        let want = ids(&m["greedy_ids"]);
+        let margins: Vec<f64> = m["greedy_margins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let decisive = margins
+            .iter()
+            .position(|&g| g < DECISIVE_MARGIN)
+            .unwrap_or(margins.len());
+        assert!(
+            decisive >= 8,
+            "{name}: the reference's greedy step {decisive} nearly ties: the fixture checks too little"
+        );
+        let got = Session::new(load_f32(&name))
+            .complete(&ids(&m["prompt_ids"]), &greedy(want.len()), |_, _| true)
+            .unwrap()
+            .tokens;
+        assert_eq!(
+            got[..decisive],
+            want[..decisive],
+            "{name}: greedy ids (the first {decisive}, where the reference is decisive)"
+        );
+    }
+}
+
+/// Greedy text that a model which learned nothing, or one stuck in a loop, would fail: among the
+/// tokens, at least 12 distinct ids; no id makes up more than a quarter of them; no cycle of 1 to 8
+/// tokens repeats over the last 16; and it decodes to text with at least 3 distinct words.
+fn assert_not_degenerate(what: &str, ids: &[u32], text: &str) {
+    let mut distinct = ids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 12,
+        "{what}: {} distinct tokens in {text:?}",
+        distinct.len()
+    );
+    for d in &distinct {
+        let n = ids.iter().filter(|x| *x == d).count();
+        assert!(
+            4 * n <= ids.len(),
+            "{what}: token {d} is {n} of {} in {text:?}",
+            ids.len()
+        );
+    }
+    let tail = &ids[ids.len() - 16..];
+    for period in 1..=8 {
+        let cycles = (period..16).all(|i| tail[i] == tail[i - period]);
+        assert!(!cycles, "{what}: a cycle of {period} tokens in {text:?}");
+    }
+    let mut words: Vec<&str> = text
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    assert!(words.len() >= 3, "{what}: words {words:?} in {text:?}");
+}
+
+#[test]
+fn greedy_text_on_held_out_code_is_not_degenerate() {
+    let prompt = "def unified_diff(a, b, fromfile='', tofile='', fromfiledate='',\n                 tofiledate='', n=3, lineterm='\\n'):\n";
+    for (name, _) in models() {
+        let model = load(&name);
+        let tok = model.tokenizer().unwrap();
+        let p = tok.encode(prompt, true).unwrap().get_ids().to_vec();
+        let got = Session::new(model.clone())
+            .complete(&p, &greedy(32), |_, _| true)
+            .unwrap()
+            .tokens;
+        let text = tok.decode(&got, false).unwrap();
+        eprintln!("{name}: {text:?}");
+        // The issue asks it of the dense and MoE models. The BlES model's greedy text loops on this
+        // prompt (`_get_rel_rel_rel_rel_c_c_c...`): its quality cost, reported in docs/paper.md.
+        if name != "moe_bles" {
+            assert_not_degenerate(&name, &got, &text);
+        }
+    }
+}
+
+fn held_out(name: &str) -> PerplexityReport {
+    let model = load(name);
+    let text = std::fs::read_to_string(dir().join("heldout.txt")).unwrap();
+    let tokens = model
+        .tokenizer()
+        .unwrap()
+        .encode(text.as_str(), true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let cfg = PerplexityConfig {
+        n_ctx: 256,
+        ..Default::default()
+    };
+    perplexity(&mut Session::new(model), &tokens, &cfg, |_, _| {})
+        .unwrap()
+        .report
+}
+
+#[test]
+fn the_models_learned_and_bles_lowers_expert_replacements() {
+    let mut exrep = std::collections::HashMap::new();
+    for (name, _) in models() {
+        let r = held_out(&name);
+        eprintln!(
+            "{name}: held-out perplexity {:.2} over {} windows, ExRep {:?}",
+            r.ppl,
+            r.chunks,
+            r.exrep.as_ref().map(|e| e.overall)
+        );
+        // Uniform guessing over the vocabulary would give 4096; the models reach about 20-60.
+        assert!(r.ppl < 200.0, "{name}: held-out perplexity {}", r.ppl);
+        assert_eq!(r.exrep.is_some(), name != "dense", "{name}: ExRep");
+        if let Some(e) = r.exrep {
+            exrep.insert(name, e.overall);
+        }
+    }
+    assert!(
+        exrep["moe_bles"] < exrep["moe"],
+        "ExRep with BlES {} vs plain MoE {}",
+        exrep["moe_bles"],
+        exrep["moe"]
+    );
+}
