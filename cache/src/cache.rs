@@ -268,6 +268,20 @@ impl ExpertCache {
         self.fetch(user, layer, expert, false)
     }
 
+    /// Which experts of `layer` are in memory now (resident ones, and cached ones not being read).
+    pub fn resident_mask(&self, layer: usize) -> Vec<bool> {
+        let inner = &*self.inner;
+        let Some(in_place) = inner.in_place.get(layer) else {
+            return Vec::new();
+        };
+        let st = inner.state.lock();
+        in_place
+            .iter()
+            .enumerate()
+            .map(|(e, w)| w.is_some() || st.ready.contains_key(&(layer, e)))
+            .collect()
+    }
+
     /// Tells the eviction policy that a visit of `layer` is about to fetch `experts` (unknown ones
     /// are ignored), before any of them is read or fetched: making room for one then never evicts
     /// another the visit uses, and the `layer` policy keeps what a layer still uses and replaces what

@@ -16,6 +16,7 @@ pub mod attention;
 pub mod bench;
 pub mod capi;
 pub mod chat;
+pub mod compare;
 pub mod convert;
 mod error;
 pub mod forward;

@@ -9,9 +9,10 @@ use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 
 use cli::{
-    bench::BenchArgs, bench_kernels::BenchKernelsArgs, chat::ChatArgs, convert::ConvertArgs,
-    demo::DemoArgs, inspect::InspectArgs, logits::LogitsArgs, perplexity::PerplexityArgs,
-    run::RunArgs, simulate::SimulateArgs, synth::SynthArgs,
+    bench::BenchArgs, bench_kernels::BenchKernelsArgs, chat::ChatArgs,
+    compare_routing::CompareRoutingArgs, convert::ConvertArgs, demo::DemoArgs,
+    inspect::InspectArgs, logits::LogitsArgs, perplexity::PerplexityArgs, run::RunArgs,
+    simulate::SimulateArgs, synth::SynthArgs,
 };
 
 #[derive(Parser)]
@@ -45,6 +46,9 @@ enum Cmd {
     Synth(SynthArgs),
     /// Replay a routing trace through each cache policy at several budgets, against Belady's bound.
     Simulate(SimulateArgs),
+    /// Cache-aware routing against exact routing on a text: quality lost (KL, top-1, perplexity)
+    /// beside cache hits, bytes read and speed gained.
+    CompareRouting(CompareRoutingArgs),
     /// Prefill and decode on a model, reporting latency, cache hits, flash reads, stall, memory and ExRep.
     Bench(BenchArgs),
     /// Synthesise the paper's wearable model (once) and bench it with half its experts in RAM.
@@ -79,6 +83,7 @@ fn main() {
         Cmd::Synth(a) => cli::synth::synth(a),
         Cmd::Bench(a) => cli::bench::bench(a),
         Cmd::Simulate(a) => cli::simulate::simulate(a),
+        Cmd::CompareRouting(a) => cli::compare_routing::compare_routing_cmd(a),
         Cmd::Demo(a) => cli::demo::demo(a),
     };
     if let Err(e) = r {

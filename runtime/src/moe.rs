@@ -15,7 +15,7 @@ use cosmoe_loader::Weight;
 use crate::arch::Routing;
 use crate::forward::take;
 use crate::model::{Ffn, Linear, Mlp, Model, Moe};
-use crate::routing::{Prefetch, RoutingRecord};
+use crate::routing::{Prefetch, RoutingRecord, RoutingSource};
 use crate::Result;
 
 /// The buffers of the feed-forward layers, grown to the largest batch seen.
@@ -322,6 +322,17 @@ pub(crate) fn moe(
     let ne = mc.n_experts;
     let logits = take(&mut s.router, n * ne); // (n, n_experts)
     matmul(m.router.mat(), xn, n, logits);
+    // Cache-aware routing: each token's experts chosen with the cache's residency now.
+    let aware: Option<Vec<Vec<u32>>> = match ctx.routing.source {
+        RoutingSource::CacheAware(_) => {
+            let resident = model.experts.resident_mask(l);
+            logits
+                .chunks_exact(ne)
+                .map(|row| ctx.routing.cache_aware_choice(l, row, mc.top_k, &resident))
+                .collect()
+        }
+        _ => None,
+    };
     let routing = &*ctx.routing;
     let plan = plan(
         logits,
@@ -329,7 +340,10 @@ pub(crate) fn moe(
         mc.top_k,
         model.spec.routing,
         mc.norm_topk_prob,
-        |t| routing.forced(pos0 + t, l),
+        |t| match &aware {
+            Some(a) => Some(a[t].as_slice()),
+            None => routing.forced(pos0 + t, l),
+        },
     );
     for (t, es) in plan.chosen.iter().enumerate() {
         ctx.routing.record(pos0 + t, l, c.n_layers, es);

@@ -381,13 +381,81 @@ pub enum RoutingSource {
     Model,
     /// A recorded trace, replayed token by token (wrapping around at its end).
     Trace(std::sync::Arc<RoutingTrace>),
+    /// The model's routers, preferring experts already in the expert cache ([`CacheAware`]).
+    CacheAware(CacheAware),
+}
+
+/// Cache-aware routing as "Mixture of Cache-Conditional Experts" (arXiv 2412.00099) calls
+/// Cache-Prior: the router's logits of experts resident in the expert cache are raised by `lambda` x
+/// the layer's running mean of the logits' range (max - min), and the top-k taken on the raised
+/// logits, but always keeping the original top `keep`. The chosen experts are weighted by their
+/// original router probabilities, renormalised (as a replayed trace is). `lambda = 0` is exact routing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CacheAware {
+    pub lambda: f32,
+    pub keep: usize,
+}
+
+impl CacheAware {
+    /// Parses `cache-aware[:lambda=X][,keep=J]` (defaults: lambda 0.5, keep 1).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |m: &str| Error::InvalidArgument(format!("--routing {s}: {m}"));
+        let rest = s
+            .strip_prefix("cache-aware")
+            .ok_or_else(|| bad("expected cache-aware[:lambda=X][,keep=J]"))?;
+        let mut c = CacheAware {
+            lambda: 0.5,
+            keep: 1,
+        };
+        for kv in rest
+            .trim_start_matches(':')
+            .split(',')
+            .filter(|x| !x.is_empty())
+        {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad("expected key=value"))?;
+            match k {
+                "lambda" => c.lambda = v.parse().map_err(|_| bad("lambda is not a number"))?,
+                "keep" => c.keep = v.parse().map_err(|_| bad("keep is not an integer"))?,
+                _ => return Err(bad(&format!("unknown key `{k}` (lambda, keep)"))),
+            }
+        }
+        if !c.lambda.is_finite() || !(0.0..=100.0).contains(&c.lambda) {
+            return Err(bad("lambda must be in [0, 100]"));
+        }
+        Ok(c)
+    }
+
+    /// The top-k of `logits` with `bonus` added to the experts `resident` says are in the cache, the
+    /// original top `keep` kept; in the order chosen. Ties go to the lower index, as in `route`.
+    pub fn choose(&self, logits: &[f32], top_k: usize, bonus: f32, resident: &[bool]) -> Vec<u32> {
+        let order = |key: &dyn Fn(usize) -> f32, idx: &mut Vec<usize>| {
+            idx.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)))
+        };
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
+        order(&|e| logits[e], &mut idx);
+        let keep = self.keep.min(top_k).min(idx.len());
+        let mut rest = idx.split_off(keep);
+        let raised = |e: usize| {
+            logits[e]
+                + if resident.get(e) == Some(&true) {
+                    bonus
+                } else {
+                    0.0
+                }
+        };
+        order(&raised, &mut rest);
+        idx.extend(rest.into_iter().take(top_k.saturating_sub(keep)));
+        idx.into_iter().map(|e| e as u32).collect()
+    }
 }
 
 impl RoutingSource {
     /// The forced experts of layer `l` for the `t`-th token of a run, if any.
     pub fn forced(&self, t: usize, l: usize) -> Option<&[u32]> {
         match self {
-            RoutingSource::Model => None,
+            RoutingSource::Model | RoutingSource::CacheAware(_) => None,
             RoutingSource::Trace(tr) => tr
                 .tokens
                 .get(t % tr.tokens.len().max(1))
@@ -452,9 +520,38 @@ pub struct RoutingRecord {
     chosen: Vec<Vec<Vec<u32>>>,
     /// `scores[pos][layer]`: the router's logits, when asked for ([`Self::keep_scores`]).
     scores: Option<Vec<Vec<Vec<f32>>>>,
+    /// Cache-aware routing: each layer's running mean of the router logits' range, and its count.
+    ranges: Vec<(f64, u64)>,
 }
 
 impl RoutingRecord {
+    /// Cache-aware routing's choice for one token's router `logits` in layer `l` (updating the layer's
+    /// running mean range first); `None` unless the source is [`RoutingSource::CacheAware`].
+    pub fn cache_aware_choice(
+        &mut self,
+        l: usize,
+        logits: &[f32],
+        top_k: usize,
+        resident: &[bool],
+    ) -> Option<Vec<u32>> {
+        let RoutingSource::CacheAware(ca) = self.source else {
+            return None;
+        };
+        if self.ranges.len() <= l {
+            self.ranges.resize(l + 1, (0.0, 0));
+        }
+        let (lo, hi) = logits
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let (mean, n) = &mut self.ranges[l];
+        *n += 1;
+        *mean += (f64::from(hi - lo) - *mean) / *n as f64;
+        let bonus = ca.lambda * *mean as f32;
+        Some(ca.choose(logits, top_k, bonus, resident))
+    }
+
     /// Forced experts of position `pos` in layer `l`, if the source forces them.
     pub fn forced(&self, pos: usize, l: usize) -> Option<&[u32]> {
         self.source.forced(pos, l)
@@ -579,6 +676,48 @@ mod tests {
         assert_eq!(b.per_layer[4], a.per_layer[1]);
         assert!(t.stretch(1).is_err());
         assert_eq!(t.stretch(2).unwrap(), t);
+    }
+
+    #[test]
+    fn cache_aware_keeps_the_top_expert_and_prefers_cached_ones_within_the_bonus() {
+        let ca = CacheAware::parse("cache-aware:lambda=1,keep=1").unwrap();
+        assert_eq!(
+            ca,
+            CacheAware {
+                lambda: 1.0,
+                keep: 1
+            }
+        );
+        let logits = [3.0, 2.0, 1.9, 0.5, -1.0];
+        let none = [false; 5];
+        // No expert cached, or no bonus: exact top-k.
+        assert_eq!(ca.choose(&logits, 2, 5.0, &none), vec![0, 1]);
+        let cached = [false, false, true, true, false];
+        assert_eq!(ca.choose(&logits, 2, 0.0, &cached), vec![0, 1]);
+        // A bonus of 0.2 lifts expert 2 (1.9 + 0.2) over expert 1, not expert 3 (0.5 + 0.2).
+        assert_eq!(ca.choose(&logits, 2, 0.2, &cached), vec![0, 2]);
+        // A bonus of 3 lifts expert 3 (3.5) over expert 1 (2.0) too; expert 0, the original top, stays.
+        assert_eq!(ca.choose(&logits, 3, 3.0, &cached), vec![0, 2, 3]);
+        let keep2 = CacheAware {
+            lambda: 1.0,
+            keep: 2,
+        };
+        assert_eq!(keep2.choose(&logits, 2, 3.0, &cached), vec![0, 1]);
+        for bad in [
+            "cache-aware:lambda=-1",
+            "cache-aware:x=1",
+            "cache-aware:lambda=nan",
+            "cache",
+        ] {
+            assert!(CacheAware::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            CacheAware::parse("cache-aware").unwrap(),
+            CacheAware {
+                lambda: 0.5,
+                keep: 1
+            }
+        );
     }
 
     #[test]

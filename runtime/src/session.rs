@@ -173,6 +173,19 @@ impl Session {
         self.route_by(trace, format!("trace {}", path.display()))
     }
 
+    /// Routes by the model's routers, preferring experts in the expert cache
+    /// (`cache-aware[:lambda=X][,keep=J]`, [`CacheAware`](crate::routing::CacheAware)).
+    pub fn route_cache_aware(&mut self, spec: &str) -> Result<()> {
+        let ca = crate::routing::CacheAware::parse(spec)?;
+        if self.model.config.moe.is_none() {
+            return Err(Error::InvalidArgument(
+                "cache-aware routing needs a mixture-of-experts model".into(),
+            ));
+        }
+        self.set_routing(RoutingSource::CacheAware(ca), spec);
+        Ok(())
+    }
+
     /// Routes by a generator (`synthetic:exrep=0.44[,skew=1.0][,seed=N]`, [`SyntheticRouting`])
     /// for `n_tokens` positions instead of the routers.
     pub fn route_synthetic(&mut self, spec: &str, n_tokens: usize) -> Result<()> {

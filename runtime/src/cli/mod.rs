@@ -8,6 +8,7 @@ pub mod output;
 pub mod bench;
 pub mod bench_kernels;
 pub mod chat;
+pub mod compare_routing;
 pub mod convert;
 pub mod demo;
 pub mod inspect;
@@ -146,7 +147,9 @@ pub struct RoutingArgs {
     /// Route by this recorded trace (from `run --record-routing`) instead of the model's routers.
     #[arg(long, conflicts_with = "routing")]
     pub routing_trace: Option<PathBuf>,
-    /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N].
+    /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N]; or
+    /// by the routers preferring experts in the cache: cache-aware[:lambda=0.5][,keep=1] (the cached
+    /// experts' logits raised by lambda x the layer's mean logit range, the original top `keep` kept).
     #[arg(long)]
     pub routing: Option<String>,
     /// With --routing-trace: replay a trace of fewer layers on a deeper model with the same experts
@@ -381,6 +384,9 @@ pub fn set_routing(session: &mut Session, r: &RoutingArgs, n_tokens: usize) -> R
         (Some(p), _) => session
             .route_by_trace(p)
             .map_err(|e| anyhow::anyhow!("--routing-trace: {e}")),
+        (None, Some(spec)) if spec.starts_with("cache-aware") => session
+            .route_cache_aware(spec)
+            .map_err(|e| anyhow::anyhow!("--routing: {e}")),
         (None, Some(spec)) => session
             .route_synthetic(spec, n_tokens)
             .map_err(|e| anyhow::anyhow!("--routing: {e}")),
