@@ -91,7 +91,8 @@ pub fn compare_routing(
     let chunks = (tokens.len() / n_ctx).min(cfg.max_chunks.unwrap_or(usize::MAX));
     let first = n_ctx / 2;
     let mut sides: [&mut Session; 2] = [exact, other];
-    let before: Vec<_> = sides.iter().map(|s| s.cache_stats()).collect();
+    // The models' own counters: each side has a model and cache of its own, read-ahead included.
+    let before: Vec<_> = sides.iter().map(|s| s.model().experts.stats()).collect();
     let mut secs = [0f64; 2];
     let mut nll_sum = [0f64; 2];
     let mut counts = vec![vec![ExRepCount::default(); c.n_layers]; 2];
@@ -137,7 +138,7 @@ pub fn compare_routing(
     }
     let n_tokens = (chunks * n_ctx) as f64;
     let figures = |j: usize, s: &Session| {
-        let now = s.cache_stats();
+        let now = s.model().experts.stats();
         let (req, hits) = (now.requests - before[j].requests, now.hits - before[j].hits);
         RoutingFigures {
             ppl: (nll_sum[j] / scored.max(1) as f64).exp(),
