@@ -578,7 +578,11 @@ impl Builder<'_> {
                 for side in ["l", "r"] {
                     for (p, n, m) in shapes {
                         let (rows, cols) = if side == "l" { (n, r) } else { (r, m) };
+                        // Each factor as the plan types the full matrix (as from a checkpoint).
+                        let full = format!("blk.{l}.ffn_{p}_exps.weight");
                         let w = self.ck.stacked(&stacked(p, side), n_experts, rows, cols)?;
+                        let w: Vec<Weight> =
+                            w.into_iter().map(|w| self.convert(w, &full)).collect();
                         factors.push(w.into_iter());
                     }
                 }
