@@ -15,9 +15,12 @@
 //! - cache-aware routing with no bonus is exact routing, bit for bit; with one, it lowers ExRep and
 //!   raises the hit rate of a small cache, at a bounded cost in quality.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::rel_err;
 use cosmoe::compare::{compare_routing, CompareConfig};
 use cosmoe::forward::Logits;
 use cosmoe::generate::GenerateConfig;
@@ -41,13 +44,6 @@ fn dir() -> PathBuf {
 
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap()
-}
-
-/// max |a - b| / max |b|.
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    let max_b = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let max_d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    max_d / max_b
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -273,16 +269,21 @@ fn greedy_text_on_code_prompts_is_not_degenerate() {
     }
 }
 
-fn held_out(name: &str) -> PerplexityReport {
-    let model = load(name);
+/// The held-out excerpt in `model`'s tokens.
+fn held_out_tokens(model: &Model) -> Vec<u32> {
     let text = std::fs::read_to_string(dir().join("heldout.txt")).unwrap();
-    let tokens = model
+    model
         .tokenizer()
         .unwrap()
         .encode(text.as_str(), true)
         .unwrap()
         .get_ids()
-        .to_vec();
+        .to_vec()
+}
+
+fn held_out(name: &str) -> PerplexityReport {
+    let model = load(name);
+    let tokens = held_out_tokens(&model);
     let cfg = PerplexityConfig {
         n_ctx: 256,
         ..Default::default()
@@ -336,15 +337,7 @@ fn load_small_cache(name: &str) -> Arc<Model> {
 
 #[test]
 fn cache_aware_routing_trades_a_little_quality_for_hits() {
-    let text = std::fs::read_to_string(dir().join("heldout.txt")).unwrap();
-    let exact_model = load_small_cache("moe");
-    let tokens = exact_model
-        .tokenizer()
-        .unwrap()
-        .encode(text.as_str(), true)
-        .unwrap()
-        .get_ids()
-        .to_vec();
+    let tokens = held_out_tokens(&load_small_cache("moe"));
     let cfg = CompareConfig {
         n_ctx: 128,
         max_chunks: Some(3),

@@ -261,26 +261,36 @@ pub struct SyntheticRouting {
     pub seed: u64,
 }
 
+fn spec_error(spec: &str, msg: &str) -> Error {
+    Error::InvalidArgument(format!("--routing {spec}: {msg}"))
+}
+
+/// The `key=value` pairs of a `--routing` spec `NAME[:k=v][,k=v]...` whose name is `name`; `usage`
+/// shows the form in the error when the name differs.
+fn spec_pairs<'a>(spec: &'a str, name: &str, usage: &str) -> Result<Vec<(&'a str, &'a str)>> {
+    let rest = spec
+        .strip_prefix(name)
+        .ok_or_else(|| spec_error(spec, &format!("expected {usage}")))?;
+    rest.trim_start_matches(':')
+        .split(',')
+        .filter(|x| !x.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| spec_error(spec, "expected key=value"))
+        })
+        .collect()
+}
+
 impl SyntheticRouting {
     /// Parses `synthetic:exrep=0.44[,skew=1.0][,seed=N]`.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |m: &str| Error::InvalidArgument(format!("--routing {s}: {m}"));
-        let rest = s
-            .strip_prefix("synthetic")
-            .ok_or_else(|| bad("expected synthetic:exrep=P[,skew=S][,seed=N]"))?;
+        let bad = |m: &str| spec_error(s, m);
         let mut r = SyntheticRouting {
             exrep: 0.44,
             skew: 1.0,
             seed: 0,
         };
-        for kv in rest
-            .trim_start_matches(':')
-            .split(',')
-            .filter(|x| !x.is_empty())
-        {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| bad("expected key=value"))?;
+        for (k, v) in spec_pairs(s, "synthetic", "synthetic:exrep=P[,skew=S][,seed=N]")? {
             match k {
                 "exrep" => r.exrep = v.parse().map_err(|_| bad("exrep is not a number"))?,
                 "skew" => r.skew = v.parse().map_err(|_| bad("skew is not a number"))?,
@@ -399,22 +409,12 @@ pub struct CacheAware {
 impl CacheAware {
     /// Parses `cache-aware[:lambda=X][,keep=J]` (defaults: lambda 0.5, keep 1).
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |m: &str| Error::InvalidArgument(format!("--routing {s}: {m}"));
-        let rest = s
-            .strip_prefix("cache-aware")
-            .ok_or_else(|| bad("expected cache-aware[:lambda=X][,keep=J]"))?;
+        let bad = |m: &str| spec_error(s, m);
         let mut c = CacheAware {
             lambda: 0.5,
             keep: 1,
         };
-        for kv in rest
-            .trim_start_matches(':')
-            .split(',')
-            .filter(|x| !x.is_empty())
-        {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| bad("expected key=value"))?;
+        for (k, v) in spec_pairs(s, "cache-aware", "cache-aware[:lambda=X][,keep=J]")? {
             match k {
                 "lambda" => c.lambda = v.parse().map_err(|_| bad("lambda is not a number"))?,
                 "keep" => c.keep = v.parse().map_err(|_| bad("keep is not an integer"))?,

@@ -115,16 +115,19 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         read: |(l, e): (usize, usize)| costs[l][e].1,
     };
     let requests = trace.requests(n_tokens);
+    // Each layer's n largest charges, summed.
+    let largest = |n: usize| -> Vec<u64> {
+        costs
+            .iter()
+            .map(|l| {
+                let mut c: Vec<u64> = l.iter().map(|c| c.0).collect();
+                c.sort_unstable_by(|a, b| b.cmp(a));
+                c.iter().take(n).sum::<u64>()
+            })
+            .collect()
+    };
     // The cache refuses a budget below one layer's k largest experts.
-    let min_budget = costs
-        .iter()
-        .map(|l| {
-            let mut c: Vec<u64> = l.iter().map(|c| c.0).collect();
-            c.sort_unstable_by(|a, b| b.cmp(a));
-            c.iter().take(trace.top_k).sum::<u64>()
-        })
-        .max()
-        .unwrap_or(0);
+    let min_budget = largest(trace.top_k).into_iter().max().unwrap_or(0);
 
     // (percentage of all expert bytes, bytes, experts per layer when given so)
     let pcts = match (a.budget_pct.is_empty(), a.budget_experts.is_empty()) {
@@ -144,14 +147,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         .collect();
     for &n in &a.budget_experts {
         // As `--expert-cache-experts` computes it.
-        let b: u64 = costs
-            .iter()
-            .map(|l| {
-                let mut c: Vec<u64> = l.iter().map(|c| c.0).collect();
-                c.sort_unstable_by(|a, b| b.cmp(a));
-                c.iter().take(n).sum::<u64>()
-            })
-            .sum();
+        let b: u64 = largest(n).iter().sum();
         budgets.push((100.0 * b as f64 / total.max(1) as f64, b, Some(n)));
     }
 
