@@ -65,7 +65,7 @@ fn simulated_hits_equal_the_runtimes() {
         let belady = rows.iter().find(|r| r["policy"] == "belady").unwrap()["hits"]
             .as_u64()
             .unwrap();
-        for policy in ["lru", "layer", "lfu"] {
+        for policy in ["lru", "layer", "lfu", "stale"] {
             let row = rows.iter().find(|r| r["policy"] == policy).unwrap();
             let b = cosmoe(&[
                 "bench",
@@ -101,7 +101,7 @@ fn simulated_hits_equal_the_runtimes() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 9);
+    assert_eq!(compared, 12);
 
     // A budget of k experts a layer (`--budget-experts`, `--expert-cache-experts`) too.
     let sim = cosmoe(&[
@@ -178,6 +178,7 @@ fn plot_draws_a_line_per_policy_and_never_over_its_input() {
         "lru",
         "layer",
         "lfu",
+        "stale",
         "belady (offline bound)",
         "hit rate (%)",
         "ExRep",
@@ -198,7 +199,7 @@ fn plot_draws_a_line_per_policy_and_never_over_its_input() {
                 == 3
         })
         .count();
-    assert_eq!(lines, 4, "{text}");
+    assert_eq!(lines, 5, "{text}");
     // The plot may not replace the trace it reads.
     let before = std::fs::read(&trace).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_cosmoe"))

@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::buffer::Filling;
 use crate::io::DataFile;
 use crate::layout::{validate, ExpertLoc, ExpertPart, PartLoc, Plan};
-use crate::policy::{EvictionPolicy, LayerCyclic, Lfu, Lru, PolicyKind};
+use crate::policy::{EvictionPolicy, LayerCyclic, Lfu, Lru, PolicyKind, Stale};
 use crate::stats::{add, get, sub, Counters};
 use crate::user::CacheUser;
 use crate::{
@@ -113,6 +113,9 @@ impl ExpertCache {
             PolicyKind::Lru => Box::new(Lru::new()),
             PolicyKind::Layer => Box::new(LayerCyclic::new(layout.layers.len())),
             PolicyKind::Lfu => Box::new(Lfu::new(Lfu::DEFAULT_HALF_LIFE)),
+            PolicyKind::Stale => {
+                Box::new(Stale::new(layout.layers.len(), Stale::DEFAULT_HALF_LIFE))
+            }
         };
         Self::open_with_policy(layout, config, policy)
     }

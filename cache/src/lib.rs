@@ -77,7 +77,7 @@ pub use cache::ExpertCache;
 pub use config::{CacheConfig, IoMode};
 pub use error::CacheError;
 pub use layout::{ExpertLayout, ExpertLoc, ExpertPart, PartLoc};
-pub use policy::{EvictionPolicy, LayerCyclic, Lfu, Lru, PolicyKind};
+pub use policy::{EvictionPolicy, LayerCyclic, Lfu, Lru, PolicyKind, Stale};
 pub use stats::CacheStats;
 pub use user::CacheUser;
 

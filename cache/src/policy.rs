@@ -34,14 +34,24 @@ pub enum PolicyKind {
     Layer,
     /// [`Lfu`].
     Lfu,
+    /// [`Stale`].
+    Stale,
 }
 
 impl PolicyKind {
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Lru,
+        PolicyKind::Layer,
+        PolicyKind::Lfu,
+        PolicyKind::Stale,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             PolicyKind::Lru => "lru",
             PolicyKind::Layer => "layer",
             PolicyKind::Lfu => "lfu",
+            PolicyKind::Stale => "stale",
         }
     }
 }
@@ -55,10 +65,10 @@ impl std::fmt::Display for PolicyKind {
 impl std::str::FromStr for PolicyKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [PolicyKind::Lru, PolicyKind::Layer, PolicyKind::Lfu]
+        PolicyKind::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown cache policy `{s}` (lru, layer, lfu)"))
+            .ok_or_else(|| format!("unknown cache policy `{s}` (lru, layer, lfu, stale)"))
     }
 }
 
@@ -263,6 +273,90 @@ impl EvictionPolicy for Lfu {
     }
 }
 
+/// Least stale: evicts the expert whose next use is expected furthest ahead, Belady's rule with the
+/// future estimated (SpecMD's "least stale", arXiv 2602.03921). Layers run in a cycle, so an expert
+/// of layer l is needed at the earliest `d(l)` layer visits from now (1 for the next layer, n_layers
+/// for the running one), and then, if its layer picks it with probability p per token, after
+/// `n_layers * (1/p - 1)` more visits on average. p is the expert's request count with ageing (as
+/// [`Lfu`]'s, halving every `half_life` tokens) over the count of an expert requested every token.
+/// Experts the running visit has yet to be served are kept above all. Ties go to the least recently
+/// requested.
+///
+/// The router's scores add nothing here: on the trained models' traces the last visit's router
+/// logits predict the next visit's experts no better than the counts (docs/benchmarks.md), and a
+/// perfect predictor of the next layer's experts would add about one point (`simulate`'s
+/// `lookahead` policies).
+pub struct Stale {
+    n_layers: usize,
+    counts: Lfu,
+    /// The running visit: (token, layer).
+    token: u64,
+    layer: usize,
+    /// Experts the running visit requested and has not been served yet.
+    wanted: std::collections::HashSet<ExpertKey>,
+}
+
+impl Stale {
+    pub fn new(n_layers: usize, half_life_tokens: f64) -> Stale {
+        Stale {
+            n_layers: n_layers.max(1),
+            counts: Lfu::new(half_life_tokens),
+            token: 0,
+            layer: 0,
+            wanted: Default::default(),
+        }
+    }
+
+    /// The half-life [`PolicyKind::Stale`] uses, in tokens (the best of 4-32 on the trained traces).
+    pub const DEFAULT_HALF_LIFE: f64 = 8.0;
+
+    /// Layer visits until `key` is expected to be requested again (0: the running visit still
+    /// wants it).
+    pub fn expected_next_use(&self, key: ExpertKey) -> f64 {
+        let (l, n) = (key.0, self.n_layers);
+        if self.wanted.contains(&key) {
+            return 0.0;
+        }
+        let d = match (l + n - self.layer % n) % n {
+            0 => n,
+            d => d,
+        } as f64;
+        // An expert requested every token reaches a count of 1 / (1 - 2^(-1/h)).
+        let full = 1.0 / (1.0 - (-1.0 / self.counts.half_life).exp2());
+        let p = (self.counts.score(&key).0 / full).clamp(1e-9, 1.0);
+        d + n as f64 * (1.0 / p - 1.0)
+    }
+}
+
+impl EvictionPolicy for Stale {
+    fn requested(&mut self, key: ExpertKey) {
+        self.counts.requested(key);
+        if (self.counts.token, key.0) != (self.token, self.layer) {
+            self.wanted.clear();
+        }
+        (self.token, self.layer) = (self.counts.token, key.0);
+        self.wanted.insert(key);
+    }
+    fn insert(&mut self, key: ExpertKey) {
+        self.counts.insert(key);
+        self.wanted.remove(&key);
+    }
+    fn touch(&mut self, key: ExpertKey) {
+        self.wanted.remove(&key);
+    }
+    fn victim(&mut self) -> Option<ExpertKey> {
+        self.counts
+            .resident
+            .iter()
+            .map(|&k| (self.expected_next_use(k), self.counts.score(&k).1, k))
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)))
+            .map(|(_, _, k)| k)
+    }
+    fn remove(&mut self, key: ExpertKey) {
+        self.counts.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +380,41 @@ mod tests {
         p.insert((0, 3));
         p.remove((0, 2));
         assert_eq!(p.victim(), Some((0, 1)));
+    }
+
+    #[test]
+    fn stale_evicts_the_expert_expected_back_last() {
+        let mut p = Stale::new(2, 8.0);
+        // Token 0: layer 0 uses 0 and 1, layer 1 uses 0 and 1. Tokens 1-3: layer 0 uses 0 and 2.
+        let visit = |p: &mut Stale, l: usize, es: &[usize]| {
+            for &e in es {
+                p.requested((l, e));
+            }
+            for &e in es {
+                match p.counts.resident.contains(&(l, e)) {
+                    true => p.touch((l, e)),
+                    false => p.insert((l, e)),
+                }
+            }
+        };
+        visit(&mut p, 0, &[0, 1]);
+        visit(&mut p, 1, &[0, 1]);
+        for _ in 0..3 {
+            visit(&mut p, 0, &[0, 2]);
+            visit(&mut p, 1, &[0, 1]);
+        }
+        // Layer 0 runs next: its rare expert 1 goes first, then the running layer's (equal counts,
+        // but layer 1 is needed a visit later than layer 0), then layer 0's.
+        assert_eq!(p.victim(), Some((0, 1)));
+        p.remove((0, 1));
+        assert!(p.expected_next_use((1, 0)) > p.expected_next_use((0, 0)));
+        // Layer 0's visit wants expert 2 and 3: 2 is kept until it is served.
+        p.requested((0, 2));
+        p.requested((0, 3));
+        assert_eq!(p.expected_next_use((0, 2)), 0.0);
+        assert_ne!(p.victim(), Some((0, 2)));
+        p.touch((0, 2));
+        assert!(p.expected_next_use((0, 2)) > 0.0);
     }
 
     #[test]

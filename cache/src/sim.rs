@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::policy::EvictionPolicy;
+use crate::policy::{EvictionPolicy, Stale};
 use crate::ExpertKey;
 
 /// What a replay counted.
@@ -123,6 +123,10 @@ impl Belady {
 
 impl EvictionPolicy for Belady {
     fn requested(&mut self, key: ExpertKey) {
+        // Resident and wanted by the running visit: needed now, the last to go.
+        if let Some(n) = self.resident.get_mut(&key) {
+            *n = self.at;
+        }
         let n = self.next.get(self.at).copied().unwrap_or(usize::MAX);
         self.pending.insert(key, n);
         self.at += 1;
@@ -145,10 +149,81 @@ impl EvictionPolicy for Belady {
     }
 }
 
+/// An oracle that knows the experts of the next `horizon` layer visits exactly and nothing beyond:
+/// it evicts experts not needed within the horizon first, in [`Stale`]'s order, then those needed
+/// latest. With a horizon of 1 it is a perfect next-layer predictor (what the `gate` predictor
+/// aims at), with n_layers a perfect predictor of the next token's routing: how much any predictor
+/// of that reach could add to the online policies. Offline, for study, like [`Belady`].
+pub struct Lookahead {
+    exact: Belady,
+    stale: Stale,
+    /// Index of each visit's first request, and the total at the end.
+    starts: Vec<usize>,
+    horizon: usize,
+    /// The running visit.
+    visit: usize,
+}
+
+impl Lookahead {
+    pub fn new(visits: &[Vec<ExpertKey>], n_layers: usize, horizon: usize) -> Lookahead {
+        let mut starts = Vec::with_capacity(visits.len() + 1);
+        let mut at = 0;
+        for v in visits {
+            starts.push(at);
+            at += v.len();
+        }
+        starts.push(at);
+        Lookahead {
+            exact: Belady::new(visits),
+            stale: Stale::new(n_layers, Stale::DEFAULT_HALF_LIFE),
+            starts,
+            horizon,
+            visit: 0,
+        }
+    }
+}
+
+impl EvictionPolicy for Lookahead {
+    fn requested(&mut self, key: ExpertKey) {
+        let i = self.exact.at;
+        while self.visit + 2 < self.starts.len() && self.starts[self.visit + 1] <= i {
+            self.visit += 1;
+        }
+        self.exact.requested(key);
+        self.stale.requested(key);
+    }
+    fn insert(&mut self, key: ExpertKey) {
+        self.exact.insert(key);
+        self.stale.insert(key);
+    }
+    fn touch(&mut self, key: ExpertKey) {
+        self.exact.touch(key);
+        self.stale.touch(key);
+    }
+    fn victim(&mut self) -> Option<ExpertKey> {
+        let end = self.starts[(self.visit + 1 + self.horizon).min(self.starts.len() - 1)];
+        // Unknown beyond the horizon (ranked by the estimate) before anything known to be needed.
+        let rank = |k: ExpertKey, n: usize| match n < end {
+            true => (0, n as f64),
+            false => (1, self.stale.expected_next_use(k)),
+        };
+        self.exact
+            .resident
+            .iter()
+            .map(|(&k, &n)| (rank(k, n), k))
+            .max_by(|(a, ka), (b, kb)| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(kb.cmp(ka)))
+            .map(|(_, k)| k)
+    }
+    fn remove(&mut self, key: ExpertKey) {
+        self.exact.remove(key);
+        self.stale.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{LayerCyclic, Lru};
+    use crate::policy::{LayerCyclic, Lru, Stale};
 
     /// One visit per request.
     fn keys(v: &[usize]) -> Vec<Vec<ExpertKey>> {
@@ -195,10 +270,15 @@ mod tests {
             let opt = replay(&r, &unit(), budget, &mut Belady::new(&r)).hits;
             let lru = replay(&r, &unit(), budget, &mut Lru::new()).hits;
             let layer = replay(&r, &unit(), budget, &mut LayerCyclic::new(2)).hits;
+            let stale = replay(&r, &unit(), budget, &mut Stale::new(2, 8.0)).hits;
+            // Knowing the whole future within a horizon longer than the trace is Belady.
+            let far = replay(&r, &unit(), budget, &mut Lookahead::new(&r, 2, r.len())).hits;
+            let near = replay(&r, &unit(), budget, &mut Lookahead::new(&r, 2, 1)).hits;
             assert!(
-                opt >= lru && opt >= layer,
-                "budget {budget}: {opt} {lru} {layer}"
+                opt >= lru && opt >= layer && opt >= stale && opt >= near,
+                "budget {budget}: {opt} {lru} {layer} {stale} {near}"
             );
+            assert_eq!(far, opt, "budget {budget}");
         }
     }
 }

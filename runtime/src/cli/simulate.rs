@@ -8,8 +8,19 @@ use anyhow::{bail, Result};
 use clap::Args;
 use cosmoe::routing::RoutingTrace;
 use cosmoe::{LoadOptions, Model, TokenizerSource};
-use cosmoe_cache::sim::{replay, Belady, Costs, SimStats};
-use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, LayerCyclic, Lfu, Lru};
+use cosmoe_cache::sim::{replay, Belady, Costs, Lookahead, SimStats};
+use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, LayerCyclic, Lfu, Lru, Stale};
+
+/// What `--policy` takes.
+const POLICIES: [&str; 7] = [
+    "lru",
+    "layer",
+    "lfu",
+    "stale",
+    "belady",
+    "oracle-layer",
+    "oracle-token",
+];
 
 use super::{percent, ranged, MAX_TOKENS};
 
@@ -37,8 +48,14 @@ pub struct SimulateArgs {
     /// offloading rule.
     #[arg(long, value_delimiter = ',', value_parser = ranged(1, 4096))]
     budget_experts: Vec<usize>,
-    /// Policies: lru, layer, lfu (the cache's) and belady (the offline bound).
-    #[arg(long, value_delimiter = ',', default_value = "lru,layer,lfu,belady")]
+    /// Policies: lru, layer, lfu, stale (the cache's), belady (the offline bound), and the oracles
+    /// oracle-layer and oracle-token, which know the next layer's or the next token's experts
+    /// exactly (what a perfect predictor of that reach would give).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lru,layer,lfu,stale,belady"
+    )]
     policy: Vec<String>,
     /// Replay the first N tokens of the trace, 1 to 16777216 (default: all).
     #[arg(long, value_parser = ranged(1, MAX_TOKENS))]
@@ -59,8 +76,8 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     }
     let trace = RoutingTrace::load(&a.trace)?;
     for p in &a.policy {
-        if !["lru", "layer", "lfu", "belady"].contains(&p.as_str()) {
-            bail!("unknown policy `{p}` (lru, layer, lfu, belady)");
+        if !POLICIES.contains(&p.as_str()) {
+            bail!("unknown policy `{p}` ({})", POLICIES.join(", "));
         }
     }
     let n_tokens = a
@@ -168,6 +185,11 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
                 "lru" => Box::new(Lru::new()),
                 "layer" => Box::new(LayerCyclic::new(trace.n_layers)),
                 "lfu" => Box::new(Lfu::new(Lfu::DEFAULT_HALF_LIFE)),
+                "stale" => Box::new(Stale::new(trace.n_layers, Stale::DEFAULT_HALF_LIFE)),
+                "oracle-layer" => Box::new(Lookahead::new(&requests, trace.n_layers, 1)),
+                "oracle-token" => {
+                    Box::new(Lookahead::new(&requests, trace.n_layers, trace.n_layers))
+                }
                 _ => Box::new(Belady::new(&requests)),
             };
             let stats = replay(&requests, &cost, budget, policy.as_mut());
@@ -234,7 +256,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             "one unit each"
         }
     )?;
-    outln!("budget             policy   hit rate   misses/token   read/token   evictions")?;
+    outln!("budget             policy         hit rate   misses/token   read/token   evictions")?;
     let unit = |b: f64| match a.model {
         Some(_) => format!("{:.2} MiB", b / (1 << 20) as f64),
         None => format!("{b:.2}"),
@@ -246,7 +268,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         };
         match r.stats {
             Some(s) => outln!(
-                "{budget:<17}  {:<7}  {:>6.1} %   {:>12.2}   {:>10}   {:>9}",
+                "{budget:<17}  {:<12}  {:>7.1} %   {:>12.2}   {:>10}   {:>9}",
                 r.policy,
                 100.0 * s.hit_rate(),
                 s.misses as f64 / n_tokens as f64,
@@ -254,7 +276,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
                 s.evictions
             )?,
             None => outln!(
-                "{budget:<17}  {:<7}  below one layer's {} experts: the cache refuses it",
+                "{budget:<17}  {:<12}  below one layer's {} experts: the cache refuses it",
                 r.policy,
                 trace.top_k
             )?,
