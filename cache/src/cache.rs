@@ -27,7 +27,8 @@ use crate::{
 /// [`get`](Self::get) from any thread. Dropping it stops and joins the prefetch threads.
 pub struct ExpertCache {
     inner: Arc<Inner>,
-    hints: Option<Sender<(PrefetchHint, Arc<CacheUser>)>>,
+    /// Hint queues: the running layer's read-ahead, and predicted hints (served after it).
+    hints: Option<[Sender<Queued>; 2]>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -51,6 +52,12 @@ struct Inner {
     /// Hints sent and not yet fully handled by a prefetch thread.
     pending: Mutex<u64>,
     idle: Condvar,
+    /// Reads for a running layer queued or in flight (read-ahead hints, `get` misses); predicted
+    /// loads wait for none.
+    demand: Mutex<u64>,
+    demand_idle: Condvar,
+    /// Origin of the loads' read-start stamps.
+    epoch: Instant,
     shutdown: AtomicBool,
     /// Test hook: sleep this long before each load (nanoseconds).
     read_delay_ns: AtomicU64,
@@ -76,6 +83,16 @@ struct Entry {
     charge: u64,
     /// Loaded by this user's prefetch hint and not yet fetched by any `get`.
     prefetched_unused: Option<Arc<CacheUser>>,
+    /// With `prefetched_unused`: the hint was predicted, and its read took this long (ns).
+    predicted_read_ns: Option<u64>,
+}
+
+/// A hint on its way to a prefetch thread.
+struct Queued {
+    hint: PrefetchHint,
+    user: Arc<CacheUser>,
+    /// For a later position than the user's when sent (else read-ahead, counted in `demand`).
+    predicted: bool,
 }
 
 /// One load in flight; everyone who wants the expert meanwhile waits on it.
@@ -84,6 +101,10 @@ struct Load {
     done: Condvar,
     /// The user whose prefetch hint started this load.
     by_prefetch: Option<Arc<CacheUser>>,
+    /// The hint was a predicted one.
+    predicted: bool,
+    /// When the read began (ns since the cache's epoch; 0: not yet).
+    read_start_ns: AtomicU64,
     /// A `get` waited for this prefetch (read and written under the state lock).
     claimed: AtomicBool,
 }
@@ -241,9 +262,10 @@ impl ExpertCache {
         };
         if config.prefetch_threads > 0 {
             let (tx, rx) = crossbeam_channel::bounded(config.prefetch_queue.max(1));
-            cache.hints = Some(tx);
+            let (ptx, prx) = crossbeam_channel::bounded(config.prefetch_queue.max(1));
+            cache.hints = Some([tx, ptx]);
             for i in 0..config.prefetch_threads {
-                let (inner, rx) = (cache.inner.clone(), rx.clone());
+                let (inner, rx) = (cache.inner.clone(), [rx.clone(), prx.clone()]);
                 let t = std::thread::Builder::new()
                     .name(format!("cosmoe-prefetch-{i}"))
                     .spawn(move || prefetch_loop(&inner, &rx))
@@ -340,6 +362,10 @@ impl ExpertCache {
                 st_ref.prefetch_unused -= 1;
                 sub(&by.counters.prefetch_unused, 1);
                 inner.count(&by, |c| &c.prefetch_useful, 1);
+                if let Some(ns) = entry.predicted_read_ns.take() {
+                    inner.count(&by, |c| &c.predicted_useful, 1);
+                    inner.count(&by, |c| &c.predicted_saved_ns, ns);
+                }
             }
             st_ref.policy.touch(key);
             drop(st);
@@ -352,12 +378,23 @@ impl ExpertCache {
                 if let Some(by) = &load.by_prefetch {
                     if !load.claimed.swap(true, Ordering::Relaxed) {
                         inner.count(by, |c| &c.prefetch_useful, 1);
+                        if load.predicted {
+                            inner.count(by, |c| &c.predicted_useful, 1);
+                            let start = load.read_start_ns.load(Ordering::Relaxed);
+                            if start > 0 {
+                                let done = inner.since_epoch().saturating_sub(start);
+                                inner.count(by, |c| &c.predicted_saved_ns, done);
+                            }
+                        }
                     }
                 }
                 drop(st);
                 load.wait()
             }
-            None => inner.load(key, st, None, user),
+            None => {
+                let _demand = inner.demand_read();
+                inner.load(key, st, None, false, user)
+            }
         };
         count(|c| &c.stall_ns, t0.elapsed().as_nanos() as u64);
         r
@@ -392,13 +429,22 @@ impl ExpertCache {
                 continue;
             }
             *inner.pending.lock() += 1;
-            match tx.try_send((h, user.clone())) {
+            let predicted = h.needed_at > user.position();
+            if !predicted {
+                *inner.demand.lock() += 1;
+            }
+            let q = Queued {
+                hint: h,
+                user: user.clone(),
+                predicted,
+            };
+            match tx[predicted as usize].try_send(q) {
                 Ok(()) => {}
                 Err(e) => {
                     if let TrySendError::Full(_) = e {
                         inner.count(user, |c| &c.prefetch_dropped_full, 1);
                     }
-                    inner.hint_done();
+                    inner.hint_done(predicted);
                 }
             }
         }
@@ -469,6 +515,12 @@ impl ExpertCache {
             prefetch_stale: get(&c.prefetch_stale),
             prefetch_redundant: get(&c.prefetch_redundant),
             prefetch_dropped_full: get(&c.prefetch_dropped_full),
+            predicted_issued: get(&c.predicted_issued),
+            predicted_useful: get(&c.predicted_useful),
+            predicted_wasted: get(&c.predicted_wasted),
+            predicted_read_ns: get(&c.predicted_read_ns),
+            predicted_saved_ns: get(&c.predicted_saved_ns),
+            predicted_deferred_ns: get(&c.predicted_deferred_ns),
             cached_bytes: held,
             peak_cached_bytes: peak,
             budget: inner.budget(),
@@ -602,12 +654,67 @@ impl Drop for ExpertCache {
     }
 }
 
-fn prefetch_loop(inner: &Inner, rx: &Receiver<(PrefetchHint, Arc<CacheUser>)>) {
-    for (h, user) in rx.iter() {
+fn prefetch_loop(inner: &Inner, rx: &[Receiver<Queued>; 2]) {
+    let handle = |q: Queued| {
         if !inner.shutdown.load(Ordering::Relaxed) {
-            inner.prefetch_one(h, &user);
+            inner.prefetch_one(&q);
         }
-        inner.hint_done();
+        inner.hint_done(q.predicted);
+    };
+    while let Some(q) = next_hint(rx) {
+        if q.predicted {
+            // Idle read capacity only: until no read of a running layer is queued or in flight
+            // (serving queued read-ahead itself meanwhile), or the hint's layer runs.
+            let t0 = Instant::now();
+            let mut waited = false;
+            loop {
+                while let Ok(a) = rx[0].try_recv() {
+                    handle(a);
+                }
+                let mut d = inner.demand.lock();
+                if *d == 0
+                    || q.hint.needed_at <= q.user.position()
+                    || inner.shutdown.load(Ordering::Relaxed)
+                {
+                    break;
+                }
+                waited = true;
+                inner.demand_idle.wait_for(&mut d, Duration::from_millis(5));
+            }
+            if waited {
+                let ns = t0.elapsed().as_nanos() as u64;
+                inner.count(&q.user, |c| &c.predicted_deferred_ns, ns);
+            }
+        }
+        handle(q);
+    }
+}
+
+/// The next hint, read-ahead before predicted; `None` once both queues are closed and empty.
+fn next_hint([ahead, predicted]: &[Receiver<Queued>; 2]) -> Option<Queued> {
+    if let Ok(q) = ahead.try_recv() {
+        return Some(q);
+    }
+    let mut sel = crossbeam_channel::Select::new();
+    sel.recv(ahead);
+    sel.recv(predicted);
+    let op = sel.select();
+    let r = match op.index() {
+        0 => op.recv(ahead),
+        _ => op.recv(predicted),
+    };
+    // Closed (the cache is dropping): what is left in either queue, then none.
+    r.ok()
+        .or_else(|| ahead.try_recv().ok())
+        .or_else(|| predicted.try_recv().ok())
+}
+
+/// A read for a running layer, counted in [`Inner::demand`] while it lives.
+struct DemandRead<'a>(&'a Inner);
+
+impl Drop for DemandRead<'_> {
+    fn drop(&mut self) {
+        self.0.demand_done();
     }
 }
 
@@ -682,6 +789,9 @@ impl Inner {
             notices,
             pending: Mutex::new(0),
             idle: Condvar::new(),
+            demand: Mutex::new(0),
+            demand_idle: Condvar::new(),
+            epoch: Instant::now(),
             shutdown: AtomicBool::new(false),
             read_delay_ns: AtomicU64::new(0),
             fake_direct_einval: AtomicBool::new(false),
@@ -747,7 +857,10 @@ impl Inner {
         Ok(())
     }
 
-    fn hint_done(&self) {
+    fn hint_done(&self, predicted: bool) {
+        if !predicted {
+            self.demand_done();
+        }
         let mut p = self.pending.lock();
         *p = p.saturating_sub(1);
         if *p == 0 {
@@ -755,7 +868,25 @@ impl Inner {
         }
     }
 
-    fn prefetch_one(&self, h: PrefetchHint, user: &Arc<CacheUser>) {
+    fn demand_read(&self) -> DemandRead<'_> {
+        *self.demand.lock() += 1;
+        DemandRead(self)
+    }
+
+    fn demand_done(&self) {
+        let mut d = self.demand.lock();
+        *d = d.saturating_sub(1);
+        if *d == 0 {
+            self.demand_idle.notify_all();
+        }
+    }
+
+    fn since_epoch(&self) -> u64 {
+        (self.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+
+    fn prefetch_one(&self, q: &Queued) {
+        let (h, user) = (q.hint, &q.user);
         if h.needed_at < user.position() {
             self.count(user, |c| &c.prefetch_stale, 1);
             return;
@@ -775,7 +906,13 @@ impl Inner {
             return;
         }
         self.count(user, |c| &c.prefetch_issued, 1);
-        if self.load(key, st, Some(user.clone()), user).is_err() {
+        if q.predicted {
+            self.count(user, |c| &c.predicted_issued, 1);
+        }
+        if self
+            .load(key, st, Some(user.clone()), q.predicted, user)
+            .is_err()
+        {
             self.count(user, |c| &c.prefetch_failed, 1);
         }
     }
@@ -789,12 +926,15 @@ impl Inner {
         key: ExpertKey,
         mut st: MutexGuard<'_, State>,
         by_prefetch: Option<Arc<CacheUser>>,
+        predicted: bool,
         user: &CacheUser,
     ) -> Result<Arc<ExpertWeights>, CacheError> {
         let load = Arc::new(Load {
             result: Mutex::new(None),
             done: Condvar::new(),
             by_prefetch,
+            predicted,
+            read_start_ns: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
         });
         st.in_flight.insert(key, load.clone());
@@ -804,6 +944,7 @@ impl Inner {
             key,
             load,
             reserved: 0,
+            read_ns: 0,
             guard: Some(st),
             settled: false,
         };
@@ -813,7 +954,16 @@ impl Inner {
         ticket.reserved = charge;
         ticket.guard = None; // unlock for the read
 
+        let t0 = Instant::now();
+        ticket
+            .load
+            .read_start_ns
+            .store(self.since_epoch(), Ordering::Relaxed);
         let r = self.read(key, user);
+        ticket.read_ns = t0.elapsed().as_nanos() as u64;
+        if predicted {
+            self.count(user, |c| &c.predicted_read_ns, ticket.read_ns);
+        }
         ticket.finish(r)
     }
 
@@ -850,6 +1000,9 @@ impl Inner {
                 st.prefetch_wasted += 1;
                 sub(&by.counters.prefetch_unused, 1);
                 add(&by.counters.prefetch_wasted, 1);
+                if e.predicted_read_ns.is_some() {
+                    self.count(&by, |c| &c.predicted_wasted, 1);
+                }
             }
         }
     }
@@ -925,6 +1078,8 @@ struct Ticket<'a> {
     key: ExpertKey,
     load: Arc<Load>,
     reserved: u64,
+    /// How long the read took (ns).
+    read_ns: u64,
     /// The state lock, while the load is being registered and its room reserved.
     guard: Option<MutexGuard<'a, State>>,
     settled: bool,
@@ -958,10 +1113,13 @@ impl Ticket<'_> {
                         }
                         _ => None,
                     };
+                    let predicted_read_ns =
+                        (unused.is_some() && self.load.predicted).then_some(self.read_ns);
                     let entry = Entry {
                         weights: w.clone(),
                         charge: self.reserved,
                         prefetched_unused: unused,
+                        predicted_read_ns,
                     };
                     // A key is loaded at most once at a time, so there is no old entry; were there
                     // one, keep the accounting right anyway.

@@ -46,6 +46,22 @@ pub struct CacheStats {
     pub prefetch_redundant: u64,
     /// Hints dropped because the prefetch queue was full.
     pub prefetch_dropped_full: u64,
+    /// Of the issued prefetches, the predicted ones: hints for a position after the user's
+    /// current one (a predictor's guess at a later layer, not the running layer's read-ahead).
+    /// They wait while any read for a running layer is queued or in flight, so they only use idle
+    /// read capacity.
+    pub predicted_issued: u64,
+    /// Predicted experts whose first use came from a `get`.
+    pub predicted_useful: u64,
+    /// Predicted experts evicted before any `get` used them.
+    pub predicted_wasted: u64,
+    /// Nanoseconds predicted loads spent reading: the flash time the predictor consumed.
+    pub predicted_read_ns: u64,
+    /// Nanoseconds of stall the predicted loads saved, estimated: for each used one, the read time
+    /// it had spent before the `get` came (all of it when the expert was ready).
+    pub predicted_saved_ns: u64,
+    /// Nanoseconds predicted hints waited for reads of a running layer to finish.
+    pub predicted_deferred_ns: u64,
     /// Bytes of expert buffers the cache holds now (ready experts plus loads in flight).
     pub cached_bytes: u64,
     /// Most `cached_bytes` ever held.
@@ -84,6 +100,12 @@ pub(crate) struct Counters {
     pub prefetch_stale: AtomicU64,
     pub prefetch_redundant: AtomicU64,
     pub prefetch_dropped_full: AtomicU64,
+    pub predicted_issued: AtomicU64,
+    pub predicted_useful: AtomicU64,
+    pub predicted_wasted: AtomicU64,
+    pub predicted_read_ns: AtomicU64,
+    pub predicted_saved_ns: AtomicU64,
+    pub predicted_deferred_ns: AtomicU64,
     /// A user's share of what the cache keeps under its lock (unused for the cache's totals).
     pub evictions: AtomicU64,
     pub prefetch_wasted: AtomicU64,

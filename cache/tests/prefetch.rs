@@ -163,3 +163,59 @@ fn no_prefetch_thread_no_prefetch() {
             .stats()
     );
 }
+
+#[test]
+fn predicted_hints_wait_for_the_running_layers_reads_and_are_accounted() {
+    let dir = TempDir::new("predicted");
+    let model = write_model(dir.path(), Spec::default());
+    let cache = std::sync::Arc::new(open(&model, Some(3), 16));
+    let delay = Duration::from_millis(60);
+    cache.set_read_delay(delay);
+    cache.set_position(4);
+    // A `get` of the running layer reads; a prediction for the next position comes meanwhile.
+    let t0 = Instant::now();
+    let reader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.get(0, 1).map(|_| t0.elapsed()))
+    };
+    std::thread::sleep(Duration::from_millis(10));
+    cache.prefetch(&[hint(1, 3, 5)]);
+    cache.wait_prefetches();
+    let elapsed = t0.elapsed();
+    let got = reader.join().unwrap().unwrap();
+    let s = cache.stats();
+    assert_eq!((s.prefetch_issued, s.predicted_issued), (1, 1), "{s:?}");
+    // The prediction waited for the `get`'s read, then read alone.
+    assert!(
+        s.predicted_deferred_ns >= (delay / 2).as_nanos() as u64,
+        "{s:?}"
+    );
+    assert!(elapsed >= got + delay, "{elapsed:?} {got:?}");
+    assert!(s.predicted_read_ns >= delay.as_nanos() as u64, "{s:?}");
+    // Used: its whole read was stall saved.
+    let w = cache.get(1, 3).unwrap();
+    check(&model, 1, 3, &w);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.predicted_useful), (1, 1));
+    assert_eq!(s.predicted_saved_ns, s.predicted_read_ns);
+    // Read-ahead (due now) is a prefetch, not a prediction.
+    cache.prefetch(&[hint(2, 1, 4)]);
+    cache.wait_prefetches();
+    cache.get(2, 1).unwrap();
+    let s = cache.stats();
+    assert_eq!(
+        (s.prefetch_issued, s.predicted_issued, s.predicted_useful),
+        (2, 1, 1)
+    );
+
+    // A prediction evicted unused is wasted: the budget holds 3, all used; predict (2, 0), then
+    // make room for two more.
+    cache.set_read_delay(Duration::ZERO);
+    cache.prefetch(&[hint(2, 0, 6)]);
+    cache.wait_prefetches();
+    for e in [5, 6, 7] {
+        cache.get(2, e).unwrap();
+    }
+    let s = cache.stats();
+    assert_eq!((s.predicted_issued, s.predicted_wasted), (2, 1), "{s:?}");
+}

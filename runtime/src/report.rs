@@ -113,6 +113,16 @@ pub struct CacheReport {
     pub prefetch_stale: u64,
     pub prefetch_redundant: u64,
     pub prefetch_dropped_full: u64,
+    /// The predictor's own share of the prefetches (hints for a later layer than the running one,
+    /// read only while no read of a running layer is queued or in flight): loads started, used,
+    /// evicted unused; the flash time they took, the stall they saved (estimated: each used load's
+    /// read time before its `get` came), and how long they waited for the running layer's reads.
+    pub predicted_issued: u64,
+    pub predicted_useful: u64,
+    pub predicted_wasted: u64,
+    pub predicted_read_ms: f64,
+    pub predicted_saved_ms: f64,
+    pub predicted_deferred_ms: f64,
     pub peak_cached_bytes: u64,
 }
 
@@ -283,6 +293,16 @@ impl fmt::Display for BenchReport {
                 c.prefetch_stale,
                 c.prefetch_redundant,
                 c.prefetch_dropped_full
+            )?;
+            writeln!(
+                f,
+                "  predicted        {} read ({:.1} ms of flash, {:.1} ms waiting for the running layer's reads): {} used, {} evicted unused; stall saved ~{:.1} ms",
+                c.predicted_issued,
+                c.predicted_read_ms,
+                c.predicted_deferred_ms,
+                c.predicted_useful,
+                c.predicted_wasted,
+                c.predicted_saved_ms
             )?;
         }
         let peak = m

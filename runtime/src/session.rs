@@ -502,6 +502,12 @@ impl Session {
                 prefetch_stale: s.prefetch_stale,
                 prefetch_redundant: s.prefetch_redundant,
                 prefetch_dropped_full: s.prefetch_dropped_full,
+                predicted_issued: s.predicted_issued,
+                predicted_useful: s.predicted_useful,
+                predicted_wasted: s.predicted_wasted,
+                predicted_read_ms: s.predicted_read_ns as f64 / 1e6,
+                predicted_saved_ms: s.predicted_saved_ns as f64 / 1e6,
+                predicted_deferred_ms: s.predicted_deferred_ns as f64 / 1e6,
                 peak_cached_bytes: s.peak_cached_bytes,
             },
             memory: MemoryReport {

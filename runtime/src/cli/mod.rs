@@ -199,13 +199,15 @@ pub struct CacheArgs {
     #[arg(long, default_value = "none")]
     pub prefetch: cosmoe::routing::Prefetch,
     /// Background reader threads, 0 to 64: they read a layer's missing experts while it computes the
-    /// others, and fetch predicted experts (0: every read happens in the forward pass).
+    /// others, and fetch predicted experts once no read of the running layer is queued or in flight
+    /// (0: every read happens in the forward pass).
     #[arg(long, default_value_t = 2, value_parser = ranged(0, 64))]
     pub io_threads: usize,
     /// Which expert leaves the cache first: layer (experts their layer stopped using, then the layer
     /// just finished, the running layer last: Belady's order if the next token reuses this token's
-    /// experts; measured better than LRU, docs/benchmarks.md), lru, or lfu (request counts halving
-    /// every 16 tokens).
+    /// experts; measured better than LRU, docs/benchmarks.md), lru, lfu (request counts halving
+    /// every 16 tokens), or stale (the expert expected back last, from the layer order and request
+    /// counts halving every 8 tokens).
     #[arg(long, default_value = "layer")]
     pub cache_policy: cosmoe_cache::PolicyKind,
 }
