@@ -516,6 +516,7 @@ impl ExpertCache {
             prefetch_redundant: get(&c.prefetch_redundant),
             prefetch_dropped_full: get(&c.prefetch_dropped_full),
             predicted_issued: get(&c.predicted_issued),
+            predicted_no_room: get(&c.predicted_no_room),
             predicted_useful: get(&c.predicted_useful),
             predicted_wasted: get(&c.predicted_wasted),
             predicted_read_ns: get(&c.predicted_read_ns),
@@ -887,7 +888,9 @@ impl Inner {
 
     fn prefetch_one(&self, q: &Queued) {
         let (h, user) = (q.hint, &q.user);
-        if h.needed_at < user.position() {
+        // A prediction whose layer runs already is too late: the layer's read-ahead has its
+        // experts.
+        if h.needed_at < user.position() || (q.predicted && h.needed_at <= user.position()) {
             self.count(user, |c| &c.prefetch_stale, 1);
             return;
         }
@@ -899,10 +902,15 @@ impl Inner {
             self.count(user, |c| &c.prefetch_redundant, 1);
             return;
         }
-        let st = self.state.lock();
+        let mut st = self.state.lock();
         if st.ready.contains_key(&key) || st.in_flight.contains_key(&key) {
             drop(st);
             self.count(user, |c| &c.prefetch_redundant, 1);
+            return;
+        }
+        if q.predicted && !self.room_for_prediction(&mut st, key, user) {
+            drop(st);
+            self.count(user, |c| &c.predicted_no_room, 1);
             return;
         }
         self.count(user, |c| &c.prefetch_issued, 1);
@@ -965,6 +973,35 @@ impl Inner {
             self.count(user, |c| &c.predicted_read_ns, ticket.read_ns);
         }
         ticket.finish(r)
+    }
+
+    /// Makes room for a predicted load of `key` without evicting what the policy expects back
+    /// soon: only other unused predictions and experts the policy calls
+    /// [`expendable`](EvictionPolicy::expendable) go. `false` when that is not enough (a guess never
+    /// evicts an expert the running layers need, so prediction cannot lower the hit rate much).
+    fn room_for_prediction(
+        &self,
+        st: &mut MutexGuard<'_, State>,
+        key: ExpertKey,
+        user: &CacheUser,
+    ) -> bool {
+        let Some(budget) = self.budget() else {
+            return true;
+        };
+        let charge = self.plans[key.0][key.1].size as u64;
+        while st.held + charge > budget {
+            let guess = st
+                .ready
+                .iter()
+                .find(|(_, e)| e.predicted_read_ns.is_some())
+                .map(|(&k, _)| k);
+            let victim = guess.or_else(|| st.policy.victim().filter(|&v| st.policy.expendable(v)));
+            match victim {
+                Some(v) if st.ready.contains_key(&v) => self.evict(st, v, user),
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Makes `charge` bytes of room under the budget and counts them as held: evicts ready experts

@@ -22,6 +22,11 @@ pub trait EvictionPolicy: Send {
     fn remove(&mut self, key: ExpertKey);
     /// The forward pass asked for `key` (resident or not), before any load: where the run is.
     fn requested(&mut self, _key: ExpertKey) {}
+    /// `key`, resident, is not expected back soon: a predicted load may evict it. None by default
+    /// (predictions then only take free room).
+    fn expendable(&self, _key: ExpertKey) -> bool {
+        false
+    }
 }
 
 /// The policies a run can choose by name.
@@ -154,6 +159,13 @@ impl EvictionPolicy for LayerCyclic {
         }
     }
 
+    /// Not used on its layer's latest visit.
+    fn expendable(&self, key: ExpertKey) -> bool {
+        self.used
+            .get(&key)
+            .is_some_and(|&(t, _)| self.visited.get(key.0).is_some_and(|&v| t < v))
+    }
+
     fn requested(&mut self, key: ExpertKey) {
         let l = key.0;
         if l >= self.layers.len() {
@@ -277,15 +289,17 @@ impl EvictionPolicy for Lfu {
 /// future estimated (SpecMD's "least stale", arXiv 2602.03921). Layers run in a cycle, so an expert
 /// of layer l is needed at the earliest `d(l)` layer visits from now (1 for the next layer, n_layers
 /// for the running one), and then, if its layer picks it with probability p per token, after
-/// `n_layers * (1/p - 1)` more visits on average. p is the expert's request count with ageing (as
-/// [`Lfu`]'s, halving every `half_life` tokens) over the count of an expert requested every token.
+/// `n_layers * (1/p - 1)` more visits on average. p is the larger of two estimates: the expert's
+/// request count with ageing (as [`Lfu`]'s, halving every `half_life` tokens) over the count of an
+/// expert requested every token; and, for an expert its layer's latest visit used, the share of
+/// such experts the next visit used again so far (1 - ExRep: what the `layer` policy bets on).
 /// Experts the running visit has yet to be served are kept above all. Ties go to the least recently
 /// requested.
 ///
 /// The router's scores add nothing here: on the trained models' traces the last visit's router
 /// logits predict the next visit's experts no better than the counts (docs/benchmarks.md), and a
 /// perfect predictor of the next layer's experts would add about one point (`simulate`'s
-/// `lookahead` policies).
+/// `oracle-layer`).
 pub struct Stale {
     n_layers: usize,
     counts: Lfu,
@@ -294,6 +308,13 @@ pub struct Stale {
     layer: usize,
     /// Experts the running visit requested and has not been served yet.
     wanted: std::collections::HashSet<ExpertKey>,
+    /// The experts of each layer's latest visit (the running one's so far).
+    latest: Vec<Vec<usize>>,
+    /// The running visit's layer's experts before it.
+    before: Vec<usize>,
+    /// Experts of a layer's visit, and how many of them its next visit used again (with a prior of
+    /// one half).
+    reuse: (f64, f64),
 }
 
 impl Stale {
@@ -304,6 +325,9 @@ impl Stale {
             token: 0,
             layer: 0,
             wanted: Default::default(),
+            latest: vec![Vec::new(); n_layers.max(1)],
+            before: Vec::new(),
+            reuse: (1.0, 0.5),
         }
     }
 
@@ -323,19 +347,35 @@ impl Stale {
         } as f64;
         // An expert requested every token reaches a count of 1 / (1 - 2^(-1/h)).
         let full = 1.0 / (1.0 - (-1.0 / self.counts.half_life).exp2());
-        let p = (self.counts.score(&key).0 / full).clamp(1e-9, 1.0);
+        let mut p = (self.counts.score(&key).0 / full).clamp(1e-9, 1.0);
+        if self.latest.get(l).is_some_and(|v| v.contains(&key.1)) {
+            p = p.max(self.reuse.1 / self.reuse.0);
+        }
         d + n as f64 * (1.0 / p - 1.0)
     }
 }
 
 impl EvictionPolicy for Stale {
     fn requested(&mut self, key: ExpertKey) {
+        if key.0 >= self.latest.len() {
+            return;
+        }
         self.counts.requested(key);
         if (self.counts.token, key.0) != (self.token, self.layer) {
+            // A new visit: the one before it tells how much a visit reuses of the last.
+            if let Some(done) = self.latest.get(self.layer) {
+                let again = self.before.iter().filter(|e| done.contains(e)).count();
+                self.reuse.0 += self.before.len() as f64;
+                self.reuse.1 += again as f64;
+            }
             self.wanted.clear();
+            self.before = std::mem::take(&mut self.latest[key.0]);
         }
         (self.token, self.layer) = (self.counts.token, key.0);
         self.wanted.insert(key);
+        if !self.latest[key.0].contains(&key.1) {
+            self.latest[key.0].push(key.1);
+        }
     }
     fn insert(&mut self, key: ExpertKey) {
         self.counts.insert(key);
@@ -343,6 +383,10 @@ impl EvictionPolicy for Stale {
     }
     fn touch(&mut self, key: ExpertKey) {
         self.wanted.remove(&key);
+    }
+    /// Not expected back within two tokens.
+    fn expendable(&self, key: ExpertKey) -> bool {
+        self.expected_next_use(key) > 2.0 * self.n_layers as f64
     }
     fn victim(&mut self) -> Option<ExpertKey> {
         self.counts
@@ -408,6 +452,8 @@ mod tests {
         assert_eq!(p.victim(), Some((0, 1)));
         p.remove((0, 1));
         assert!(p.expected_next_use((1, 0)) > p.expected_next_use((0, 0)));
+        // Used every token: not expendable.
+        assert!(!p.expendable((1, 0)));
         // Layer 0's visit wants expert 2 and 3: 2 is kept until it is served.
         p.requested((0, 2));
         p.requested((0, 3));
@@ -467,7 +513,9 @@ mod tests {
         p.insert((0, 1));
         p.requested((1, 0));
         p.touch((1, 0));
-        // (0,0) was not used on layer 0's latest visit: it goes before anything of the last set.
+        // (0,0) was not used on layer 0's latest visit: it goes before anything of the last set,
+        // and a prediction may evict it.
+        assert!(p.expendable((0, 0)) && !p.expendable((0, 1)) && !p.expendable((1, 0)));
         assert_eq!(p.victim(), Some((0, 0)));
         p.remove((0, 0));
         // Then the cyclic order: layer 1 is running, layer 0 finished last.

@@ -9,8 +9,8 @@ use crate::IoMode;
 /// Each [`crate::ExpertCache::get`] is one request and exactly one of a hit (the expert was ready in
 /// the cache, or is served in place) or a miss (it had to be read, or the call waited for a read
 /// already in flight, e.g. a prefetch: that wait counts as stall). Prefetch hints end in exactly one
-/// of `prefetch_dropped_full`, `prefetch_stale`, `prefetch_redundant` or `prefetch_issued`
-/// (hints sent after shutdown began are not counted); every issued prefetch ends in exactly one of
+/// of `prefetch_dropped_full`, `prefetch_stale`, `prefetch_redundant`, `predicted_no_room` or
+/// `prefetch_issued` (hints sent after shutdown began are not counted); every issued prefetch ends in exactly one of
 /// `prefetch_useful`, `prefetch_wasted`, `prefetch_unused` or `prefetch_failed`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -51,6 +51,9 @@ pub struct CacheStats {
     /// They wait while any read for a running layer is queued or in flight, so they only use idle
     /// read capacity.
     pub predicted_issued: u64,
+    /// Predicted hints dropped for want of room: a prediction evicts only other unused
+    /// predictions and experts the policy does not expect back soon.
+    pub predicted_no_room: u64,
     /// Predicted experts whose first use came from a `get`.
     pub predicted_useful: u64,
     /// Predicted experts evicted before any `get` used them.
@@ -101,6 +104,7 @@ pub(crate) struct Counters {
     pub prefetch_redundant: AtomicU64,
     pub prefetch_dropped_full: AtomicU64,
     pub predicted_issued: AtomicU64,
+    pub predicted_no_room: AtomicU64,
     pub predicted_useful: AtomicU64,
     pub predicted_wasted: AtomicU64,
     pub predicted_read_ns: AtomicU64,

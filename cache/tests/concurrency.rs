@@ -126,8 +126,16 @@ fn stress_gets_and_prefetches_under_a_small_budget() {
         assert!(s.cached_bytes <= budget && s.peak_cached_bytes <= budget);
         assert_eq!(
             hints,
-            s.prefetch_dropped_full + s.prefetch_stale + s.prefetch_redundant + s.prefetch_issued
+            s.prefetch_dropped_full
+                + s.prefetch_stale
+                + s.prefetch_redundant
+                + s.predicted_no_room
+                + s.prefetch_issued
         );
+        // Predictions are prefetches; each ends used, wasted or still unused.
+        assert!(s.predicted_issued <= s.prefetch_issued);
+        assert!(s.predicted_useful <= s.prefetch_useful && s.predicted_wasted <= s.prefetch_wasted);
+        assert!(s.predicted_useful + s.predicted_wasted <= s.predicted_issued);
         assert_eq!(s.prefetch_failed, 0);
         assert_eq!(
             s.prefetch_issued,

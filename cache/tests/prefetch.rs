@@ -168,7 +168,7 @@ fn no_prefetch_thread_no_prefetch() {
 fn predicted_hints_wait_for_the_running_layers_reads_and_are_accounted() {
     let dir = TempDir::new("predicted");
     let model = write_model(dir.path(), Spec::default());
-    let cache = std::sync::Arc::new(open(&model, Some(3), 16));
+    let cache = std::sync::Arc::new(open(&model, Some(4), 16));
     let delay = Duration::from_millis(60);
     cache.set_read_delay(delay);
     cache.set_position(4);
@@ -208,14 +208,20 @@ fn predicted_hints_wait_for_the_running_layers_reads_and_are_accounted() {
         (2, 1, 1)
     );
 
-    // A prediction evicted unused is wasted: the budget holds 3, all used; predict (2, 0), then
-    // make room for two more.
+    // Room for one more: a prediction takes it; evicted unused, it is wasted.
     cache.set_read_delay(Duration::ZERO);
     cache.prefetch(&[hint(2, 0, 6)]);
     cache.wait_prefetches();
-    for e in [5, 6, 7] {
-        cache.get(2, e).unwrap();
+    assert_eq!(cache.stats().predicted_issued, 2);
+    for (l, e) in [(2, 5), (2, 6), (2, 7), (1, 5)] {
+        cache.get(l, e).unwrap();
     }
     let s = cache.stats();
-    assert_eq!((s.predicted_issued, s.predicted_wasted), (2, 1), "{s:?}");
+    assert_eq!((s.predicted_wasted, s.predicted_no_room), (1, 0), "{s:?}");
+    // The cache is full of experts in use, and LRU calls none expendable: a guess evicts nothing.
+    let reads = s.reads;
+    cache.prefetch(&[hint(0, 7, 6)]);
+    cache.wait_prefetches();
+    let s = cache.stats();
+    assert_eq!((s.predicted_issued, s.predicted_no_room, s.reads), (2, 1, reads), "{s:?}");
 }
