@@ -58,6 +58,10 @@ struct Inner {
     demand_idle: Condvar,
     /// Origin of the loads' read-start stamps.
     epoch: Instant,
+    /// What predictions earned lately (ns): stall they saved, less the read time of those evicted
+    /// unused, within +-[`CREDIT_CAP_NS`]. Below zero, predictions pause (all but one in
+    /// [`PROBE_EVERY`], so the account can recover when reads get cheaper).
+    credit: Mutex<(i64, u64)>,
     shutdown: AtomicBool,
     /// Test hook: sleep this long before each load (nanoseconds).
     read_delay_ns: AtomicU64,
@@ -86,6 +90,13 @@ struct Entry {
     /// With `prefetched_unused`: the hint was predicted, and its read took this long (ns).
     predicted_read_ns: Option<u64>,
 }
+
+/// The most (and least) the predictions' account holds, in ns: it weighs about the last few
+/// hundred milliseconds of reads, so it follows a change of phase.
+const CREDIT_CAP_NS: i64 = 200_000_000;
+
+/// While predictions do not pay, one in this many still goes, to measure again.
+const PROBE_EVERY: u64 = 8;
 
 /// A hint on its way to a prefetch thread.
 struct Queued {
@@ -365,6 +376,7 @@ impl ExpertCache {
                 if let Some(ns) = entry.predicted_read_ns.take() {
                     inner.count(&by, |c| &c.predicted_useful, 1);
                     inner.count(&by, |c| &c.predicted_saved_ns, ns);
+                    inner.credit(ns as i64);
                 }
             }
             st_ref.policy.touch(key);
@@ -384,6 +396,7 @@ impl ExpertCache {
                             if start > 0 {
                                 let done = inner.since_epoch().saturating_sub(start);
                                 inner.count(by, |c| &c.predicted_saved_ns, done);
+                                inner.credit(done as i64);
                             }
                         }
                     }
@@ -517,6 +530,7 @@ impl ExpertCache {
             prefetch_dropped_full: get(&c.prefetch_dropped_full),
             predicted_issued: get(&c.predicted_issued),
             predicted_no_room: get(&c.predicted_no_room),
+            predicted_paused: get(&c.predicted_paused),
             predicted_useful: get(&c.predicted_useful),
             predicted_wasted: get(&c.predicted_wasted),
             predicted_read_ns: get(&c.predicted_read_ns),
@@ -663,6 +677,11 @@ fn prefetch_loop(inner: &Inner, rx: &[Receiver<Queued>; 2]) {
         inner.hint_done(q.predicted);
     };
     while let Some(q) = next_hint(rx) {
+        if q.predicted && inner.predictions_paused() {
+            inner.count(&q.user, |c| &c.predicted_paused, 1);
+            inner.hint_done(true);
+            continue;
+        }
         if q.predicted {
             // Idle read capacity only: until no read of a running layer is queued or in flight
             // (serving queued read-ahead itself meanwhile), or the hint's layer runs.
@@ -793,6 +812,7 @@ impl Inner {
             demand: Mutex::new(0),
             demand_idle: Condvar::new(),
             epoch: Instant::now(),
+            credit: Mutex::new((0, 0)),
             shutdown: AtomicBool::new(false),
             read_delay_ns: AtomicU64::new(0),
             fake_direct_einval: AtomicBool::new(false),
@@ -880,6 +900,22 @@ impl Inner {
         if *d == 0 {
             self.demand_idle.notify_all();
         }
+    }
+
+    /// Adds `ns` to the predictions' account.
+    fn credit(&self, ns: i64) {
+        let mut c = self.credit.lock();
+        c.0 = (c.0 + ns).clamp(-CREDIT_CAP_NS, CREDIT_CAP_NS);
+    }
+
+    /// Whether to drop the next prediction: the account is negative, and it is not a probe.
+    fn predictions_paused(&self) -> bool {
+        let mut c = self.credit.lock();
+        if c.0 >= 0 {
+            return false;
+        }
+        c.1 += 1;
+        c.1 % PROBE_EVERY != 0
     }
 
     fn since_epoch(&self) -> u64 {
@@ -1037,8 +1073,9 @@ impl Inner {
                 st.prefetch_wasted += 1;
                 sub(&by.counters.prefetch_unused, 1);
                 add(&by.counters.prefetch_wasted, 1);
-                if e.predicted_read_ns.is_some() {
+                if let Some(ns) = e.predicted_read_ns {
                     self.count(&by, |c| &c.predicted_wasted, 1);
+                    self.credit(-(ns as i64));
                 }
             }
         }

@@ -9,7 +9,7 @@ use crate::IoMode;
 /// Each [`crate::ExpertCache::get`] is one request and exactly one of a hit (the expert was ready in
 /// the cache, or is served in place) or a miss (it had to be read, or the call waited for a read
 /// already in flight, e.g. a prefetch: that wait counts as stall). Prefetch hints end in exactly one
-/// of `prefetch_dropped_full`, `prefetch_stale`, `prefetch_redundant`, `predicted_no_room` or
+/// of `prefetch_dropped_full`, `prefetch_stale`, `prefetch_redundant`, `predicted_no_room`, `predicted_paused` or
 /// `prefetch_issued` (hints sent after shutdown began are not counted); every issued prefetch ends in exactly one of
 /// `prefetch_useful`, `prefetch_wasted`, `prefetch_unused` or `prefetch_failed`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +54,9 @@ pub struct CacheStats {
     /// Predicted hints dropped for want of room: a prediction evicts only other unused
     /// predictions and experts the policy does not expect back soon.
     pub predicted_no_room: u64,
+    /// Predicted hints dropped because predictions did not pay lately: the stall they saved was
+    /// less than the read time of those evicted unused (one in eight still goes, to measure).
+    pub predicted_paused: u64,
     /// Predicted experts whose first use came from a `get`.
     pub predicted_useful: u64,
     /// Predicted experts evicted before any `get` used them.
@@ -105,6 +108,7 @@ pub(crate) struct Counters {
     pub prefetch_dropped_full: AtomicU64,
     pub predicted_issued: AtomicU64,
     pub predicted_no_room: AtomicU64,
+    pub predicted_paused: AtomicU64,
     pub predicted_useful: AtomicU64,
     pub predicted_wasted: AtomicU64,
     pub predicted_read_ns: AtomicU64,

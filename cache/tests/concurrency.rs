@@ -130,6 +130,7 @@ fn stress_gets_and_prefetches_under_a_small_budget() {
                 + s.prefetch_stale
                 + s.prefetch_redundant
                 + s.predicted_no_room
+                + s.predicted_paused
                 + s.prefetch_issued
         );
         // Predictions are prefetches; each ends used, wasted or still unused.

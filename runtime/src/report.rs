@@ -119,6 +119,7 @@ pub struct CacheReport {
     /// read time before its `get` came), and how long they waited for the running layer's reads.
     pub predicted_issued: u64,
     pub predicted_no_room: u64,
+    pub predicted_paused: u64,
     pub predicted_useful: u64,
     pub predicted_wasted: u64,
     pub predicted_read_ms: f64,
@@ -297,11 +298,12 @@ impl fmt::Display for BenchReport {
             )?;
             writeln!(
                 f,
-                "  predicted        {} read ({:.1} ms of flash, {:.1} ms waiting for the running layer's reads), {} dropped for want of room: {} used, {} evicted unused; stall saved ~{:.1} ms",
+                "  predicted        {} read ({:.1} ms of flash, {:.1} ms waiting for the running layer's reads), {} dropped for want of room, {} paused: {} used, {} evicted unused; stall saved ~{:.1} ms",
                 c.predicted_issued,
                 c.predicted_read_ms,
                 c.predicted_deferred_ms,
                 c.predicted_no_room,
+                c.predicted_paused,
                 c.predicted_useful,
                 c.predicted_wasted,
                 c.predicted_saved_ms

@@ -504,6 +504,7 @@ impl Session {
                 prefetch_dropped_full: s.prefetch_dropped_full,
                 predicted_issued: s.predicted_issued,
                 predicted_no_room: s.predicted_no_room,
+                predicted_paused: s.predicted_paused,
                 predicted_useful: s.predicted_useful,
                 predicted_wasted: s.predicted_wasted,
                 predicted_read_ms: s.predicted_read_ns as f64 / 1e6,
