@@ -76,6 +76,10 @@ typedef enum cosmoe_cache_policy {
   // Experts their layer stopped using, then in layer order (measured better than LRU).
   COSMOE_CACHE_LAYER = 0,
   COSMOE_CACHE_LRU = 1,
+  // Request counts halving every 16 tokens.
+  COSMOE_CACHE_LFU = 2,
+  // The expert expected back last (layer order, aged counts, reuse rate).
+  COSMOE_CACHE_STALE = 3,
 } cosmoe_cache_policy;
 
 // A loaded model: weights, tokenizer and expert cache. Thread-safe: any thread may use it and
@@ -175,7 +179,7 @@ const char *cosmoe_version(void);
 const char *cosmoe_last_error(void);
 
 // The default model parameters: physical cores, every expert resident, O_DIRECT reads, no
-// prefetch predictor, 2 reader threads, the `layer` cache policy, the model's own tokenizer.
+// prefetch predictor, 2 reader threads, the `stale` cache policy, the model's own tokenizer.
 struct cosmoe_model_params cosmoe_model_default_params(void);
 
 // Greedy sampling: temperature 0, top_k 40, top_p 0.95 (used once the temperature is raised),

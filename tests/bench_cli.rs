@@ -193,3 +193,33 @@ fn run_json_reports_the_run() {
     assert!(u(&r["cache"]["requests"]) > 0);
     assert_eq!(r["cache"]["io"], "buffered");
 }
+
+#[test]
+fn the_default_cache_policy_follows_the_budget_and_a_flag_overrides_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("tests/fixtures/gguf/qwen3_moe.f32.gguf");
+    let model = model.to_str().unwrap();
+    let policy = |budget: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--model",
+            model,
+            "--prompt-tokens",
+            "2",
+            "--gen-tokens",
+            "2",
+            "--io",
+            "buffered",
+            "--json",
+        ];
+        args.extend_from_slice(budget);
+        let r = json(&cosmoe(&args));
+        check(&r);
+        r["cache"]["policy"].as_str().unwrap().to_string()
+    };
+    // Measured best on trained routing: stale for a share of the bytes, layer for k a layer.
+    assert_eq!(policy(&["--expert-cache-pct", "50"]), "stale");
+    assert_eq!(policy(&["--expert-cache-experts", "2"]), "layer");
+    let given = ["--expert-cache-experts", "2", "--cache-policy", "lfu"];
+    assert_eq!(policy(&given), "lfu");
+}

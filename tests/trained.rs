@@ -341,6 +341,7 @@ fn cache_aware_routing_trades_a_little_quality_for_hits() {
     let cfg = CompareConfig {
         n_ctx: 128,
         max_chunks: Some(3),
+        record_routing: true,
     };
     let run = |spec: &str| {
         let mut other = Session::new(load_small_cache("moe"));
@@ -362,6 +363,15 @@ fn cache_aware_routing_trades_a_little_quality_for_hits() {
     assert!(
         r.other.bytes_read_per_token < r.exact.bytes_read_per_token,
         "{r}"
+    );
+    // The routing recorded is the cache-aware side's: every window, and its ExRep (the two window
+    // boundaries aside).
+    let t = r.other_trace.as_ref().unwrap();
+    assert_eq!(t.tokens.len(), 3 * 128);
+    assert!(
+        (t.exrep().overall - o).abs() < 0.01,
+        "{} vs {o}",
+        t.exrep().overall
     );
     // The cost: measured +3.8 % perplexity and 80 % top-1 agreement over 4 windows of 256.
     assert!(r.ppl_change_pct.abs() < 15.0, "{r}");

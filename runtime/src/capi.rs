@@ -83,6 +83,10 @@ pub enum cosmoe_cache_policy {
     /// Experts their layer stopped using, then in layer order (measured better than LRU).
     COSMOE_CACHE_LAYER = 0,
     COSMOE_CACHE_LRU = 1,
+    /// Request counts halving every 16 tokens.
+    COSMOE_CACHE_LFU = 2,
+    /// The expert expected back last (layer order, aged counts, reuse rate).
+    COSMOE_CACHE_STALE = 3,
 }
 
 /// How to load a model. Start from `cosmoe_model_default_params()` and change fields.
@@ -471,7 +475,7 @@ pub extern "C" fn cosmoe_last_error() -> *const c_char {
 }
 
 /// The default model parameters: physical cores, every expert resident, O_DIRECT reads, no
-/// prefetch predictor, 2 reader threads, the `layer` cache policy, the model's own tokenizer.
+/// prefetch predictor, 2 reader threads, the `stale` cache policy, the model's own tokenizer.
 #[no_mangle]
 pub extern "C" fn cosmoe_model_default_params() -> cosmoe_model_params {
     cosmoe_model_params {
@@ -481,7 +485,7 @@ pub extern "C" fn cosmoe_model_default_params() -> cosmoe_model_params {
         io_mode: cosmoe_io_mode::COSMOE_IO_DIRECT as u32,
         prefetch: cosmoe_prefetch::COSMOE_PREFETCH_NONE as u32,
         io_threads: 2,
-        cache_policy: cosmoe_cache_policy::COSMOE_CACHE_LAYER as u32,
+        cache_policy: cosmoe_cache_policy::COSMOE_CACHE_STALE as u32,
         tokenizer_path: std::ptr::null(),
     }
 }
@@ -515,6 +519,8 @@ fn load_options(p: &cosmoe_model_params) -> Res<LoadOptions> {
     let policy = match p.cache_policy {
         0 => cosmoe_cache::PolicyKind::Layer,
         1 => cosmoe_cache::PolicyKind::Lru,
+        2 => cosmoe_cache::PolicyKind::Lfu,
+        3 => cosmoe_cache::PolicyKind::Stale,
         v => return invalid(format!("cache_policy {v} is not a cosmoe_cache_policy")),
     };
     let pct = p.expert_cache_pct;
@@ -1111,6 +1117,35 @@ mod tests {
         // A failure after it replaces the message.
         assert_eq!(entry(|| invalid("second")), COSMOE_ERR_INVALID_ARGUMENT);
         assert_eq!(last_error(), "second");
+    }
+
+    #[test]
+    fn every_cache_policy_maps_and_others_are_refused() {
+        let mut p = cosmoe_model_default_params();
+        for (v, kind) in [
+            (
+                cosmoe_cache_policy::COSMOE_CACHE_LAYER,
+                cosmoe_cache::PolicyKind::Layer,
+            ),
+            (
+                cosmoe_cache_policy::COSMOE_CACHE_LRU,
+                cosmoe_cache::PolicyKind::Lru,
+            ),
+            (
+                cosmoe_cache_policy::COSMOE_CACHE_LFU,
+                cosmoe_cache::PolicyKind::Lfu,
+            ),
+            (
+                cosmoe_cache_policy::COSMOE_CACHE_STALE,
+                cosmoe_cache::PolicyKind::Stale,
+            ),
+        ] {
+            p.cache_policy = v as u32;
+            assert_eq!(load_options(&p).map(|o| o.cache.policy).ok(), Some(kind));
+        }
+        p.cache_policy = 4;
+        let e = load_options(&p).err().expect("policy 4 refused");
+        assert_eq!(e.status, COSMOE_ERR_INVALID_ARGUMENT);
     }
 
     #[test]

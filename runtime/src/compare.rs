@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::forward::Logits;
 use crate::perplexity::nll;
-use crate::routing::{exrep_counts, exrep_of_counts, ExRepCount};
+use crate::routing::{exrep_counts, exrep_of_counts, ExRepCount, RoutingTrace};
 use crate::{Error, Result, Session};
 
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct CompareConfig {
     pub n_ctx: usize,
     /// At most this many windows (`None`: all that fit).
     pub max_chunks: Option<usize>,
+    /// Keep the other side's routing (the windows one after another) in the report.
+    pub record_routing: bool,
 }
 
 /// One side of the comparison.
@@ -49,6 +51,9 @@ pub struct CompareReport {
     pub top1_agreement: f64,
     /// (other ppl / exact ppl - 1) x 100.
     pub ppl_change_pct: f64,
+    /// The other side's routing, when asked for.
+    #[serde(skip)]
+    pub other_trace: Option<RoutingTrace>,
 }
 
 /// Log-softmax of `logits`, in f64.
@@ -97,6 +102,7 @@ pub fn compare_routing(
     let mut nll_sum = [0f64; 2];
     let mut counts = vec![vec![ExRepCount::default(); c.n_layers]; 2];
     let (mut kl_sum, mut kl_max, mut agree, mut scored) = (0f64, 0f64, 0usize, 0usize);
+    let mut other_trace: Option<RoutingTrace> = None;
     for i in 0..chunks {
         let window = &tokens[i * n_ctx..(i + 1) * n_ctx];
         for s in sides.iter_mut() {
@@ -132,6 +138,12 @@ pub fn compare_routing(
                 {
                     all.new += this.new;
                     all.pairs += this.pairs;
+                }
+                if j == 1 && cfg.record_routing {
+                    match other_trace.as_mut() {
+                        Some(all) => all.append(t),
+                        None => other_trace = Some(t),
+                    }
                 }
             }
         }
@@ -171,6 +183,7 @@ pub fn compare_routing(
         kl_mean: kl_sum / scored.max(1) as f64,
         kl_max,
         top1_agreement: agree as f64 / scored.max(1) as f64,
+        other_trace,
     })
 }
 

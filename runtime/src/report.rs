@@ -94,6 +94,8 @@ pub struct CacheReport {
     /// Bytes the cache may hold; `null` when unbounded (resident) or in mmap mode (the OS decides).
     pub budget_bytes: Option<u64>,
     pub total_expert_bytes: u64,
+    /// The eviction policy.
+    pub policy: String,
     pub prefetch: String,
     pub requests: u64,
     pub hits: u64,
@@ -264,8 +266,8 @@ impl fmt::Display for BenchReport {
         };
         writeln!(
             f,
-            "expert cache       {budget}, io {}, prefetch {}",
-            c.io, c.prefetch
+            "expert cache       {budget}, io {}, policy {}, prefetch {}",
+            c.io, c.policy, c.prefetch
         )?;
         writeln!(
             f,

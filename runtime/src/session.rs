@@ -481,6 +481,7 @@ impl Session {
                 io: model.experts.config().io.to_string(),
                 budget_bytes: budget,
                 total_expert_bytes: model.experts.total_expert_bytes(),
+                policy: model.experts.config().policy.name().into(),
                 prefetch: self.st.prefetch.name().into(),
                 requests: s.requests,
                 hits: s.hits,

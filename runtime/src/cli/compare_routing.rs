@@ -31,10 +31,17 @@ pub struct CompareRoutingArgs {
     /// One JSON object instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Write the routing of the --routing side to this file (JSON, the windows one after another),
+    /// for `simulate` or `bench --routing-trace`.
+    #[arg(long)]
+    record_routing: Option<PathBuf>,
 }
 
 pub fn compare_routing_cmd(a: CompareRoutingArgs) -> Result<()> {
     init_threads(a.m.threads)?;
+    if let Some(out) = &a.record_routing {
+        cosmoe::outfile::check_output(out, &[a.m.model.as_path(), a.file.as_path()])?;
+    }
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     // Two loads: each routing gets a cache of its own, configured alike.
@@ -61,7 +68,11 @@ pub fn compare_routing_cmd(a: CompareRoutingArgs) -> Result<()> {
     let cfg = CompareConfig {
         n_ctx: a.ctx,
         max_chunks: a.chunks,
+        record_routing: a.record_routing.is_some(),
     };
     let r = compare_routing(&mut Session::new(exact.clone()), &mut other, &tokens, &cfg)?;
+    if let (Some(p), Some(trace)) = (&a.record_routing, &r.other_trace) {
+        trace.save(p)?;
+    }
     print_report(&r, a.json)
 }

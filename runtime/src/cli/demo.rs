@@ -88,7 +88,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             io: cosmoe_cache::IoMode::Direct,
             prefetch: cosmoe::routing::Prefetch::History,
             io_threads: 2,
-            cache_policy: cosmoe_cache::PolicyKind::Layer,
+            cache_policy: None,
         },
     };
     if !a.json {

@@ -203,16 +203,27 @@ pub struct CacheArgs {
     /// (0: every read happens in the forward pass).
     #[arg(long, default_value_t = 2, value_parser = ranged(0, 64))]
     pub io_threads: usize,
-    /// Which expert leaves the cache first: layer (experts their layer stopped using, then the layer
-    /// just finished, the running layer last: Belady's order if the next token reuses this token's
-    /// experts; measured better than LRU, docs/benchmarks.md), lru, lfu (request counts halving
-    /// every 16 tokens), or stale (the expert expected back last, from the layer order and request
-    /// counts halving every 8 tokens).
-    #[arg(long, default_value = "layer")]
-    pub cache_policy: cosmoe_cache::PolicyKind,
+    /// Which expert leaves the cache first: stale (the expert expected back last, from the layer
+    /// order, request counts halving every 8 tokens and the measured reuse rate), layer (experts
+    /// their layer stopped using, then the layer just finished, the running layer last), lru, or
+    /// lfu (request counts halving every 16 tokens). Default: layer with --expert-cache-experts
+    /// (the paper's rule), else stale; both measured best there on trained routing
+    /// (docs/benchmarks.md).
+    #[arg(long)]
+    pub cache_policy: Option<cosmoe_cache::PolicyKind>,
 }
 
 impl CacheArgs {
+    /// `--cache-policy`, or the default for the budget given.
+    pub fn policy(&self) -> cosmoe_cache::PolicyKind {
+        use cosmoe_cache::PolicyKind;
+        self.cache_policy
+            .unwrap_or(match self.expert_cache_experts {
+                Some(_) => PolicyKind::Layer,
+                None => PolicyKind::Stale,
+            })
+    }
+
     fn options(
         &self,
         quantize: Option<QuantScheme>,
@@ -224,7 +235,7 @@ impl CacheArgs {
                 budget: self.expert_cache_mb.map(|m| m << 20),
                 io: self.io,
                 prefetch_threads: self.io_threads,
-                policy: self.cache_policy,
+                policy: self.policy(),
                 ..Default::default()
             },
             cache_share: self.expert_cache_pct.map(|p| p / 100.0),
