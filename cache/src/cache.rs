@@ -915,7 +915,7 @@ impl Inner {
             return false;
         }
         c.1 += 1;
-        c.1 % PROBE_EVERY != 0
+        !c.1.is_multiple_of(PROBE_EVERY)
     }
 
     fn since_epoch(&self) -> u64 {
