@@ -400,26 +400,48 @@ pub enum RoutingSource {
 /// the layer's running mean of the logits' range (max - min), and the top-k taken on the raised
 /// logits, but always keeping the original top `keep`. The chosen experts are weighted by their
 /// original router probabilities, renormalised (as a replayed trace is). `lambda = 0` is exact routing.
+/// With `margin` instead, the bonus is that many logits, fixed: a cached expert replaces an uncached
+/// one only if its logit is at most `margin` below it, the bound on the score given up.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CacheAware {
     pub lambda: f32,
+    /// A fixed bonus in logits, used instead of `lambda` x the running range when set.
+    pub margin: Option<f32>,
     pub keep: usize,
 }
 
 impl CacheAware {
-    /// Parses `cache-aware[:lambda=X][,keep=J]` (defaults: lambda 0.5, keep 1).
+    /// Parses `cache-aware[:lambda=X|margin=X][,keep=J]` (defaults: lambda 0.5, keep 1).
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |m: &str| spec_error(s, m);
         let mut c = CacheAware {
             lambda: 0.5,
+            margin: None,
             keep: 1,
         };
-        for (k, v) in spec_pairs(s, "cache-aware", "cache-aware[:lambda=X][,keep=J]")? {
+        let mut lambda_given = false;
+        let form = "cache-aware[:lambda=X|margin=X][,keep=J]";
+        for (k, v) in spec_pairs(s, "cache-aware", form)? {
             match k {
-                "lambda" => c.lambda = v.parse().map_err(|_| bad("lambda is not a number"))?,
+                "lambda" => {
+                    c.lambda = v.parse().map_err(|_| bad("lambda is not a number"))?;
+                    lambda_given = true;
+                }
+                "margin" => {
+                    let m: f32 = v.parse().map_err(|_| bad("margin is not a number"))?;
+                    if !m.is_finite() || !(0.0..=1000.0).contains(&m) {
+                        return Err(bad("margin must be in [0, 1000] (logits)"));
+                    }
+                    c.margin = Some(m);
+                }
                 "keep" => c.keep = v.parse().map_err(|_| bad("keep is not an integer"))?,
-                _ => return Err(bad(&format!("unknown key `{k}` (lambda, keep)"))),
+                _ => return Err(bad(&format!("unknown key `{k}` (lambda, margin, keep)"))),
             }
+        }
+        if lambda_given && c.margin.is_some() {
+            return Err(bad(
+                "lambda and margin are two ways to set the bonus: give one",
+            ));
         }
         if !c.lambda.is_finite() || !(0.0..=100.0).contains(&c.lambda) {
             return Err(bad("lambda must be in [0, 100]"));
@@ -548,7 +570,7 @@ impl RoutingRecord {
         let (mean, n) = &mut self.ranges[l];
         *n += 1;
         *mean += (f64::from(hi - lo) - *mean) / *n as f64;
-        let bonus = ca.lambda * *mean as f32;
+        let bonus = ca.margin.unwrap_or(ca.lambda * *mean as f32);
         Some(ca.choose(logits, top_k, bonus, resident))
     }
 
@@ -685,6 +707,7 @@ mod tests {
             ca,
             CacheAware {
                 lambda: 1.0,
+                margin: None,
                 keep: 1
             }
         );
@@ -700,6 +723,7 @@ mod tests {
         assert_eq!(ca.choose(&logits, 3, 3.0, &cached), vec![0, 2, 3]);
         let keep2 = CacheAware {
             lambda: 1.0,
+            margin: None,
             keep: 2,
         };
         assert_eq!(keep2.choose(&logits, 2, 3.0, &cached), vec![0, 1]);
@@ -707,6 +731,9 @@ mod tests {
             "cache-aware:lambda=-1",
             "cache-aware:x=1",
             "cache-aware:lambda=nan",
+            "cache-aware:margin=-0.5",
+            "cache-aware:margin=inf",
+            "cache-aware:lambda=0.5,margin=1",
             "cache",
         ] {
             assert!(CacheAware::parse(bad).is_err(), "{bad}");
@@ -715,9 +742,31 @@ mod tests {
             CacheAware::parse("cache-aware").unwrap(),
             CacheAware {
                 lambda: 0.5,
+                margin: None,
                 keep: 1
             }
         );
+        let m = CacheAware::parse("cache-aware:margin=0.2,keep=0").unwrap();
+        assert_eq!((m.margin, m.keep), (Some(0.2), 0));
+    }
+
+    #[test]
+    fn a_margin_is_a_fixed_bonus_and_lambda_scales_with_the_layers_range() {
+        let cached = [false, true, false];
+        // Expert 1 is 0.5 below expert 0 (top-1, nothing kept).
+        let logits = [1.0, 0.5, -1.0];
+        let record = |spec: &str| {
+            let mut r = RoutingRecord {
+                source: RoutingSource::CacheAware(CacheAware::parse(spec).unwrap()),
+                ..Default::default()
+            };
+            r.cache_aware_choice(0, &logits, 1, &cached).unwrap()
+        };
+        assert_eq!(record("cache-aware:margin=0.4,keep=0"), vec![0]);
+        assert_eq!(record("cache-aware:margin=0.6,keep=0"), vec![1]);
+        // The range is 2: lambda 0.2 gives 0.4, lambda 0.3 gives 0.6.
+        assert_eq!(record("cache-aware:lambda=0.2,keep=0"), vec![0]);
+        assert_eq!(record("cache-aware:lambda=0.3,keep=0"), vec![1]);
     }
 
     #[test]

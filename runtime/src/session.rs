@@ -174,7 +174,7 @@ impl Session {
     }
 
     /// Routes by the model's routers, preferring experts in the expert cache
-    /// (`cache-aware[:lambda=X][,keep=J]`, [`CacheAware`](crate::routing::CacheAware)).
+    /// (`cache-aware[:lambda=X|margin=X][,keep=J]`, [`CacheAware`](crate::routing::CacheAware)).
     pub fn route_cache_aware(&mut self, spec: &str) -> Result<()> {
         let ca = crate::routing::CacheAware::parse(spec)?;
         if self.model.config.moe.is_none() {

@@ -19,7 +19,7 @@ pub struct CompareRoutingArgs {
     /// The text (UTF-8); it must tokenize to at least one window.
     #[arg(short = 'f', long)]
     file: PathBuf,
-    /// The routing to compare with exact routing: cache-aware[:lambda=0.5][,keep=1].
+    /// The routing to compare with exact routing: cache-aware[:lambda=0.5|margin=X][,keep=1].
     #[arg(long)]
     routing: String,
     /// Tokens per window, 4 to the model's context; the second half of each window is scored.

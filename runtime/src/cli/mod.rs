@@ -148,8 +148,9 @@ pub struct RoutingArgs {
     #[arg(long, conflicts_with = "routing")]
     pub routing_trace: Option<PathBuf>,
     /// Route by a generator instead of the routers: synthetic:exrep=0.44[,skew=1.0][,seed=N]; or
-    /// by the routers preferring experts in the cache: cache-aware[:lambda=0.5][,keep=1] (the cached
-    /// experts' logits raised by lambda x the layer's mean logit range, the original top `keep` kept).
+    /// by the routers preferring experts in the cache: cache-aware[:lambda=0.5|margin=X][,keep=1] (the
+    /// cached experts' logits raised by lambda x the layer's mean logit range, or by a fixed margin
+    /// in logits; the original top `keep` kept).
     #[arg(long)]
     pub routing: Option<String>,
     /// With --routing-trace: replay a trace of fewer layers on a deeper model with the same experts
