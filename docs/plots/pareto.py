@@ -2,7 +2,9 @@
 """Draws cache-aware routing's Pareto curve (perplexity cost against hit rate) from the JSON of
 `cosmoe compare-routing --json` runs, one per lambda, beside the BlES-trained model's point.
 
-usage: pareto.py OUT.svg BLES_PPL_CHANGE_PCT BLES_HIT_RATE LAMBDA=RUN.json...
+usage: pareto.py OUT.svg BLES_PPL_CHANGE_PCT BLES_HIT_RATE KIND=VALUE=RUN.json...
+
+KIND is lambda or margin (the bound's two forms, one line each).
 
 Plain SVG, no plotting library: the figure is a dozen points.
 """
@@ -12,12 +14,13 @@ import sys
 
 def main():
     out, bles_cost, bles_hit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-    runs = []
+    series = {"lambda": [], "margin": []}
     for arg in sys.argv[4:]:
-        lam, path = arg.split("=", 1)
+        kind, value, path = arg.split("=", 2)
         d = json.load(open(path))
-        runs.append((float(lam), 100 * d["other"]["hit_rate"], d["ppl_change_pct"], 100 * d["exact"]["hit_rate"]))
-    runs.sort()
+        series[kind].append((float(value), 100 * d["other"]["hit_rate"], d["ppl_change_pct"],
+                             100 * d["exact"]["hit_rate"]))
+    runs = sorted(series["lambda"] + series["margin"])
     exact_hit = sorted(r[3] for r in runs)[len(runs) // 2]
     W, H, L, R, T, B = 720, 460, 70, 30, 40, 60
     xs = [exact_hit] + [r[1] for r in runs] + [100 * bles_hit]
@@ -42,14 +45,20 @@ def main():
              f'a layer (the paper\'s rule)</text>')
     e.append(f'<text transform="translate(18,{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">perplexity change '
              f'against exact routing (%)</text>')
-    pts = [(exact_hit, 0.0)] + [(r[1], r[2]) for r in runs]
-    e.append('<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="'
-             + " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in pts) + '"/>')
+    styles = {"lambda": ("#1f77b4", "&#955; ", "end", -6, -8), "margin": ("#2ca02c", "margin ", "start", 6, 16)}
+    for kind, pts_ in series.items():
+        if not pts_:
+            continue
+        color, name, anchor, dx, dy = styles[kind]
+        pts = [(exact_hit, 0.0)] + [(r[1], r[2]) for r in sorted(pts_)]
+        e.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
+                 + " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in pts) + '"/>')
+        for v, hit, cost, _ in pts_:
+            e.append(f'<circle cx="{X(hit)}" cy="{Y(cost)}" r="4" fill="{color}"/>')
+            e.append(f'<text x="{X(hit) + dx}" y="{Y(cost) + dy}" text-anchor="{anchor}" fill="{color}">'
+                     f'{name}{v:g}</text>')
     e.append(f'<circle cx="{X(exact_hit)}" cy="{Y(0)}" r="5" fill="black"/>')
     e.append(f'<text x="{X(exact_hit) + 8}" y="{Y(0) + 16}">exact routing</text>')
-    for lam, hit, cost, _ in runs:
-        e.append(f'<circle cx="{X(hit)}" cy="{Y(cost)}" r="4" fill="#1f77b4"/>')
-        e.append(f'<text x="{X(hit) - 6}" y="{Y(cost) - 8}" text-anchor="end" fill="#1f77b4">&#955; {lam:g}</text>')
     bx, by = X(100 * bles_hit), Y(bles_cost)
     e.append(f'<rect x="{bx - 5}" y="{by - 5}" width="10" height="10" fill="#ff7f0e"/>')
     e.append(f'<text x="{bx - 9}" y="{by + 4}" text-anchor="end" fill="#ff7f0e">BlES-trained model (retrained)</text>')
