@@ -96,7 +96,7 @@ struct Entry {
 const CREDIT_CAP_NS: i64 = 200_000_000;
 
 /// While predictions do not pay, one in this many still goes, to measure again.
-const PROBE_EVERY: u64 = 8;
+const PROBE_EVERY: u64 = 32;
 
 /// A hint on its way to a prefetch thread.
 struct Queued {
@@ -939,6 +939,14 @@ impl Inner {
             return;
         }
         let mut st = self.state.lock();
+        // Again under the lock: a thread descheduled since the check above could otherwise load an
+        // expert that the forward pass, tokens later, has used and replaced (the pass moves its
+        // position before it next takes the lock).
+        if h.needed_at < user.position() || (q.predicted && h.needed_at <= user.position()) {
+            drop(st);
+            self.count(user, |c| &c.prefetch_stale, 1);
+            return;
+        }
         if st.ready.contains_key(&key) || st.in_flight.contains_key(&key) {
             drop(st);
             self.count(user, |c| &c.prefetch_redundant, 1);

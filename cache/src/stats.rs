@@ -55,7 +55,7 @@ pub struct CacheStats {
     /// predictions and experts the policy does not expect back soon.
     pub predicted_no_room: u64,
     /// Predicted hints dropped because predictions did not pay lately: the stall they saved was
-    /// less than the read time of those evicted unused (one in eight still goes, to measure).
+    /// less than the read time of those evicted unused (one in 32 still goes, to measure).
     pub predicted_paused: u64,
     /// Predicted experts whose first use came from a `get`.
     pub predicted_useful: u64,

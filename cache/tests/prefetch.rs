@@ -234,7 +234,7 @@ fn predicted_hints_wait_for_the_running_layers_reads_and_are_accounted() {
 fn predictions_pause_while_they_do_not_pay() {
     let dir = TempDir::new("pause");
     let model = write_model(dir.path(), Spec::default());
-    let cache = open(&model, Some(4), 16);
+    let cache = open(&model, Some(4), 64);
     cache.set_read_delay(Duration::from_millis(20));
     // A prediction read into free room, then evicted unused: 20 ms of reads for nothing.
     cache.prefetch(&[hint(0, 0, 1)]);
@@ -244,12 +244,12 @@ fn predictions_pause_while_they_do_not_pay() {
     }
     let s = cache.stats();
     assert_eq!((s.predicted_issued, s.predicted_wasted), (1, 1), "{s:?}");
-    // Now predictions pause, all but one in eight (a probe, here refused for room: the cache is
-    // full of experts LRU keeps).
-    let hints: Vec<_> = (0..8).map(|e| hint(2, e, 1)).collect();
+    // Now predictions pause, all but one in 32 (a probe, here refused for room: the cache is full
+    // of experts LRU keeps).
+    let hints: Vec<_> = (0..32).map(|e| hint(2 * (e % 2), (e / 2) % 8, 1)).collect();
     cache.prefetch(&hints);
     cache.wait_prefetches();
     let s = cache.stats();
-    assert_eq!((s.predicted_paused, s.predicted_no_room), (7, 1), "{s:?}");
+    assert_eq!((s.predicted_paused, s.predicted_no_room), (31, 1), "{s:?}");
     assert_eq!(s.predicted_issued, 1);
 }
