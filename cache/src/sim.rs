@@ -5,7 +5,8 @@
 //! told [`touch`](EvictionPolicy::touch)), else a miss that evicts the policy's victims until the
 //! expert's charge fits the budget, then makes it resident. The same policy objects as the cache's, so
 //! a simulated hit rate is the runtime's (tests/simulate.rs checks it end to end), plus [`Belady`]:
-//! the offline optimum for experts of one size, the bound no online policy beats.
+//! the offline optimum for experts of one size, the bound no online policy beats, and [`Lookahead`]:
+//! an oracle that knows only the next few layer visits, the most a predictor of that reach could give.
 
 use std::collections::HashMap;
 
