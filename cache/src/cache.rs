@@ -924,9 +924,11 @@ impl Inner {
 
     fn prefetch_one(&self, q: &Queued) {
         let (h, user) = (q.hint, &q.user);
-        // A prediction whose layer runs already is too late: the layer's read-ahead has its
-        // experts.
-        if h.needed_at < user.position() || (q.predicted && h.needed_at <= user.position()) {
+        // Behind the user's position; or a prediction whose layer runs already, too late: the
+        // layer's read-ahead has its experts.
+        let stale =
+            || h.needed_at < user.position() || (q.predicted && h.needed_at <= user.position());
+        if stale() {
             self.count(user, |c| &c.prefetch_stale, 1);
             return;
         }
@@ -942,7 +944,7 @@ impl Inner {
         // Again under the lock: a thread descheduled since the check above could otherwise load an
         // expert that the forward pass, tokens later, has used and replaced (the pass moves its
         // position before it next takes the lock).
-        if h.needed_at < user.position() || (q.predicted && h.needed_at <= user.position()) {
+        if stale() {
             drop(st);
             self.count(user, |c| &c.prefetch_stale, 1);
             return;

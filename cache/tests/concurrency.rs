@@ -61,10 +61,19 @@ fn stress_gets_and_prefetches_under_a_small_budget() {
         };
         let gets = Arc::new(AtomicU64::new(0));
         let hints = Arc::new(AtomicU64::new(0));
+        // A user whose position never moves: its hints are read-ahead, never stale, so loads by
+        // hints surely run beside the gets (the default user's mostly go stale or are predictions,
+        // which this full cache refuses room).
+        let still = cosmoe_cache::CacheUser::new();
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
-                let (cache, model, gets, hints) =
-                    (cache.clone(), model.clone(), gets.clone(), hints.clone());
+                let (cache, model, gets, hints, still) = (
+                    cache.clone(),
+                    model.clone(),
+                    gets.clone(),
+                    hints.clone(),
+                    still.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut rng = Rng(0x1234_5678 + t * 7919);
                     let mut held = Vec::new();
@@ -98,6 +107,15 @@ fn stress_gets_and_prefetches_under_a_small_budget() {
                                     .collect();
                                 cache.prefetch(&hs);
                                 hints.fetch_add(hs.len() as u64, Ordering::Relaxed);
+                                if t == 1 {
+                                    let h = PrefetchHint {
+                                        layer: l,
+                                        expert: rng.below(16),
+                                        needed_at: 0,
+                                    };
+                                    cache.prefetch_as(&still, &[h]);
+                                    hints.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                             _ => {
                                 if t == 0 {
