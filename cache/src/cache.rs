@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::buffer::Filling;
 use crate::io::DataFile;
 use crate::layout::{validate, ExpertLoc, ExpertPart, PartLoc, Plan};
-use crate::policy::{EvictionPolicy, LayerCyclic, Lfu, Lru, PolicyKind, Stale};
+use crate::policy::{EvictionPolicy, Lru};
 use crate::stats::{add, get, sub, Counters};
 use crate::user::CacheUser;
 use crate::{
@@ -141,14 +141,7 @@ impl ExpertCache {
     /// Opens the files of `layout` and checks it (see [`CacheError::Layout`]); every expert must
     /// fit the budget alone ([`CacheError::ExpertTooLarge`]). Uses LRU eviction.
     pub fn open(layout: ExpertLayout, config: CacheConfig) -> Result<ExpertCache, CacheError> {
-        let policy: Box<dyn EvictionPolicy> = match config.policy {
-            PolicyKind::Lru => Box::new(Lru::new()),
-            PolicyKind::Layer => Box::new(LayerCyclic::new(layout.layers.len())),
-            PolicyKind::Lfu => Box::new(Lfu::new(Lfu::DEFAULT_HALF_LIFE)),
-            PolicyKind::Stale => {
-                Box::new(Stale::new(layout.layers.len(), Stale::DEFAULT_HALF_LIFE))
-            }
-        };
+        let policy = config.policy.build(layout.layers.len());
         Self::open_with_policy(layout, config, policy)
     }
 

@@ -59,6 +59,17 @@ impl PolicyKind {
             PolicyKind::Stale => "stale",
         }
     }
+
+    /// A new policy of this kind for a model of `n_layers` layers: what the cache uses, and what
+    /// `simulate` replays.
+    pub fn build(self, n_layers: usize) -> Box<dyn EvictionPolicy> {
+        match self {
+            PolicyKind::Lru => Box::new(Lru::new()),
+            PolicyKind::Layer => Box::new(LayerCyclic::new(n_layers)),
+            PolicyKind::Lfu => Box::new(Lfu::new(Lfu::DEFAULT_HALF_LIFE)),
+            PolicyKind::Stale => Box::new(Stale::new(n_layers, Stale::DEFAULT_HALF_LIFE)),
+        }
+    }
 }
 
 impl std::fmt::Display for PolicyKind {
@@ -73,7 +84,10 @@ impl std::str::FromStr for PolicyKind {
         PolicyKind::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown cache policy `{s}` (lru, layer, lfu, stale)"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = PolicyKind::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown cache policy `{s}` ({})", names.join(", "))
+            })
     }
 }
 

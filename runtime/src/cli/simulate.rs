@@ -9,18 +9,10 @@ use clap::Args;
 use cosmoe::routing::RoutingTrace;
 use cosmoe::{LoadOptions, Model, TokenizerSource};
 use cosmoe_cache::sim::{replay, Belady, Costs, Lookahead, SimStats};
-use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, LayerCyclic, Lfu, Lru, Stale};
+use cosmoe_cache::{CacheConfig, EvictionPolicy, IoMode, PolicyKind};
 
-/// What `--policy` takes.
-const POLICIES: [&str; 7] = [
-    "lru",
-    "layer",
-    "lfu",
-    "stale",
-    "belady",
-    "oracle-layer",
-    "oracle-token",
-];
+/// What `--policy` takes besides the cache's own policies: offline ones, for study.
+const OFFLINE: [&str; 3] = ["belady", "oracle-layer", "oracle-token"];
 
 use super::{percent, ranged, MAX_TOKENS};
 
@@ -76,8 +68,13 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     }
     let trace = RoutingTrace::load(&a.trace)?;
     for p in &a.policy {
-        if !POLICIES.contains(&p.as_str()) {
-            bail!("unknown policy `{p}` ({})", POLICIES.join(", "));
+        if p.parse::<PolicyKind>().is_err() && !OFFLINE.contains(&p.as_str()) {
+            let names: Vec<&str> = PolicyKind::ALL.iter().map(|k| k.name()).collect();
+            bail!(
+                "unknown policy `{p}` ({}, {})",
+                names.join(", "),
+                OFFLINE.join(", ")
+            );
         }
     }
     let n_tokens = a
@@ -181,16 +178,15 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
                 });
                 continue;
             }
-            let mut policy: Box<dyn EvictionPolicy> = match p.as_str() {
-                "lru" => Box::new(Lru::new()),
-                "layer" => Box::new(LayerCyclic::new(trace.n_layers)),
-                "lfu" => Box::new(Lfu::new(Lfu::DEFAULT_HALF_LIFE)),
-                "stale" => Box::new(Stale::new(trace.n_layers, Stale::DEFAULT_HALF_LIFE)),
-                "oracle-layer" => Box::new(Lookahead::new(&requests, trace.n_layers, 1)),
-                "oracle-token" => {
-                    Box::new(Lookahead::new(&requests, trace.n_layers, trace.n_layers))
-                }
-                _ => Box::new(Belady::new(&requests)),
+            let mut policy: Box<dyn EvictionPolicy> = match p.parse::<PolicyKind>() {
+                Ok(kind) => kind.build(trace.n_layers),
+                Err(_) => match p.as_str() {
+                    "oracle-layer" => Box::new(Lookahead::new(&requests, trace.n_layers, 1)),
+                    "oracle-token" => {
+                        Box::new(Lookahead::new(&requests, trace.n_layers, trace.n_layers))
+                    }
+                    _ => Box::new(Belady::new(&requests)),
+                },
             };
             let stats = replay(&requests, &cost, budget, policy.as_mut());
             rows.push(Row {
